@@ -1,0 +1,66 @@
+"""Hyper-parameters of the Mamba classifier."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Union
+
+import jax.numpy as jnp
+
+from mamba_jax.ssm import SCAN_METHODS
+
+POOLINGS = ("mean", "last")
+
+
+@dataclasses.dataclass(frozen=True)
+class MambaConfig:
+  """Mamba sequence classifier. Defaults follow ``mamba_simple.Mamba``."""
+
+  vocab_size: int  # Token ids are in [0, vocab_size); id 0 is padding.
+  d_model: int = 64  # Residual stream width.
+  n_layers: int = 2  # Number of residual Mamba blocks.
+  num_classes: int = 2  # Output logits.
+  d_state: int = 16  # n: SSM state size per channel.
+  d_conv: int = 4  # Width of the causal depthwise convolution.
+  expand: int = 2  # d_inner = expand * d_model.
+  dt_rank: Union[int, str] = "auto"  # Rank of the delta projection; "auto" = ceil(d_model / 16).
+  dt_min: float = 1e-3  # softplus(dt bias) is initialized log-uniform in [dt_min, dt_max] ...
+  dt_max: float = 0.1
+  dt_init_floor: float = 1e-4  # ... and at least this.
+  dt_scale: float = 1.0  # Scales the dt_proj weight init.
+  conv_bias: bool = True  # Bias in the depthwise conv.
+  bias: bool = False  # Bias in in_proj and out_proj.
+  norm_epsilon: float = 1e-5  # RMSNorm epsilon.
+  dropout: float = 0.0  # Dropout on the embeddings, each block's output and the pooled features.
+  pooling: str = "mean"  # "mean" over real tokens, or the "last" real token.
+  scan_method: str = "auto"  # See mamba_jax.ssm.selective_scan.
+  # Ablations. With select_delta and select_bc both off the block is a
+  # linear time-invariant (S4D-real-like) SSM with learned delta, B and C.
+  select_delta: bool = True  # delta depends on the input (else a learned (d,) parameter).
+  select_bc: bool = True  # B and C depend on the input (else learned (n,) parameters).
+  use_conv: bool = True  # The causal conv before the SSM.
+  dtype: Any = jnp.float32  # Activation dtype; parameters and SSM state stay float32.
+
+  def __post_init__(self):
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+    if self.scan_method != "auto" and self.scan_method not in SCAN_METHODS:
+      raise ValueError(
+          f"scan_method must be 'auto' or one of {SCAN_METHODS}, got {self.scan_method!r}"
+      )
+    if self.dt_rank != "auto" and not (isinstance(self.dt_rank, int) and self.dt_rank > 0):
+      raise ValueError(f"dt_rank must be 'auto' or a positive int, got {self.dt_rank!r}")
+    for name in ("vocab_size", "d_model", "n_layers", "num_classes", "d_state", "d_conv", "expand"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    if not 0.0 <= self.dropout < 1.0:
+      raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+  @property
+  def d_inner(self) -> int:
+    return self.expand * self.d_model
+
+  @property
+  def resolved_dt_rank(self) -> int:
+    return math.ceil(self.d_model / 16) if self.dt_rank == "auto" else self.dt_rank
