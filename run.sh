@@ -13,11 +13,13 @@ cd "$(dirname "$0")"
 VENV="${MAMBA_JAX_VENV:-.venv}"
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
-  for cand in python3.12 python3.11 python3.10 python3; do
-    if command -v "$cand" >/dev/null 2>&1; then PY="$cand"; break; fi
+  for cand in python3 python3.12 python3.11 python3.10; do
+    if "$cand" -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1; then
+      PY="$cand"; break
+    fi
   done
 fi
-[ -n "$PY" ] || { echo "run.sh: no python3 found; install Python 3.10+ (e.g. apt-get install python3 python3-venv)" >&2; exit 1; }
+[ -n "$PY" ] || { echo "run.sh: no Python >= 3.10 found; install one (e.g. apt-get install python3 python3-venv)" >&2; exit 1; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "run.sh: creating virtual environment $VENV with $PY" >&2
