@@ -42,4 +42,10 @@ fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 export PYTHONUNBUFFERED=1
+# Raw Sentiment140 files: an explicit SENT140_DATA_DIR wins; otherwise use the
+# project's shared copy beside the checkout when there is one.
+if [ -z "${SENT140_DATA_DIR:-}" ] && [ -d ../shared/data/sentiment140 ]; then
+  SENT140_DATA_DIR="$(cd ../shared/data/sentiment140 && pwd)"
+  export SENT140_DATA_DIR
+fi
 exec "$@"
