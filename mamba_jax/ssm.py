@@ -15,8 +15,9 @@ in float32 whatever the input dtype:
 
 - ``"associative"``: ``jax.lax.associative_scan`` over (dA, dB*u) pairs;
   O(log l) depth, materializes (b, l, d, n).
-- ``"sequential"``: ``jax.lax.scan`` of :func:`selective_scan_step`; O(l) depth,
-  keeps only (b, d, n) live.
+- ``"sequential"``: ``jax.lax.scan`` over tokens; O(l) depth, keeps only
+  (b, d, n) live, with a hand-written reverse-scan backward pass
+  (:mod:`mamba_jax.sequential_scan`; reverse-mode differentiation only).
 - ``"pallas"``: the fused GPU kernel of :mod:`mamba_jax.pallas_scan`.
 - ``"auto"``: the fastest correct method for the current backend (see
   :data:`AUTO_METHOD`).
@@ -30,13 +31,15 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from mamba_jax import sequential_scan
+
 Array = jax.Array
 
 SCAN_METHODS = ("associative", "sequential", "pallas")
 
 # Method picked by method="auto", per backend. Chosen from measurements of
 # `python -m benchmarks.scan --methods=associative,sequential` recorded in
-# results/scan_auto_cpu.json (CPU) and results/scan_<gpu>.json (GPU). On the
+# results/scan_cpu.json (CPU) and results/scan_<gpu>.json (GPU). On the
 # CPU the sequential scan wins at every tweet-sized shape (it streams the
 # state instead of materializing (b, l, d, n)); on GPUs the fused Pallas kernel
 # is used when it is available, otherwise the associative scan.
@@ -138,14 +141,7 @@ def _scan_associative(u, delta, A, B, C, h0):
 
 
 def _scan_sequential(u, delta, A, B, C, h0):
-  def body(h, inputs):
-    u_t, delta_t, B_t, C_t = inputs
-    y_t, h = selective_scan_step(h, u_t, delta_t, A, B_t, C_t)
-    return h, y_t
-
-  time_major = [jnp.swapaxes(x, 0, 1) for x in (u, delta, B, C)]
-  h_last, ys = jax.lax.scan(body, h0, time_major)
-  return jnp.swapaxes(ys, 0, 1), h_last
+  return sequential_scan.sequential_selective_scan(u, delta, A, B, C, h0)
 
 
 def _scan_pallas(u, delta, A, B, C, h0):

@@ -1,0 +1,138 @@
+"""The selective scan as a ``jax.lax.scan`` with a hand-written backward pass.
+
+Glossary: b batch, l length, d channels, n state size, T checkpoint chunk,
+c number of chunks = ceil(l / T).
+
+Differentiating a ``lax.scan`` of the step function lets JAX store every
+per-step residual (dA, dB*u and the state: several (l, b, d, n) arrays) and
+replay them through generic transposes, which on the CPU costs ~25x the
+forward. Here the forward keeps only the state at the start of every chunk of T
+tokens, (c, b, d, n), and the backward walks the chunks in reverse: it
+recomputes the T states of a chunk from its start state and runs the adjoint
+recurrence through them,
+
+    g_t       = dL/dh_t = dh_{t} (from t+1) + dy_t C_t
+    dh_{t-1}  = exp(delta_t A) * g_t
+    du_t      = delta_t * sum_n g_t B_t
+    ddelta_t  = sum_n g_t (A exp(delta_t A) h_{t-1} + B_t u_t)
+    dB_t      = sum_d g_t delta_t u_t           dC_t = sum_d dy_t h_t
+    dA       += sum_b,t g_t delta_t exp(delta_t A) h_{t-1}
+
+so it never holds more than (T, b, d, n) of states. Inputs here are already in
+the accumulation dtype (float32 or float64); masking and D are applied by the
+caller (:func:`mamba_jax.ssm.selective_scan`). Only reverse-mode
+differentiation is defined (``jax.custom_vjp``).
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+CHECKPOINT_CHUNK = 16
+
+
+def _step(A: Array, h: Array, inputs) -> Tuple[Array, Tuple[Array, Array]]:
+  """One token: h (b, d, n) -> (h_new, (y (b, d), h_new))."""
+  u_t, delta_t, B_t, C_t = inputs
+  h = jnp.exp(delta_t[..., None] * A) * h + (delta_t * u_t)[..., None] * B_t[:, None, :]
+  y = jnp.sum(h * C_t[:, None, :], axis=-1)
+  return h, (y, h)
+
+
+def _to_chunks(x: Array, length: int, chunk: int) -> Array:
+  """(b, l, ...) -> (c, T, b, ...), zero-padded in time (delta = 0 is the identity)."""
+  pad = (-length) % chunk
+  x = jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
+  x = jnp.swapaxes(x, 0, 1)
+  return x.reshape((x.shape[0] // chunk, chunk) + x.shape[1:])
+
+
+def _from_chunks(x: Array, length: int) -> Array:
+  """(c, T, b, ...) -> (b, l, ...)."""
+  x = x.reshape((-1,) + x.shape[2:])[:length]
+  return jnp.swapaxes(x, 0, 1)
+
+
+def _forward(u, delta, A, B, C, h0):
+  """Returns y (b, l, d), h_last (b, d, n) and the chunk start states (c, b, d, n)."""
+  length = u.shape[1]
+  chunks = [_to_chunks(x, length, CHECKPOINT_CHUNK) for x in (u, delta, B, C)]
+
+  def token(h, x):
+    h, (y, _) = _step(A, h, x)
+    return h, y
+
+  def chunk(h_start, chunk_inputs):
+    h_end, ys = jax.lax.scan(token, h_start, chunk_inputs)
+    return h_end, (ys, h_start)
+
+  h_last, (ys, h_starts) = jax.lax.scan(chunk, h0, chunks)
+  return _from_chunks(ys, length), h_last, h_starts
+
+
+@jax.custom_vjp
+def sequential_selective_scan(u: Array, delta: Array, A: Array, B: Array, C: Array,
+                              h0: Array) -> Tuple[Array, Array]:
+  """h_t = exp(delta_t A) h_{t-1} + delta_t u_t B_t, y_t = C_t . h_t.
+
+  Args:
+    u, delta: (b, l, d); A: (d, n); B, C: (b, l, n); h0: (b, d, n). All in the
+      accumulation dtype.
+
+  Returns:
+    y (b, l, d) and h_last (b, d, n).
+  """
+  y, h_last, _ = _forward(u, delta, A, B, C, h0)
+  return y, h_last
+
+
+def _fwd(u, delta, A, B, C, h0):
+  y, h_last, h_starts = _forward(u, delta, A, B, C, h0)
+  return (y, h_last), (u, delta, A, B, C, h_starts)
+
+
+def _bwd(residuals, cotangents):
+  u, delta, A, B, C, h_starts = residuals
+  dy, dh_last = cotangents
+  length = u.shape[1]
+  chunks = [_to_chunks(x, length, CHECKPOINT_CHUNK) for x in (u, delta, B, C, dy)]
+
+  def token_adjoint(carry, inputs):
+    dh, dA_sum = carry
+    u_t, delta_t, B_t, C_t, dy_t, h_prev, h_t = inputs
+    g = dh + dy_t[..., None] * C_t[:, None, :]
+    decay = jnp.exp(delta_t[..., None] * A)
+    g_decay_h = g * decay * h_prev
+    g_B = jnp.sum(g * B_t[:, None, :], axis=-1)
+    du = delta_t * g_B
+    ddelta = jnp.sum(g_decay_h * A, axis=-1) + g_B * u_t
+    dB = jnp.sum(g * (delta_t * u_t)[..., None], axis=1)
+    dC = jnp.sum(dy_t[..., None] * h_t, axis=1)
+    dA_sum = dA_sum + jnp.sum(g_decay_h * delta_t[..., None], axis=0)
+    return (g * decay, dA_sum), (du, ddelta, dB, dC)
+
+  def chunk_adjoint(carry, inputs):
+    u_c, delta_c, B_c, C_c, dy_c, h_start = inputs
+
+    def recompute(h, x):
+      h, (_, h_new) = _step(A, h, x)
+      return h, h_new
+
+    _, hs = jax.lax.scan(recompute, h_start, (u_c, delta_c, B_c, C_c))
+    h_prevs = jnp.concatenate([h_start[None], hs[:-1]], axis=0)
+    carry, grads = jax.lax.scan(
+        token_adjoint, carry, (u_c, delta_c, B_c, C_c, dy_c, h_prevs, hs), reverse=True)
+    return carry, grads
+
+  init = (dh_last, jnp.zeros_like(A))
+  (dh0, dA), grads = jax.lax.scan(chunk_adjoint, init, tuple(chunks) + (h_starts,), reverse=True)
+  du, ddelta, dB, dC = (_from_chunks(g, length) for g in grads)
+  return du, ddelta, dA, dB, dC, dh0
+
+
+sequential_selective_scan.defvjp(_fwd, _bwd)
