@@ -1,0 +1,402 @@
+"""Benchmark of the selective-scan methods: time, memory, and the memory floor.
+
+Glossary: b batch, l length, d channels, n state size.
+
+For every shape x dtype x mode (fwd, fwd_bwd) x method it measures the median
+wall time of the jitted computation, its speed-up over the associative scan,
+the device memory the compiled program needs (arguments + outputs + temporaries,
+from XLA's memory analysis; a (b, l, d, n) float32 temporary shows up there) and
+the process-wide peak from ``device.memory_stats()`` where the backend has one,
+and the memory floor: the bytes a fused kernel must move (fwd: read u, delta, A,
+B, C, D and write y; fwd_bwd: read those and dy, write every gradient) divided by
+the measured device-to-device copy bandwidth, with the ratio time / floor.
+
+Usage (from the repository root)::
+
+    # GPU, everything (writes results/scan_<device>.json and .md; several
+    # minutes, dominated by compiling and running the associative and
+    # sequential scans at long32k):
+    python -m benchmarks.scan
+    # CPU, the measurement behind ssm.AUTO_METHOD["cpu"]:
+    JAX_PLATFORMS=cpu python -m benchmarks.scan --shapes=cpu_batch,cpu_mid,cpu_long \
+        --methods=associative,sequential --out=results/scan_cpu.json
+    # Custom shapes are written b x l x d x n: --shapes=4x100x64x16
+    # Kernel settings sweep (one column per setting):
+    python -m benchmarks.scan --shapes=long32k --dtypes=float32 \
+        --methods=associative,pallas,pallas:block_d=32,pallas:num_segments=1,pallas:num_warps=2
+
+The Pallas method runs only on GPUs; elsewhere it would run in interpret mode,
+which is not a real method, so it is skipped unless --pallas_interpret is given
+(useful to smoke-test this script on CPU at tiny sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from mamba_jax import ssm
+
+NAMED_SHAPES: Dict[str, Tuple[int, int, int, int]] = {
+    # The shapes of issue 6 (GPU).
+    "tweet": (512, 64, 256, 16),
+    "tweet_big": (2048, 64, 256, 16),
+    "long4k": (8, 4096, 1536, 16),
+    "long32k": (1, 32768, 1536, 16),
+    # CPU-sized shapes.
+    "cpu_batch": (64, 64, 128, 16),
+    "cpu_mid": (8, 256, 128, 16),
+    "cpu_long": (1, 1024, 128, 16),
+}
+GPU_SHAPES = ("tweet", "tweet_big", "long4k", "long32k")
+# Kernel settings a pallas method may name, as in "pallas:block_d=32:chunk_size=8".
+PALLAS_OPTIONS = ("chunk_size", "block_d", "num_segments", "num_warps", "num_stages")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MODES = ("fwd", "fwd_bwd")
+
+
+def parse_shape(name: str) -> Tuple[str, Tuple[int, int, int, int]]:
+  if name in NAMED_SHAPES:
+    return name, NAMED_SHAPES[name]
+  match = re.fullmatch(r"(\d+)x(\d+)x(\d+)x(\d+)", name)
+  if not match:
+    raise SystemExit(
+        f"Unknown shape {name!r}: use one of {sorted(NAMED_SHAPES)} "
+        "or b x l x d x n like 4x100x64x16.")
+  return name, tuple(int(g) for g in match.groups())
+
+
+def make_inputs(shape, dtype, seed=0):
+  """Random scan inputs on the device, in the ranges a trained Mamba sees."""
+  b, l, d, n = shape
+
+  @jax.jit
+  def build(key):
+    ks = jax.random.split(key, 6)
+    u = jax.random.normal(ks[0], (b, l, d))
+    delta = jax.nn.softplus(jax.random.normal(ks[1], (b, l, d)) - 1.0)
+    A = -jnp.exp(0.5 * jax.random.normal(ks[2], (d, n)))
+    B = jax.random.normal(ks[3], (b, l, n))
+    C = jax.random.normal(ks[4], (b, l, n))
+    D = jax.random.normal(ks[5], (d,))
+    return u.astype(dtype), delta.astype(dtype), A, B.astype(dtype), C.astype(dtype), D
+
+  return jax.block_until_ready(build(jax.random.key(seed)))
+
+
+def parse_method(method: str) -> Tuple[str, Dict[str, int]]:
+  """"pallas:block_d=32:num_warps=2" -> ("pallas", {"block_d": 32, "num_warps": 2})."""
+  name, *options = method.split(":")
+  if name not in ssm.SCAN_METHODS:
+    raise SystemExit(f"Unknown method {name!r}; expected some of {ssm.SCAN_METHODS}.")
+  kwargs = {}
+  for option in options:
+    key, _, value = option.partition("=")
+    if name != "pallas" or key not in PALLAS_OPTIONS or not value.isdigit():
+      raise SystemExit(f"Bad option {option!r} of method {method!r}: only pallas takes options, "
+                       f"integers among {PALLAS_OPTIONS}.")
+    kwargs[key] = int(value)
+  return name, kwargs
+
+
+def scan_fn(method: str) -> Callable:
+  """y = scan(u, delta, A, B, C, D) by one method, from its natural entry point."""
+  name, kwargs = parse_method(method)
+  if name == "pallas":
+    from mamba_jax import pallas_scan
+
+    return lambda u, delta, A, B, C, D: pallas_scan.selective_scan_pallas(
+        u, delta, A, B, C, D, **kwargs)
+  return lambda u, delta, A, B, C, D: ssm.selective_scan(u, delta, A, B, C, D, method=name)
+
+
+def benchmark_fn(method: str, mode: str) -> Callable:
+  scan = scan_fn(method)
+  if mode == "fwd":
+    return jax.jit(scan)
+
+  def loss(*args):
+    return jnp.sum(scan(*args).astype(jnp.float32))
+
+  return jax.jit(jax.grad(loss, argnums=tuple(range(6))))
+
+
+def nbytes(*xs) -> int:
+  return sum(x.size * x.dtype.itemsize for x in xs)
+
+
+def floor_bytes(inputs, mode: str) -> int:
+  """Bytes a single fused kernel must read and write."""
+  u = inputs[0]
+  out_bytes = u.size * u.dtype.itemsize  # y (fwd) or dy (bwd), in u's dtype
+  if mode == "fwd":
+    return nbytes(*inputs) + out_bytes
+  return 2 * nbytes(*inputs) + out_bytes  # inputs and dy in, one gradient per input out
+
+
+def time_call(fn, args, repeats: int, max_seconds: float) -> List[float]:
+  jax.block_until_ready(fn(*args))  # warm-up (compile + first run)
+  times, start = [], time.perf_counter()
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append((time.perf_counter() - t0) * 1e3)
+    if len(times) >= 3 and time.perf_counter() - start > max_seconds:
+      break
+  return times
+
+
+def copy_bandwidth(device_bytes: int, repeats: int) -> float:
+  """Device-to-device bandwidth (bytes/s) of a jitted elementwise copy (read + write)."""
+  x = jax.block_until_ready(jnp.ones((device_bytes // 4,), jnp.float32))
+  negate = jax.jit(lambda x: -x)
+  times = time_call(negate, (x,), max(repeats, 5), max_seconds=10.0)
+  return 2 * x.size * 4 / (statistics.median(times) / 1e3)
+
+
+def peak_memory() -> Optional[int]:
+  stats = jax.devices()[0].memory_stats()
+  return None if not stats else stats.get("peak_bytes_in_use")
+
+
+def git_commit() -> Optional[str]:
+  try:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    # Uncommitted or untracked changes to the measured code make the commit inexact.
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "mamba_jax", "benchmarks"],
+                           cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+  except (OSError, subprocess.CalledProcessError):
+    return None
+
+
+def jaxlib_version() -> Optional[str]:
+  try:
+    import jaxlib
+
+    return jaxlib.__version__
+  except (ImportError, AttributeError):
+    return None
+
+
+def device_slug() -> str:
+  kind = jax.devices()[0].device_kind
+  return re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or jax.default_backend()
+
+
+def run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, args) -> dict:
+  b, l, d, n = shape
+  record = dict(shape=shape_name, b=b, l=l, d=d, n=n, dtype=dtype_name, mode=mode, method=method)
+  try:
+    fn = benchmark_fn(method, mode)
+    t0 = time.perf_counter()
+    compiled = fn.lower(*inputs).compile()
+    record["compile_s"] = round(time.perf_counter() - t0, 3)
+    analysis = compiled.memory_analysis()
+    if analysis is not None:
+      record["program_bytes"] = int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+                                    + analysis.temp_size_in_bytes)
+      record["temp_bytes"] = int(analysis.temp_size_in_bytes)
+      record["materializes_bldn"] = analysis.temp_size_in_bytes >= b * l * d * n * 4
+    times = time_call(compiled, inputs, args.repeats, args.max_seconds_per_case)
+    record["median_ms"] = statistics.median(times)
+    record["runs"] = len(times)
+    record["peak_bytes_in_use"] = peak_memory()
+    floor = floor_bytes(inputs, mode)
+    record["floor_bytes"] = floor
+    record["floor_ms"] = floor / bandwidth * 1e3
+    record["ratio_to_floor"] = record["median_ms"] / record["floor_ms"]
+  except Exception as e:  # An OOM or lowering failure is a result too; keep going.
+    record["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"
+  return record
+
+
+def add_speedups(records: List[dict]) -> None:
+  base = {(r["shape"], r["dtype"], r["mode"]): r.get("median_ms")
+          for r in records if r["method"] == "associative"}
+  for r in records:
+    ref = base.get((r["shape"], r["dtype"], r["mode"]))
+    if ref and r.get("median_ms"):
+      r["speedup_vs_associative"] = ref / r["median_ms"]
+
+
+def check_targets(records: List[dict]) -> List[dict]:
+  """The H100 targets of issue 6, evaluated on whatever was measured."""
+  def find(shape, mode, method, dtype="float32"):
+    for r in records:
+      if (r["shape"], r["mode"], r["method"], r["dtype"]) == (shape, mode, method, dtype):
+        return r
+    return None
+
+  checks = []
+  for shape, need in (("tweet", 6.0), ("long32k", 13.0)):
+    r = find(shape, "fwd_bwd", "pallas")
+    if r and "speedup_vs_associative" in r:
+      speedup = r["speedup_vs_associative"]
+      checks.append(dict(target=f"fwd_bwd speed-up at {shape} >= {need}x",
+                         value=speedup, met=speedup >= need))
+  for shape in ("long4k", "long32k"):
+    r = find(shape, "fwd", "pallas")
+    if r and "ratio_to_floor" in r:
+      checks.append(dict(target=f"fwd at {shape} within 4x of the memory floor",
+                         value=r["ratio_to_floor"], met=r["ratio_to_floor"] <= 4.0))
+  # Only at the issue's shapes: at tiny shapes any temporary is as big as (b, l, d, n).
+  pallas = [r for r in records if r["method"].startswith("pallas") and "materializes_bldn" in r
+            and r["shape"] in GPU_SHAPES]
+  if pallas:
+    checks.append(dict(target="no (b, l, d, n) buffer in the pallas programs",
+                       value=sum(r["materializes_bldn"] for r in pallas),
+                       met=not any(r["materializes_bldn"] for r in pallas)))
+  return checks
+
+
+def fmt(x, spec):
+  return "" if x is None else format(x, spec)
+
+
+def to_markdown(report: dict) -> str:
+  meta = report["meta"]
+  lines = [
+      f"# Selective scan benchmark on {meta['device_kind']} ({meta['backend']})",
+      "",
+      f"- command: `{meta['command']}`",
+      f"- jax {meta['jax_version']}, jaxlib {meta['jaxlib_version']}, commit {meta['git_commit']}, "
+      f"{meta['timestamp']}",
+      f"- host {meta['host']} with {meta['cpu_count']} CPUs, load average at the end "
+      f"{meta['load_average_at_end']}",
+      f"- copy bandwidth {meta['copy_bandwidth_gb_s']:.1f} GB/s "
+      "(memory floor = floor bytes / this)",
+      "",
+      "| shape (b,l,d,n) | dtype | mode | method | median ms | speed-up vs assoc | floor ms | "
+      "x floor | program MiB | (b,l,d,n) temp | note |",
+      "|---|---|---|---|---:|---:|---:|---:|---:|---|---|",
+  ]
+  for r in report["results"]:
+    mib = r.get("program_bytes")
+    lines.append(
+        f"| {r['shape']} ({r['b']},{r['l']},{r['d']},{r['n']}) | {r['dtype']} | {r['mode']} | "
+        f"{r['method']} | {fmt(r.get('median_ms'), '.3f')} | "
+        f"{fmt(r.get('speedup_vs_associative'), '.2f')} | {fmt(r.get('floor_ms'), '.3f')} | "
+        f"{fmt(r.get('ratio_to_floor'), '.1f')} | {'' if mib is None else f'{mib / 2**20:.1f}'} | "
+        f"{'' if 'materializes_bldn' not in r else ('yes' if r['materializes_bldn'] else 'no')} | "
+        f"{r.get('error', '')} |")
+  if report["targets"]:
+    lines += ["", "## Targets of issue 6", ""]
+    for c in report["targets"]:
+      verdict = "MET" if c["met"] else "NOT MET"
+      lines.append(f"- {verdict}: {c['target']} (measured {c['value']:.2f})")
+  if report.get("fastest"):
+    lines += ["", "## Fastest method per case", ""]
+    for key, method in report["fastest"].items():
+      lines.append(f"- {key}: {method}")
+  return "\n".join(lines) + "\n"
+
+
+def fastest_methods(records: List[dict]) -> Dict[str, str]:
+  best: Dict[str, Tuple[float, str]] = {}
+  for r in records:
+    if "median_ms" not in r:
+      continue
+    key = f"{r['shape']} {r['dtype']} {r['mode']}"
+    if key not in best or r["median_ms"] < best[key][0]:
+      best[key] = (r["median_ms"], r["method"])
+  return {k: v[1] for k, v in best.items()}
+
+
+def main(argv=None) -> dict:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--shapes", default=",".join(GPU_SHAPES),
+                      help=f"comma list of {sorted(NAMED_SHAPES)} or bxlxdxn")
+  parser.add_argument("--methods", default="pallas,associative,sequential",
+                      help="comma list; pallas may carry kernel settings, "
+                      "e.g. pallas:block_d=32:num_warps=2")
+  parser.add_argument("--dtypes", default="float32,bfloat16")
+  parser.add_argument("--modes", default="fwd,fwd_bwd")
+  parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--max_seconds_per_case", type=float, default=10.0,
+                      help="stop repeating a case after this long (at least 3 runs)")
+  parser.add_argument("--copy_bytes", type=int, default=None,
+                      help="bytes of the bandwidth measurement (default 1 GiB GPU, 256 MiB else)")
+  parser.add_argument("--pallas_interpret", action="store_true",
+                      help="allow the pallas method off-GPU (interpret mode; for smoke tests)")
+  parser.add_argument("--out", default=None, help="JSON path (default results/scan_<device>.json)")
+  args = parser.parse_args(argv)
+
+  backend = jax.default_backend()
+  shapes = [parse_shape(s) for s in args.shapes.split(",") if s]
+  methods = [m for m in args.methods.split(",") if m]
+  for m in methods:
+    parse_method(m)
+  if backend != "gpu" and not args.pallas_interpret:
+    skipped = [m for m in methods if parse_method(m)[0] == "pallas"]
+    if skipped:
+      print(f"Skipping {skipped} on backend {backend!r} (interpret mode is not a real method; "
+            "pass --pallas_interpret to run it anyway).")
+    methods = [m for m in methods if m not in skipped]
+  dtypes = [t for t in args.dtypes.split(",") if t]
+  modes = [m for m in args.modes.split(",") if m]
+  for t in dtypes:
+    if t not in DTYPES:
+      raise SystemExit(f"Unknown dtype {t!r}; expected some of {sorted(DTYPES)}.")
+  for m in modes:
+    if m not in MODES:
+      raise SystemExit(f"Unknown mode {m!r}; expected some of {MODES}.")
+
+  copy_bytes = args.copy_bytes or (2**30 if backend == "gpu" else 2**28)
+  bandwidth = copy_bandwidth(copy_bytes, args.repeats)
+  print(f"{jax.devices()[0].device_kind}: copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+
+  records = []
+  for shape_name, shape in shapes:
+    for dtype_name in dtypes:
+      inputs = make_inputs(shape, DTYPES[dtype_name])
+      for mode in modes:
+        for method in methods:
+          record = run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, args)
+          records.append(record)
+          print(json.dumps(record), flush=True)
+      del inputs
+  add_speedups(records)
+
+  report = dict(
+      meta=dict(
+          device_kind=jax.devices()[0].device_kind, backend=backend,
+          jax_version=jax.__version__, jaxlib_version=jaxlib_version(),
+          git_commit=git_commit(), command="python -m benchmarks.scan " + " ".join(
+              sys.argv[1:] if argv is None else argv),
+          timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+          host=platform.node(), cpu_count=os.cpu_count(),
+          load_average_at_end=os.getloadavg() if hasattr(os, "getloadavg") else None,
+          copy_bandwidth_gb_s=bandwidth / 1e9, copy_bytes=copy_bytes,
+          repeats=args.repeats, max_seconds_per_case=args.max_seconds_per_case),
+      results=records,
+      targets=check_targets(records),
+      fastest=fastest_methods(records),
+  )
+  out = args.out or os.path.join("results", f"scan_{device_slug()}.json")
+  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+  with open(out, "w") as f:
+    json.dump(report, f, indent=1)
+  with open(os.path.splitext(out)[0] + ".md", "w") as f:
+    f.write(to_markdown(report))
+  print(to_markdown(report))
+  print(f"Wrote {out} and {os.path.splitext(out)[0]}.md")
+  return report
+
+
+if __name__ == "__main__":
+  main()
