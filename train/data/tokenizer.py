@@ -1,0 +1,123 @@
+"""SentencePiece BPE tokenizer over normalized tweets.
+
+Ids: 0 = padding, 1 = unknown (never produced: byte fallback spells unseen characters as bytes),
+then "<url>" and "<user>" (user-defined symbols, never split), byte pieces and merges.
+Glossary: N texts, L = max_length.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Sequence
+
+import numpy as np
+import sentencepiece as spm
+
+from train.data import normalization
+
+PAD_ID = 0
+UNK_ID = 1
+MAX_UINT16_VOCAB = 1 << 16
+_CHUNK_ROWS = 65_536
+
+
+class SentencePieceTokenizer:
+  """Normalizes, encodes to fixed-length uint16 rows (head kept, right-padded), decodes."""
+
+  pad_id = PAD_ID
+
+  def __init__(self, model_proto: bytes, max_length: int):
+    self._processor = spm.SentencePieceProcessor(model_proto=model_proto)
+    self.model_proto = model_proto
+    self.max_length = max_length
+    self.vocab_size = int(self._processor.get_piece_size())
+    if self._processor.pad_id() != PAD_ID:
+      raise ValueError(f"tokenizer model has pad id {self._processor.pad_id()}, expected {PAD_ID}")
+    if self.vocab_size > MAX_UINT16_VOCAB:
+      raise ValueError(f"vocab_size {self.vocab_size} does not fit uint16 token ids")
+
+  def encode(self, texts: Sequence[str]) -> np.ndarray:
+    """Raw texts -> np.uint16 (N, L)."""
+    return self.encode_normalized(normalization.normalize_many(list(texts)))[0]
+
+  def encode_normalized(self, normalized_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Already normalized texts -> (np.uint16 (N, L), np.int32 (N,) untruncated lengths)."""
+    n = len(normalized_texts)
+    tokens = np.zeros((n, self.max_length), np.uint16)
+    lengths = np.zeros((n,), np.int32)
+    for start in range(0, n, _CHUNK_ROWS):
+      ids = self._processor.encode(list(normalized_texts[start:start + _CHUNK_ROWS]), num_threads=os.cpu_count() or 1)
+      chunk_lengths = np.fromiter(map(len, ids), np.int32, len(ids))
+      lengths[start:start + len(ids)] = chunk_lengths
+      tokens[start:start + len(ids)] = pad_ragged(ids, chunk_lengths, self.max_length)
+    return tokens, lengths
+
+  def decode(self, ids) -> str:
+    """One row of ids (padding dropped) -> normalized text."""
+    return self._processor.decode([int(i) for i in np.asarray(ids).reshape(-1) if int(i) != PAD_ID])
+
+  def id_to_piece(self, token_id: int) -> str:
+    return self._processor.id_to_piece(int(token_id))
+
+  def save(self, path: str) -> None:
+    with open(path, "wb") as f:
+      f.write(self.model_proto)
+
+
+def pad_ragged(rows: list[list[int]], lengths: np.ndarray, max_length: int) -> np.ndarray:
+  """Ragged id lists -> np.uint16 (N, L), truncated to the first L ids, right-padded with 0."""
+  flat = np.fromiter((i for row in rows for i in row), np.uint16, int(lengths.sum()))
+  return unflatten(flat, lengths, max_length)
+
+
+def unflatten(flat: np.ndarray, lengths: np.ndarray, max_length: int) -> np.ndarray:
+  """Concatenated rows (lengths (N,)) -> np.uint16 (N, L) keeping at most L ids of each."""
+  n = len(lengths)
+  out = np.zeros((n, max_length), np.uint16)
+  starts = np.cumsum(lengths, dtype=np.int64) - lengths
+  positions = np.arange(max_length)
+  for lo in range(0, n, _CHUNK_ROWS):
+    hi = min(lo + _CHUNK_ROWS, n)
+    valid = positions[None, :] < lengths[lo:hi, None]
+    index = np.where(valid, starts[lo:hi, None] + positions[None, :], 0)
+    out[lo:hi] = np.where(valid, flat[index] if flat.size else 0, 0)
+  return out
+
+
+def train_tokenizer(normalized_texts: Sequence[str], vocab_size: int, *, max_sentences: int,
+                    max_length: int, seed: int = 0) -> SentencePieceTokenizer:
+  """Trains BPE on at most ``max_sentences`` texts sampled (seeded) from ``normalized_texts``."""
+  if not 0 < vocab_size <= MAX_UINT16_VOCAB:
+    raise ValueError(f"vocab_size must be in (0, {MAX_UINT16_VOCAB}], got {vocab_size}")
+  if len(normalized_texts) > max_sentences:
+    rng = np.random.Generator(np.random.PCG64(seed))
+    chosen = np.sort(rng.choice(len(normalized_texts), size=max_sentences, replace=False))
+    sentences = [normalized_texts[i] for i in chosen]
+  else:
+    sentences = list(normalized_texts)
+  model = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(sentences),
+      model_writer=model,
+      model_type="bpe",
+      vocab_size=vocab_size,
+      hard_vocab_limit=False,  # Tiny corpora get a smaller vocabulary instead of an error.
+      pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1,
+      user_defined_symbols=list(normalization.PLACEHOLDERS),
+      byte_fallback=True,
+      character_coverage=0.9995,
+      normalization_rule_name="identity",  # train.data.normalization already did the work.
+      input_sentence_size=0, shuffle_input_sentence=False,
+      num_threads=os.cpu_count() or 1,
+      minloglevel=2,
+  )
+  return SentencePieceTokenizer(model.getvalue(), max_length)
+
+
+def load_tokenizer(path: str, max_length: int = 64) -> SentencePieceTokenizer:
+  """Loads a saved tokenizer model (e.g. Datasets.tokenizer_path)."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no tokenizer model at {path}; run `python -m train.prepare_data` first")
+  with open(path, "rb") as f:
+    return SentencePieceTokenizer(f.read(), max_length)

@@ -1,0 +1,92 @@
+r"""Builds the prepared Sentiment140 data (TFDS array_record files, tokenizer, token cache).
+
+  python -m train.prepare_data --config=configs/sent140.py [--config.data_dir=...]
+  python -m train.prepare_data            # the data defaults of train/data/defaults.py
+
+Prints rows per split and label, duplicates, malformed rows, truncation share and vocab size.
+A second run finds everything built and only loads it. --rebuild starts from scratch;
+--report=results/data_preparation.json also records wall time, CPU time and peak memory of
+the build, and the time of a second get_datasets call (cache load).
+"""
+
+import json
+import os
+import platform
+import resource
+import shutil
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from train.data import defaults, pipeline, sources
+from train.data.datasets import SPLIT_NAMES
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file; default: train/data/defaults.py data_config().")
+_REBUILD = flags.DEFINE_bool("rebuild", False, "Delete this config's prepared data first.")
+_REPORT = flags.DEFINE_string("report", None, "Write the summary, wall time and peak memory to this JSON file.")
+
+
+def format_summary(summary: dict) -> str:
+  lines = [f"{'split':<12} {'rows':>9} {'negative':>9} {'positive':>9} {'neutral':>8} {'truncated':>10}"]
+  for name in SPLIT_NAMES:
+    rows = summary["rows"][name]
+    labels = summary["rows_per_label"][name]
+    truncated = summary.get("truncated_share_by_split", {}).get(name, 0.0)
+    lines.append(f"{name:<12} {rows:>9,} {labels.get('negative', 0):>9,} {labels.get('positive', 0):>9,} "
+                 f"{labels.get('neutral', 0):>8,} {truncated:>9.3%}")
+  details = summary.get("duplicate_details", {})
+  lines += [
+      f"duplicates (rows repeating an earlier normalized text): {summary['duplicates']:,}"
+      + (f" in {details['duplicate_groups']:,} texts, {details['conflicting_label_texts']:,} with both labels"
+         if details else ""),
+      f"malformed rows skipped: {summary['malformed_rows']:,} {summary.get('malformed_by_reason', '')}",
+      f"train tweets longer than max_length={summary['max_length']}: {summary['truncated_share']:.3%}",
+      f"vocab size: {summary['vocab_size']:,}",
+  ]
+  if summary.get("prepared_dir"):
+    lines.append(f"prepared data: {summary['prepared_dir']}")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value if _CONFIG.value is not None else defaults.data_config()
+  start = time.perf_counter()
+  try:
+    if _REBUILD.value and config.get("dataset", "sentiment140") == "sentiment140":
+      files = sources.find_sources(sources.resolve_data_dir(config.get("data_dir", None)), download=False)
+      shutil.rmtree(pipeline.PreparedPaths.for_sources(config, files).data_dir, ignore_errors=True)
+    datasets = pipeline.get_datasets(config)
+  except (sources.DataNotFoundError, ValueError) as error:
+    sys.exit(f"prepare_data: {error}")
+  wall_s = time.perf_counter() - start
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  peak_rss_mib = usage.ru_maxrss / 1024
+  cpu_s = usage.ru_utime + usage.ru_stime
+  print(format_summary(datasets.summary))
+  print(f"wall time {wall_s:.1f} s, CPU time {cpu_s:.1f} s, peak RSS {peak_rss_mib:.0f} MiB")
+  if _REPORT.value:
+    reload_start = time.perf_counter()
+    pipeline.get_datasets(config)  # What every later run (and training start-up) pays.
+    reload_s = time.perf_counter() - reload_start
+    print(f"second get_datasets call (loads the cache): {reload_s:.1f} s")
+    report = {
+        "command": "python -m " + " ".join(["train.prepare_data"] + sys.argv[1:]),
+        "machine": f"{os.cpu_count()}-core CPU, {platform.processor() or platform.machine()}, {platform.platform()}",
+        "wall_time_s": round(wall_s, 1),
+        "cpu_time_s": round(cpu_s, 1),  # User + system; less affected by other jobs on the machine.
+        "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()],
+        "peak_rss_mib": round(peak_rss_mib),
+        "reload_wall_time_s": round(reload_s, 1),
+        "summary": datasets.summary,
+    }
+    os.makedirs(os.path.dirname(_REPORT.value) or ".", exist_ok=True)
+    with open(_REPORT.value, "w") as f:
+      json.dump(report, f, indent=2)
+    print(f"wrote {_REPORT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)
