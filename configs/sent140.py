@@ -1,0 +1,76 @@
+"""Reference study model on Sentiment140: a 2-layer Mamba with d_model 64.
+
+  python -m train.main --config=configs/sent140.py --workdir=workdirs/sent140
+
+Every field is documented; ``configs/sent140_large.py`` and the baseline
+configs start from this one and override what they change.
+"""
+
+import ml_collections
+
+from train.data.defaults import data_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The reference configuration."""
+  # ---- Data (read by train.data.pipeline.get_datasets) ----
+  # data_config() supplies, each documented in train/data/defaults.py: dataset ("sentiment140"),
+  # data_dir / prepared_dir (None: env vars, then defaults), split_fractions (0.98, 0.01, 0.01),
+  # tokenizer_max_sentences, max_train_examples (None: all) and seed. Restated here where the study fixes them:
+  config = data_config()
+  config.dataset = "sentiment140"  # "sentiment140" (real tweets) or "synthetic" (toy task).
+  config.vocab_size = 32000  # SentencePiece vocabulary size (id 0 is padding).
+  config.max_length = 64  # Tokens per tweet after truncation / right padding.
+  config.split_fractions = (0.98, 0.01, 0.01)  # train / validation / test shares of the 1.6M tweets.
+  config.write_tfds = True  # Also write the TFDS array_record dataset (the trainer only needs the token cache).
+
+  # ---- Model (train.models.create_model) ----
+  config.model_type = "mamba"  # "mamba" | "transformer" | "lstm".
+  config.dtype = "float32"  # Activation dtype: "float32" or "bfloat16" (params and scan state stay float32).
+  config.model = ml_collections.ConfigDict()  # Constructor fields of mamba_jax.MambaConfig.
+  config.model.d_model = 64  # Residual stream width.
+  config.model.n_layers = 2  # Number of Mamba blocks.
+  config.model.d_state = 16  # SSM state size n per channel.
+  config.model.d_conv = 4  # Causal depthwise conv width.
+  config.model.expand = 2  # d_inner = expand * d_model.
+  config.model.dropout = 0.2  # Dropout on embeddings, block outputs and pooled features.
+  config.model.pooling = "mean"  # "mean" over real tokens or the "last" real token.
+  config.model.scan_method = "auto"  # Selective-scan kernel ("auto" picks Pallas on GPU when available).
+  config.model.select_delta = True  # Input-dependent delta (False: learned constant; the LTI ablation).
+  config.model.select_bc = True  # Input-dependent B and C (False: learned constants; the LTI ablation).
+
+  # ---- Optimization (train.optimizer) ----
+  config.seed = 0  # Seeds parameter init, dropout, the data order and the synthetic data.
+  config.batch_size = 512  # Global training batch (split over all devices; must divide by their count).
+  config.eval_batch_size = 1024  # Global evaluation batch (must divide by the device count).
+  config.num_epochs = 3  # Epochs over the train split (used when num_train_steps is -1).
+  config.num_train_steps = -1  # Total steps; -1: num_epochs * steps_per_epoch.
+  config.learning_rate = 2e-3  # Peak AdamW learning rate.
+  config.warmup_steps = 1000  # Linear warmup from 0 to learning_rate.
+  config.end_learning_rate_factor = 0.01  # Cosine decay ends at this fraction of the peak.
+  config.adam_b1 = 0.9  # AdamW beta1.
+  config.adam_b2 = 0.98  # AdamW beta2.
+  config.adam_eps = 1e-8  # AdamW epsilon.
+  config.weight_decay = 0.05  # Decoupled weight decay on the decayed parameters (see next field).
+  # Parameters whose '/'-joined path matches this regex get no weight decay:
+  # A_log and D (SSM dynamics), dt_bias / B / C of the LTI ablation, every bias, every norm scale.
+  config.no_decay_regex = r"(^|/)(A_log|D|dt_bias|B|C|bias|conv_bias|scale)$"  # See the comment above.
+  config.grad_clip_norm = 1.0  # Clip the global gradient norm to this (0 disables).
+  config.label_smoothing = 0.05  # epsilon of optax.smooth_labels on the one-hot targets.
+
+  # ---- Input feeding (train.input_feed) ----
+  config.train_data_on_device = True  # Keep the tokenized train split on the accelerator; batches gathered by index there.
+  config.prefetch_batches = 2  # Host path only: batches prepared ahead by a background thread.
+
+  # ---- Loop, logging, checkpoints (train.train) ----
+  config.log_every_steps = 100  # Progress bar / metrics.jsonl / TensorBoard cadence.
+  config.eval_every_steps = 2000  # Validation cadence (also at the end); feeds the best checkpoint.
+  config.checkpoint_every_steps = 2000  # Save the latest state this often (and at the end).
+  config.keep_checkpoints = 3  # Latest checkpoints kept (the best-by-validation one is kept separately).
+  config.async_checkpointing = True  # Write checkpoints in the background.
+  config.neutral_threshold = 0.7  # manual_test three-way: confidence below this -> "neutral".
+  config.ece_bins = 15  # Equal-width confidence bins of the expected calibration error.
+  config.distributed = False  # Call jax.distributed.initialize() (multi-host; one process per host).
+  config.debug_nan_after_step = -1  # Test hook: >= 0 multiplies the loss by NaN from that step on; -1 off.
+  return config
+

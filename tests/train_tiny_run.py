@@ -1,0 +1,34 @@
+"""One tiny-config training run shared by the training and prediction tests (trained once per process)."""
+
+import atexit
+import functools
+import shutil
+import tempfile
+
+from configs import tiny
+from train import train
+
+STEPS = 96
+# Checkpoints every 8 steps (the resume test kills a run after one exists), two validations.
+OVERRIDES = dict(num_train_steps=STEPS, checkpoint_every_steps=8, eval_every_steps=48, log_every_steps=8)
+
+
+def tiny_config(**overrides):
+  config = tiny.get_config()
+  for key, value in {**OVERRIDES, **overrides}.items():
+    setattr(config, key, value)
+  return config
+
+
+def cli_overrides(**overrides) -> list[str]:
+  return [f"--config.{k}={v}" for k, v in {**OVERRIDES, **overrides}.items()]
+
+
+@functools.lru_cache(maxsize=None)
+def trained_tiny_run():
+  """(workdir, config, report) of an uninterrupted run; the workdir is removed at exit."""
+  workdir = tempfile.mkdtemp(prefix="mamba_jax_tiny_run_")
+  atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+  config = tiny_config()
+  report = train.train_and_evaluate(config, workdir)
+  return workdir, config, report

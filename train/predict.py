@@ -1,0 +1,170 @@
+"""Classifies tweets with a trained workdir.
+
+  python -m train.predict --workdir=workdirs/sent140 "I love this" "worst day ever"
+  printf 'great movie\\nmeh\\n' | python -m train.predict --workdir=workdirs/sent140
+
+One output line per input line: ``label<TAB>probability<TAB>text`` (``--format=json``
+for JSON lines). ``label`` is negative / positive, or ``neutral`` when the model's
+confidence is under the threshold (default: the config's neutral_threshold).
+Bad lines (empty, undecodable bytes, ...) get an ``error`` line or a note; the
+remaining lines are still classified.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Iterable, Iterator, Optional
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from train import checkpointing, evaluation, models
+from train.train import create_train_state, eval_step
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Workdir of a training run (holds config.json and checkpoints/).")
+flags.DEFINE_float("threshold", None, "Confidence under which the answer is 'neutral' "
+                   "(default: the run's config.neutral_threshold; 0 never says neutral).")
+flags.DEFINE_enum("format", "text", ["text", "json"], "Output: tab-separated text or JSON lines.")
+flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to load.")
+flags.DEFINE_integer("batch_size", 256, "Tweets per forward pass.")
+
+LABELS = ("negative", "positive")
+MAX_LINE_CHARS = 10_000  # Longer lines are cut here before tokenization (tweets are <= 280 chars).
+
+
+class Predictor:
+  """A trained classifier plus its tokenizer, restored from a workdir."""
+
+  def __init__(self, workdir: str, checkpoint: str = "best"):
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+      raise FileNotFoundError(f"{config_path} not found: --workdir must be a training workdir "
+                              "(python -m train.main --workdir=...).")
+    with open(config_path, encoding="utf-8") as f:
+      self.config = ml_collections.ConfigDict(json.load(f))
+    self.tokenizer = load_run_tokenizer(self.config, workdir)
+    self.max_length = int(self.config.max_length)
+    model = models.create_model(self.config, self.tokenizer.vocab_size)
+    target = create_train_state(self.config, model, jax.random.PRNGKey(0), total_steps=1)
+    checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1,
+                                              async_save=False)
+    if checkpoint == "best":
+      state, progress = checkpointer.restore_best(target)
+    else:
+      state, progress = checkpointer.restore_latest(target)
+    checkpointer.close()
+    if progress is None:
+      raise FileNotFoundError(f"no readable checkpoint under {os.path.join(workdir, 'checkpoints')}")
+    self.step = int(progress["step"])
+    self.state = state
+    self._eval = jax.jit(eval_step)
+
+  def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """texts -> (probs (N, 2), number of tokens per text (N,))."""
+    tokens = np.asarray(self.tokenizer.encode(texts)).astype(np.int32)
+    mask = (tokens != 0).astype(np.int32)
+    logits = np.asarray(self._eval(self.state, {"tokens": tokens, "mask": mask}))
+    return evaluation.softmax(logits), mask.sum(axis=1)
+
+
+def load_run_tokenizer(config: ml_collections.ConfigDict, workdir: str):
+  """The tokenizer the run trained with: synthetic, or the copy saved in the workdir."""
+  if config.dataset == "synthetic":
+    from train.data.synthetic import SyntheticTokenizer  # pylint: disable=import-outside-toplevel
+    return SyntheticTokenizer(int(config.max_length))
+  candidates = sorted(f for f in os.listdir(workdir) if f.startswith("tokenizer."))
+  if not candidates:
+    raise FileNotFoundError(f"no tokenizer.* file in {workdir}; train.main copies it there at the start.")
+  from train.data.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
+  return load_tokenizer(os.path.join(workdir, candidates[0]), max_length=int(config.max_length))
+
+
+def decode_line(raw: bytes) -> tuple[str, Optional[str]]:
+  """bytes -> (text, note); invalid UTF-8 is decoded with replacement characters and noted."""
+  try:
+    return raw.decode("utf-8"), None
+  except UnicodeDecodeError as e:
+    return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start}; replaced with U+FFFD"
+
+
+def argv_bytes(text: str) -> bytes:
+  """A command-line argument back to its bytes (Python keeps undecodable bytes as surrogates)."""
+  return text.encode("utf-8", errors="surrogateescape")
+
+
+def classify(predictor: Predictor, raw_lines: Iterable[bytes], threshold: float,
+             batch_size: int = 256) -> Iterator[dict]:
+  """One result dict per input line: {line, text, label, probability, p_positive, note} or {line, error}."""
+  batch: list[dict] = []  # Results in input order; those with a "text" still need the model.
+
+  def flush():
+    pending = [r for r in batch if "text" in r]
+    if pending:
+      probs, lengths = predictor.probabilities([r["text"] for r in pending])
+      for result, p, length in zip(pending, probs, lengths):
+        notes = result.pop("notes")
+        if length == 0:
+          notes.append("no tokens after normalization; the answer carries no information")
+        elif length >= predictor.max_length:
+          notes.append(f"long input: only the first {predictor.max_length} tokens were used")
+        confidence = float(p.max())
+        result.update(label=LABELS[int(p.argmax())] if confidence >= threshold else "neutral",
+                      probability=confidence, p_positive=float(p[1]), note="; ".join(notes) or None)
+    done = list(batch)
+    batch.clear()
+    return done
+
+  for number, raw in enumerate(raw_lines, start=1):
+    try:
+      text, note = decode_line(raw.rstrip(b"\r\n"))
+    except Exception as e:  # pylint: disable=broad-except
+      batch.append({"line": number, "error": f"unreadable line ({type(e).__name__}: {e})"})
+      continue
+    notes = [note] if note else []
+    if not text.strip():
+      batch.append({"line": number, "error": "empty line"})
+      continue
+    if len(text) > MAX_LINE_CHARS:
+      notes.append(f"line of {len(text)} characters cut to {MAX_LINE_CHARS}")
+      text = text[:MAX_LINE_CHARS]
+    batch.append({"line": number, "text": text, "notes": notes})
+    if len(batch) >= batch_size:
+      yield from flush()
+  yield from flush()
+
+
+def format_result(result: dict, output_format: str) -> str:
+  if output_format == "json":
+    return json.dumps(result, ensure_ascii=False)
+  if "error" in result:
+    return f"error\t-\tline {result['line']}: {result['error']}"
+  text = result["text"].replace("\t", " ")
+  note = f"\t({result['note']})" if result["note"] else ""
+  return f"{result['label']}\t{result['probability']:.4f}\t{text}{note}"
+
+
+def main(argv):
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  if not FLAGS.workdir:
+    raise app.UsageError("--workdir is required (a training run's workdir).")
+  try:
+    predictor = Predictor(FLAGS.workdir, FLAGS.checkpoint)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"ERROR: {e}", file=sys.stderr)
+    sys.exit(2)
+  threshold = predictor.config.neutral_threshold if FLAGS.threshold is None else FLAGS.threshold
+  lines = [argv_bytes(a) for a in argv[1:]] if len(argv) > 1 else sys.stdin.buffer
+  out = sys.stdout
+  for result in classify(predictor, lines, threshold, FLAGS.batch_size):
+    out.write(format_result(result, FLAGS.format) + "\n")
+  out.flush()
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,364 @@
+"""Training loop: data-parallel AdamW training, periodic validation, checkpoints, final report.
+
+Glossary: b batch, l length, c classes.
+
+``train_and_evaluate(config, workdir)`` trains ``config.model_type`` on
+``config.dataset``, resuming from ``<workdir>/checkpoints`` when present, and
+writes ``<workdir>/eval_report.json`` (see notes/contracts.md). The batch is
+split over every device (``jax.sharding`` mesh, parameters replicated).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax.training import train_state
+from tqdm import tqdm
+
+from train import checkpointing, evaluation, input_feed, models
+from train.data import batching
+from train.metric_logging import MetricWriter
+from train.optimizer import create_optimizer, learning_rate_schedule
+
+
+class NonFiniteLossError(RuntimeError):
+  """The training loss became NaN or inf."""
+
+
+class TrainState(train_state.TrainState):
+  """Flax TrainState plus the base dropout key (per-step keys are folded from the step)."""
+
+  dropout_rng: jax.Array
+
+
+def load_datasets(config: ml_collections.ConfigDict):
+  """Datasets of ``config.dataset``: "synthetic" or "sentiment140"."""
+  if config.dataset == "synthetic":
+    from train.data import synthetic  # pylint: disable=import-outside-toplevel
+    return synthetic.make_datasets(config)
+  if config.dataset == "sentiment140":
+    from train.data import pipeline  # pylint: disable=import-outside-toplevel
+    return pipeline.get_datasets(config)
+  raise ValueError(f"config.dataset must be 'sentiment140' or 'synthetic', got {config.dataset!r}")
+
+
+def total_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  if config.num_train_steps and config.num_train_steps > 0:
+    return int(config.num_train_steps)
+  return int(config.num_epochs * steps_per_epoch)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
+                       total_steps: int) -> TrainState:
+  """Initializes parameters (float32) and the optimizer for ``total_steps`` steps."""
+  params_rng, dropout_rng = jax.random.split(rng)
+  dummy = jnp.ones((1, config.max_length), jnp.int32)
+  init = jax.jit(functools.partial(model.init, train=False))
+  params = init({"params": params_rng}, dummy, dummy)["params"]
+  tx = create_optimizer(config, total_steps, params)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, dropout_rng=dropout_rng)
+
+
+def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
+                           label_smoothing: float) -> jax.Array:
+  """Mean over weighted rows of softmax CE against ``smooth_labels(one_hot(labels), eps)``.
+
+  logits (b, c), labels (b,) int, weights (b,) float -> scalar.
+  """
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  per_example = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+  return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1e-8)
+
+
+def train_step(state: TrainState, batch: dict, rngs: dict, *, label_smoothing: float = 0.0,
+               nan_after_step: int = -1) -> tuple[TrainState, dict]:
+  """One AdamW step on ``batch``; a step whose loss or gradient is not finite leaves the state unchanged.
+
+  Args:
+    state: the TrainState.
+    batch: tokens (b, l), mask (b, l), label (b,), weight (b,).
+    rngs: {"dropout": base key}; the step's key is ``fold_in(base, state.step)``.
+    label_smoothing: epsilon of ``optax.smooth_labels``.
+    nan_after_step: test hook; from this step on the loss is multiplied by NaN (-1: off).
+
+  Returns:
+    (new state, metrics: loss, accuracy, grad_norm, finite (bool), weight).
+  """
+  dropout_rng = jax.random.fold_in(rngs["dropout"], state.step)
+
+  def loss_fn(params):
+    logits = state.apply_fn({"params": params}, batch["tokens"], batch["mask"], train=True,
+                            rngs={"dropout": dropout_rng})
+    loss = weighted_cross_entropy(logits, batch["label"], batch["weight"], label_smoothing)
+    if nan_after_step >= 0:
+      loss = loss * jnp.where(state.step >= nan_after_step, jnp.nan, 1.0)
+    return loss, logits
+
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  updated = state.apply_gradients(grads=grads)
+  new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), updated, state)
+  weight_sum = jnp.sum(batch["weight"])
+  correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+  metrics = {
+      "loss": loss,
+      "accuracy": jnp.sum(correct * batch["weight"]) / jnp.maximum(weight_sum, 1e-8),
+      "grad_norm": grad_norm,
+      "finite": finite,
+  }
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict) -> jax.Array:
+  """Logits (b, c) float32 of ``batch`` without dropout."""
+  return state.apply_fn({"params": state.params}, batch["tokens"], batch["mask"], train=False).astype(
+      jnp.float32)
+
+
+def predict_probabilities(p_eval_step, state: TrainState, split, batch_size: int,
+                          mesh) -> np.ndarray:
+  """Softmax probabilities (N, c) of every example of ``split``, in order."""
+  sharding = input_feed.batch_sharding(mesh)
+  chunks = []
+  for batch in batching.eval_batches(split, batch_size):
+    keep = batch["weight"] > 0
+    logits = np.asarray(jax.device_get(p_eval_step(state, input_feed.shard_batch(batch, sharding))))
+    chunks.append(logits[keep])
+  if not chunks:
+    return np.zeros((0, 2))
+  return evaluation.softmax(np.concatenate(chunks))
+
+
+class Trainer:
+  """Holds the compiled steps and the device layout of one run."""
+
+  def __init__(self, config: ml_collections.ConfigDict, model, total_steps: int):
+    self.config = config
+    self.mesh = input_feed.make_mesh()
+    input_feed.check_batch_size(config.batch_size)
+    input_feed.check_batch_size(config.eval_batch_size, "eval_batch_size")
+    replicated = input_feed.replicated(self.mesh)
+    sharded = input_feed.batch_sharding(self.mesh)
+    self.initial_state = jax.device_put(
+        create_train_state(config, model, jax.random.PRNGKey(config.seed), total_steps), replicated)
+    step_fn = functools.partial(train_step, label_smoothing=config.label_smoothing,
+                                nan_after_step=config.get("debug_nan_after_step", -1))
+    self.train_step = jax.jit(step_fn, in_shardings=(replicated, sharded, replicated),
+                              out_shardings=(replicated, replicated), donate_argnums=(0,))
+    self.eval_step = jax.jit(eval_step, in_shardings=(replicated, sharded), out_shardings=replicated)
+
+  def rngs(self, state: TrainState) -> dict:
+    """The ``rngs`` argument of ``train_step``: a copy of the state's base dropout key.
+
+    A copy, because ``train_step`` donates ``state``: passing ``state.dropout_rng`` itself
+    would hand XLA the same buffer twice.
+    """
+    return {"dropout": jax.device_put(np.asarray(jax.device_get(state.dropout_rng)),
+                                      input_feed.replicated(self.mesh))}
+
+  def probabilities(self, state: TrainState, split) -> np.ndarray:
+    return predict_probabilities(self.eval_step, state, split, self.config.eval_batch_size, self.mesh)
+
+
+def _flush(pending: list, step: int, start_time: float, examples: int, writer: MetricWriter,
+           schedule, bar: tqdm, checkpoint_dir: str, last_saved: Optional[int]) -> dict:
+  """Averages the pending step metrics on the host, raising NonFiniteLossError on NaN/inf."""
+  host = jax.device_get(pending)
+  pending.clear()
+  first_step = step - len(host) + 1
+  for offset, m in enumerate(host):
+    if not bool(m["finite"]):
+      bad = first_step + offset
+      where = (f"the last good checkpoint is step {last_saved} in {checkpoint_dir}"
+               if last_saved is not None else "no checkpoint was written before it")
+      raise NonFiniteLossError(
+          f"training loss became {float(m['loss'])} (gradient norm {float(m['grad_norm'])}) at step {bad} "
+          f"(learning rate {float(schedule(bad - 1)):.3g}); stopping. The update was not applied; {where}. "
+          "Try a lower learning_rate, a smaller grad_clip_norm or dtype='float32'.")
+  summary = {name: float(np.mean([m[name] for m in host])) for name in ("loss", "accuracy", "grad_norm")}
+  summary["learning_rate"] = float(schedule(step - 1))
+  elapsed = max(time.perf_counter() - start_time, 1e-9)
+  summary["examples_per_s"] = examples / elapsed
+  writer.write(step, "train", summary)
+  bar.set_postfix(loss=f"{summary['loss']:.4f}", acc=f"{summary['accuracy']:.3f}",
+                  ex_s=f"{summary['examples_per_s']:.0f}")
+  return summary
+
+
+def _copy_tokenizer(datasets, workdir: str) -> Optional[str]:
+  path = getattr(datasets, "tokenizer_path", None)
+  if not path or not os.path.exists(path):
+    return None
+  target = os.path.join(workdir, "tokenizer" + os.path.splitext(path)[1])
+  if os.path.abspath(path) != os.path.abspath(target):
+    shutil.copyfile(path, target)
+  return target
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (resuming if possible), evaluates and writes ``<workdir>/eval_report.json``.
+
+  Returns:
+    the eval report dict.
+  Raises:
+    NonFiniteLossError: the loss became NaN/inf (the latest checkpoint is the last good one).
+  """
+  run_start = time.perf_counter()
+  if config.get("distributed", False):
+    jax.distributed.initialize()
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  datasets = load_datasets(config)
+  tokenizer_copy = _copy_tokenizer(datasets, workdir) if is_chief else None
+  splits = datasets.splits
+  train_split = splits["train"]
+  model = models.create_model(config, datasets.tokenizer.vocab_size)
+  steps_per_epoch = batching.steps_per_epoch(train_split, config.batch_size)
+  if steps_per_epoch == 0:
+    raise ValueError(f"the train split has {len(train_split)} examples, fewer than one batch of "
+                     f"{config.batch_size}")
+  total_steps = total_train_steps(config, steps_per_epoch)
+  schedule = learning_rate_schedule(config, total_steps)
+
+  trainer = Trainer(config, model, total_steps)
+  num_params = models.count_params(trainer.initial_state.params)
+  # Shapes, dtypes and shardings to restore into later (the initial state's buffers get donated).
+  abstract_state = checkpointing.abstract_like(trainer.initial_state)
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  checkpointer = checkpointing.Checkpointer(checkpoint_dir, keep=config.keep_checkpoints,
+                                            async_save=config.get("async_checkpointing", True))
+  state, progress = checkpointer.restore_latest(trainer.initial_state)
+  start_step = int(progress["step"]) if progress else 0
+  best_accuracy = progress.get("best_validation_accuracy") if progress else None
+  if start_step:
+    print(f"Resuming from step {start_step} ({checkpoint_dir}).", flush=True)
+  logging.info("%s: %d parameters, %d steps (%d per epoch), %d devices.", config.model_type, num_params,
+               total_steps, steps_per_epoch, jax.device_count())
+
+  writer = MetricWriter(workdir, resume_step=start_step)
+  rngs = trainer.rngs(state)
+  feed = input_feed.train_feed(config, train_split, start_step=start_step, mesh=trainer.mesh)
+  last_saved = checkpointer.latest_step()
+  pending: list = []
+  train_seconds = 0.0
+  window_start, window_examples = time.perf_counter(), 0
+  bar = tqdm(total=total_steps, initial=start_step, desc=f"train {config.model_type}", unit="step",
+             mininterval=1.0, disable=not is_chief)
+
+  def progress_dict(step):
+    return {"step": step, "best_validation_accuracy": best_accuracy, "total_steps": total_steps,
+            "examples_seen": step * config.batch_size}
+
+  try:
+    segment_start = time.perf_counter()
+    for step in range(start_step + 1, total_steps + 1):
+      state, metrics = trainer.train_step(state, next(feed), rngs)
+      pending.append(metrics)
+      bar.update(1)
+      window_examples += config.batch_size
+      if step == start_step + 1:  # Exclude compilation from the throughput.
+        jax.block_until_ready(metrics)
+        segment_start = window_start = time.perf_counter()
+        window_examples = 0
+      is_last = step == total_steps
+      evaluate = is_last or step % config.eval_every_steps == 0
+      save = is_last or step % config.checkpoint_every_steps == 0
+      if is_last or evaluate or save or step % config.log_every_steps == 0:
+        _flush(pending, step, window_start, window_examples, writer, schedule, bar, checkpoint_dir, last_saved)
+        window_start, window_examples = time.perf_counter(), 0
+      if evaluate or save:
+        train_seconds += time.perf_counter() - segment_start
+      if evaluate:
+        metrics_val = evaluation.classification_metrics(
+            trainer.probabilities(state, splits["validation"]), splits["validation"].labels, config.ece_bins)
+        writer.write(step, "validation", metrics_val)
+        if best_accuracy is None or metrics_val["accuracy"] > best_accuracy:
+          best_accuracy = metrics_val["accuracy"]
+        checkpointer.save_best(step, state, progress_dict(step), metrics_val["accuracy"])
+        bar.write(f"step {step}: validation accuracy {metrics_val['accuracy']:.4f} "
+                  f"loss {metrics_val['loss']:.4f}")
+      if save:
+        checkpointer.save_latest(step, state, progress_dict(step))
+        last_saved = step
+      if evaluate or save:
+        segment_start = window_start = time.perf_counter()
+    checkpointer.wait()
+  except NonFiniteLossError:
+    checkpointer.wait()
+    checkpointer.close()
+    writer.close()
+    bar.close()
+    raise
+  bar.close()
+  trained_steps = total_steps - start_step
+  timed_steps = max(trained_steps - 1, 0)  # The first step (compilation) is not timed.
+  examples_per_s = timed_steps * config.batch_size / train_seconds if train_seconds > 0 else 0.0
+
+  eval_state, eval_progress = checkpointer.restore_best(abstract_state)
+  if eval_progress is None:
+    eval_state, eval_progress = state, progress_dict(total_steps)
+  report = {
+      "model_type": config.model_type,
+      "num_params": num_params,
+      "steps": total_steps,
+      "evaluated_step": int(eval_progress["step"]),
+      "resumed_from_step": start_step,
+      "devices": jax.device_count(),
+      "device_kind": jax.devices()[0].device_kind,
+      "train_time_s": train_seconds,
+      "examples_per_s": examples_per_s,
+      "epoch_time_s": steps_per_epoch * config.batch_size / examples_per_s if examples_per_s else None,
+      "validation": evaluation.classification_metrics(
+          trainer.probabilities(eval_state, splits["validation"]), splits["validation"].labels,
+          config.ece_bins),
+      "test": evaluation.classification_metrics(
+          trainer.probabilities(eval_state, splits["test"]), splits["test"].labels, config.ece_bins),
+      "manual_test": evaluation.manual_test_report(
+          trainer.probabilities(eval_state, splits["manual_test"]), splits["manual_test"].labels,
+          config.neutral_threshold, config.ece_bins),
+      "best_validation_accuracy": best_accuracy,
+      "wall_time_s": time.perf_counter() - run_start,
+      "tokenizer_path": tokenizer_copy,
+      "data_summary": _jsonable(datasets.summary),
+      "config": config.to_dict(),
+  }
+  report = _jsonable(report)
+  if is_chief:
+    with open(os.path.join(workdir, "eval_report.json"), "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+    writer.write(total_steps, "test", report["test"])
+  checkpointer.close()
+  writer.close()
+  return report
+
+
+def _jsonable(value: Any) -> Any:
+  """Converts tuples, numpy scalars/arrays and other leaves to JSON-friendly values."""
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if isinstance(value, np.generic):
+    return value.item()
+  if value is None or isinstance(value, (bool, int, float, str)):
+    return value
+  return str(value)
