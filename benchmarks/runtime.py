@@ -1,0 +1,397 @@
+r"""Inference runtime vs sequence length of every study model.
+
+  python -m benchmarks.runtime                      # writes results/runtime_<device>.{json,md}
+  python -m benchmarks.runtime --lengths=16,64 --repeats=3 --output_dir=/tmp/rt
+
+For each model (configs/{sent140,transformer,lstm,ssm}.py, vocabulary 32000)
+and length: a jitted forward over a batch of random token ids (no padding),
+compiled and run once before timing (warm-up excluded), then timed
+``--repeats`` times (fewer when a point exceeds ``--seconds_per_point``);
+the median is reported. A point whose compiled program needs more than
+``--max_memory_gib`` (XLA's own estimate, checked before running) is recorded
+as ``skipped_memory``; an allocation failure while compiling or running as
+``oom``. On the CPU lengths above ``--cpu_max_length`` are not run.
+
+Also: Mamba's (and the LTI SSM's) recurrent ``step`` latency per token, which
+does not depend on the prefix length, against the Transformer re-encoding the
+whole prefix (one forward at that length) for every new token; the lengths
+where the Transformer's forward / re-encoding becomes slower than Mamba's
+(crossover); and the log-log growth exponent of each model's forward time.
+
+Glossary: b batch, l length.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from train import models as model_factory
+
+# Study model name -> config module (each a get_config() on top of configs/sent140.py).
+MODEL_CONFIGS = {
+    "mamba": "configs.sent140",
+    "transformer": "configs.transformer",
+    "lstm": "configs.lstm",
+    "ssm": "configs.ssm",
+}
+STEP_MODELS = ("mamba", "ssm")  # Models with a recurrent step(token, cache).
+VOCAB_SIZE = 32000
+
+_MODELS = flags.DEFINE_list("models", list(MODEL_CONFIGS), "Models to time.")
+_LENGTHS = flags.DEFINE_list(
+    "lengths", ["16", "64", "256", "1024", "4096", "16384"], "Sequence lengths.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Sequences per forward.")
+_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed runs per point (after the warm-up).")
+_MIN_REPEATS = flags.DEFINE_integer("min_repeats", 3, "Timed runs per point at least ...")
+_SECONDS_PER_POINT = flags.DEFINE_float(
+    "seconds_per_point", 20.0, "... but stop adding runs once a point has taken this long.")
+_STEP_REPEATS = flags.DEFINE_integer("step_repeats", 200, "Timed recurrent steps.")
+_CPU_MAX_LENGTH = flags.DEFINE_integer("cpu_max_length", 4096, "Longest length run on the CPU.")
+_MAX_MEMORY_GIB = flags.DEFINE_float(
+    "max_memory_gib", None,
+    "Skip points whose compiled program needs more (XLA estimate); default 6 on the CPU "
+    "(a host OOM kills the process instead of raising), unlimited on accelerators.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Where runtime_<device>.{json,md} go.")
+_DEVICE_TAG = flags.DEFINE_string(
+    "device_tag", None, "File name tag; default 'cpu' or the accelerator kind (e.g. 'h100').")
+_SEED = flags.DEFINE_integer("seed", 0, "Parameter init and token ids.")
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def device_tag(device: jax.Device) -> str:
+  """'cpu', or a short accelerator name such as 'h100' from 'NVIDIA H100 80GB HBM3'."""
+  if device.platform == "cpu":
+    return "cpu"
+  kind = device.device_kind.lower()
+  match = re.search(r"\b([a-z]+\d+[a-z]*)\b", kind.replace("nvidia", ""))
+  return match.group(1) if match else re.sub(r"[^a-z0-9]+", "_", kind).strip("_")
+
+
+def git_commit() -> str:
+  """HEAD of the repository, with '+dirty' when tracked files have local changes."""
+  try:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
+def host_cpu() -> str:
+  """The host CPU model from /proc/cpuinfo (Linux), else platform's guess."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def environment(device: jax.Device) -> Dict[str, Any]:
+  kind = host_cpu() if device.platform == "cpu" else device.device_kind
+  return {
+      "device": f"{device.platform}: {kind}",
+      "device_count": jax.device_count(),
+      "host_cpu": host_cpu(),
+      "cpu_count": os.cpu_count(),
+      "jax_version": jax.__version__,
+      "commit": git_commit(),
+      "command": " ".join(["python -m benchmarks.runtime"] + sys.argv[1:]),
+      "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+      "load_average_at_start": os.getloadavg()[0],
+  }
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+  text = str(error)
+  return any(s in text for s in ("RESOURCE_EXHAUSTED", "Out of memory", "out of memory",
+                                 "OOM", "Failed to allocate"))
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def build_model(name: str, max_length: int):
+  """(module, variables) of a study model with random parameters."""
+  config = importlib.import_module(MODEL_CONFIGS[name]).get_config()
+  if config.model.get("positions") == "learned":
+    config.model.max_length = max(config.model.max_length, max_length)
+  model = model_factory.create_model(config, VOCAB_SIZE)
+  tokens = jnp.ones((1, 8), jnp.int32)
+  variables = jax.jit(model.init)({"params": jax.random.PRNGKey(_SEED.value)}, tokens, tokens)
+  return model, variables
+
+
+def random_batch(batch_size: int, length: int, seed: int):
+  tokens = jax.random.randint(jax.random.PRNGKey(seed), (batch_size, length), 1, VOCAB_SIZE)
+  return tokens, jnp.ones_like(tokens)
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def time_calls(run: Callable[[], Any], repeats: int, min_repeats: int,
+               seconds_budget: float) -> List[float]:
+  """Wall times of up to ``repeats`` calls of ``run`` (each waited for)."""
+  times = []
+  start = time.perf_counter()
+  while len(times) < repeats:
+    t0 = time.perf_counter()
+    jax.block_until_ready(run())
+    times.append(time.perf_counter() - t0)
+    if len(times) >= min_repeats and time.perf_counter() - start > seconds_budget:
+      break
+  return times
+
+
+def time_forward(model, variables, length: int, max_memory_bytes: Optional[float]) -> Dict[str, Any]:
+  """One (model, length) point: status, median seconds per forward, and the raw times."""
+  b = _BATCH_SIZE.value
+  point: Dict[str, Any] = {"length": length, "batch_size": b}
+  tokens, mask = random_batch(b, length, _SEED.value + length)
+  forward = jax.jit(lambda v, t, m: model.apply(v, t, m, train=False))
+  try:
+    t0 = time.perf_counter()
+    compiled = forward.lower(variables, tokens, mask).compile()
+    point["compile_s"] = time.perf_counter() - t0
+    stats = compiled.memory_analysis()
+    if stats is not None:
+      needed = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
+      point["memory_estimate_gib"] = needed / 2**30
+      if max_memory_bytes is not None and needed > max_memory_bytes:
+        point["status"] = "skipped_memory"
+        return point
+    jax.block_until_ready(compiled(variables, tokens, mask))  # Warm-up, not timed.
+    times = time_calls(lambda: compiled(variables, tokens, mask), _REPEATS.value,
+                       _MIN_REPEATS.value, _SECONDS_PER_POINT.value)
+  except Exception as e:  # pylint: disable=broad-except
+    if not is_out_of_memory(e):
+      point.update(status="error", error=f"{type(e).__name__}: {str(e)[:300]}")
+      return point
+    point["status"] = "oom"
+    return point
+  median = statistics.median(times)
+  point.update(status="ok", median_s=median, times_s=times, repeats=len(times),
+               tokens_per_s=b * length / median)
+  return point
+
+
+def time_step(model, variables) -> Dict[str, Any]:
+  """Median latency of one recurrent step (b tokens, one per sequence)."""
+  from mamba_jax import init_cache  # pylint: disable=import-outside-toplevel
+
+  b = _BATCH_SIZE.value
+  cache = init_cache(model.config, b)
+  tokens = jax.random.randint(jax.random.PRNGKey(_SEED.value), (b,), 1, VOCAB_SIZE)
+  step = jax.jit(lambda v, t, c: model.apply(v, t, c, method=model.step))
+  _, cache = jax.block_until_ready(step(variables, tokens, cache))  # Warm-up.
+  times = time_calls(lambda: step(variables, tokens, cache), _STEP_REPEATS.value,
+                     _STEP_REPEATS.value, float("inf"))
+  return {"batch_size": b, "median_s": statistics.median(times), "repeats": len(times),
+          "p90_s": float(np.percentile(times, 90))}
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def ok_points(points: List[Dict[str, Any]]) -> Dict[int, float]:
+  return {p["length"]: p["median_s"] for p in points if p.get("status") == "ok"}
+
+
+def growth_exponents(points: List[Dict[str, Any]]) -> Dict[str, Any]:
+  """Log-log slopes of time vs length: between neighbours, and fitted over l >= 256."""
+  times = ok_points(points)
+  lengths = sorted(times)
+  local = {
+      f"{a}->{b}": math.log(times[b] / times[a]) / math.log(b / a)
+      for a, b in zip(lengths, lengths[1:])
+  }
+  long = [l for l in lengths if l >= 256]
+  fitted = None
+  if len(long) >= 2:
+    fitted = float(np.polyfit(np.log(long), np.log([times[l] for l in long]), 1)[0])
+  return {"between_lengths": local, "fit_l_ge_256": fitted}
+
+
+def crossover(slow_at_long: Dict[int, float], fast_at_long: Callable[[int], Optional[float]]):
+  """Smallest length where ``slow_at_long`` takes longer than ``fast_at_long``.
+
+  Interpolated in log-log between the two measured lengths that bracket the sign
+  change of log(t_slow / t_fast). Returns {"length", "note"}.
+  """
+  lengths = [l for l in sorted(slow_at_long) if fast_at_long(l) is not None]
+  if not lengths:
+    return {"length": None, "note": "no common measured length"}
+  ratio = {l: math.log(slow_at_long[l] / fast_at_long(l)) for l in lengths}
+  if ratio[lengths[0]] > 0:
+    return {"length": None, "at_most": lengths[0],
+            "note": f"already at the shortest measured length, {lengths[0]}"}
+  for a, b in zip(lengths, lengths[1:]):
+    if ratio[a] <= 0 < ratio[b]:
+      frac = -ratio[a] / (ratio[b] - ratio[a])
+      at = math.exp(math.log(a) + frac * (math.log(b) - math.log(a)))
+      return {"length": round(at), "note": f"between {a} and {b} (log-log interpolation)"}
+  return {"length": None, "note": f"not reached up to {lengths[-1]}"}
+
+
+def analyze(results: Dict[str, Any]) -> Dict[str, Any]:
+  forward = {name: ok_points(points) for name, points in results["forward"].items()}
+  summary: Dict[str, Any] = {
+      "growth_exponent": {name: growth_exponents(points)
+                          for name, points in results["forward"].items()},
+      "crossover": {},
+  }
+  if "transformer" in forward and "mamba" in forward:
+    summary["crossover"]["forward"] = dict(
+        crossover(forward["transformer"], forward["mamba"].get),
+        description="shortest length at which the Transformer's forward takes longer than Mamba's")
+  step = results.get("step", {}).get("mamba")
+  if step and "transformer" in forward:
+    summary["crossover"]["step"] = dict(
+        crossover(forward["transformer"], lambda l: step["median_s"]),
+        description="shortest prefix length at which the Transformer re-encoding the prefix "
+                    "takes longer than one Mamba recurrent step")
+  return summary
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _cell(point: Dict[str, Any], unit: str = "") -> str:
+  status = point.get("status")
+  if status == "ok":
+    return f"{point['median_s'] * 1e3:.1f}{unit}"
+  if status == "skipped_memory":
+    return f"skipped (needs {point['memory_estimate_gib']:.1f} GiB)"
+  if status == "not_run":
+    return "not run"
+  return status.upper() if status else "?"
+
+
+def markdown(results: Dict[str, Any]) -> str:
+  env, lengths = results["environment"], results["lengths"]
+  lines = [
+      f"# Inference runtime vs sequence length ({env['device']})", "",
+      f"- jax {env['jax_version']}, commit `{env['commit']}`, {env['date_utc']} UTC, "
+      f"{env['cpu_count']} host CPUs (1-min load average at start "
+      f"{env.get('load_average_at_start', float('nan')):.1f}, at end "
+      f"{results.get('load_average_at_end', float('nan')):.1f}: other work on a shared host "
+      "inflates and scatters CPU times)",
+      f"- command: `{env['command']}`",
+      f"- batch {results['batch_size']}, random token ids, no padding, jitted forward, "
+      "compile + one warm-up run excluded, median of the timed runs (repeats per point in the JSON).",
+      "",
+      "## Forward time (ms per batch)", "",
+      "| model | params | " + " | ".join(str(l) for l in lengths) + " |",
+      "|---|---:|" + "---:|" * len(lengths),
+  ]
+  for name, points in results["forward"].items():
+    by_length = {p["length"]: p for p in points}
+    cells = [_cell(by_length[l]) if l in by_length else "" for l in lengths]
+    lines.append(f"| {name} | {results['num_params'][name]:,} | " + " | ".join(cells) + " |")
+  lines += ["", "## Growth exponent (slope of log time vs log length)", "",
+            "| model | fit over l >= 256 | between neighbouring lengths |", "|---|---:|---|"]
+  for name, growth in results["summary"]["growth_exponent"].items():
+    fit = "" if growth["fit_l_ge_256"] is None else f"{growth['fit_l_ge_256']:.2f}"
+    local = ", ".join(f"{k}: {v:.2f}" for k, v in growth["between_lengths"].items())
+    lines.append(f"| {name} | {fit} | {local} |")
+  if results.get("step"):
+    lines += ["", "## Recurrent step vs re-encoding the prefix", "",
+              f"Per new token of a batch of {results['batch_size']} sequences:", ""]
+    for name, step in results["step"].items():
+      lines.append(f"- {name} `step`: {step['median_s'] * 1e3:.3f} ms per token "
+                   f"(median of {step['repeats']}; independent of the prefix length)")
+    transformer = {p["length"]: p for p in results["forward"].get("transformer", [])}
+    if transformer:
+      cells = ", ".join(f"{l}: {_cell(p, ' ms')}" for l, p in sorted(transformer.items()))
+      lines.append(f"- transformer re-encoding a prefix of length l (one forward): {cells}")
+  lines += ["", "## Crossover", ""]
+  for value in results["summary"]["crossover"].values():
+    if value["length"] is not None:
+      shown = f"~{value['length']} tokens"
+    elif value.get("at_most") is not None:
+      shown = f"<= {value['at_most']} tokens"
+    else:
+      shown = "none measured"
+    lines.append(f"- {value['description']}: {shown} ({value['note']})")
+  return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def run_benchmark() -> Dict[str, Any]:
+  device = jax.devices()[0]
+  on_cpu = device.platform == "cpu"
+  lengths = sorted(int(l) for l in _LENGTHS.value)
+  unknown = [m for m in _MODELS.value if m not in MODEL_CONFIGS]
+  if unknown:
+    raise app.UsageError(f"Unknown --models {unknown}; choose from {sorted(MODEL_CONFIGS)}.")
+  max_gib = _MAX_MEMORY_GIB.value if _MAX_MEMORY_GIB.value is not None else (6.0 if on_cpu else None)
+  max_bytes = None if max_gib is None else max_gib * 2**30
+  results: Dict[str, Any] = {
+      "environment": environment(device), "batch_size": _BATCH_SIZE.value, "lengths": lengths,
+      "max_memory_gib": max_gib, "cpu_max_length": _CPU_MAX_LENGTH.value if on_cpu else None,
+      "forward": {}, "step": {}, "num_params": {},
+  }
+  for name in _MODELS.value:
+    model, variables = build_model(name, max(lengths))
+    results["num_params"][name] = model_factory.count_params(variables["params"])
+    points = []
+    for length in lengths:
+      if on_cpu and length > _CPU_MAX_LENGTH.value:
+        points.append({"length": length, "status": "not_run",
+                       "reason": f"CPU capped at {_CPU_MAX_LENGTH.value}"})
+        continue
+      point = time_forward(model, variables, length, max_bytes)
+      print(f"{name:12s} l={length:6d} {_cell(point):>24s} ms", flush=True)
+      points.append(point)
+    results["forward"][name] = points
+    if name in STEP_MODELS:
+      results["step"][name] = time_step(model, variables)
+      print(f"{name:12s} step {results['step'][name]['median_s'] * 1e3:.3f} ms", flush=True)
+  results["summary"] = analyze(results)
+  results["load_average_at_end"] = os.getloadavg()[0]
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  results = run_benchmark()
+  tag = _DEVICE_TAG.value or device_tag(jax.devices()[0])
+  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+  stem = os.path.join(_OUTPUT_DIR.value, f"runtime_{tag}")
+  with open(stem + ".json", "w") as f:
+    json.dump(results, f, indent=1)
+  with open(stem + ".md", "w") as f:
+    f.write(markdown(results))
+  print(f"Wrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,22 @@
+"""Baseline sequence classifiers with the Mamba classifier's interface.
+
+``apply(variables, tokens (b, l), mask (b, l), train=bool, rngs={"dropout": key})``
+returns logits (b, c) float32, with the same masked pooling
+(:mod:`mamba_jax.pooling`). The non-selective (LTI) SSM baseline is
+``MambaConfig(select_delta=False, select_bc=False)``.
+"""
+
+from mamba_jax.baselines.lstm import LSTMClassifier, LSTMConfig
+from mamba_jax.baselines.transformer import (
+    TransformerClassifier,
+    TransformerConfig,
+    sinusoidal_positions,
+)
+
+__all__ = [
+    "LSTMClassifier",
+    "LSTMConfig",
+    "TransformerClassifier",
+    "TransformerConfig",
+    "sinusoidal_positions",
+]

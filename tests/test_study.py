@@ -1,0 +1,149 @@
+"""The comparison study (train.study), TF-IDF baseline and runtime benchmark, at toy size."""
+
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from train import models, study, tfidf_baseline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _num_params(config):
+  model = models.create_model(config, 54)
+  tokens = jnp.ones((1, 8), jnp.int32)
+  shapes = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0)}, tokens, tokens))
+  return models.count_params(shapes["params"]), shapes["params"]
+
+
+def test_every_run_builds_its_model_with_its_overrides():
+  options = study.StudyOptions(quick=True, dataset="synthetic")
+  params = {}
+  for run in study.STUDY_RUNS:
+    config = study.build_config(run, seed=3, options=options)
+    assert config.seed == 3 and config.dataset == "synthetic"
+    assert config.num_train_steps == study.QUICK_OVERRIDES["num_train_steps"]
+    for key, value in run.overrides.items():
+      assert config.model[key.split(".")[1]] == value
+    params[run.name] = _num_params(config)
+  counts = {name: count for name, (count, _) in params.items()}
+  assert counts["mamba_d_state_1"] < counts["mamba_d_state_4"] < counts["mamba"] < counts[
+      "mamba_d_state_64"]
+  assert counts["mamba_expand_1"] < counts["mamba"]
+  assert counts["ssm"] < counts["mamba_no_bc_selection"] < counts["mamba"]
+  assert "conv_kernel" not in params["mamba_no_conv"][1]["layers_0"]["mixer"]
+  assert "dt_proj" not in params["ssm"][1]["layers_0"]["mixer"]
+  assert "lstm_0" in params["lstm"][1] and "layers_0" in params["transformer"][1]
+
+
+def test_run_selection_and_overrides():
+  names = [r.name for r in study.select_runs(["mamba_d_state_*", "lstm"])]
+  assert names == ["lstm", "mamba_d_state_1", "mamba_d_state_4", "mamba_d_state_64"]
+  with pytest.raises(ValueError, match="match no run"):
+    study.select_runs(["gru"])
+  assert study.parse_overrides(["num_epochs=1", "model.pooling=last"]) == {
+      "num_epochs": 1, "model.pooling": "last"}
+  with pytest.raises(ValueError, match="no field"):
+    study.build_config(study.RUNS_BY_NAME["mamba"], 0,
+                       study.StudyOptions(overrides={"nope.x": 1}))
+
+
+def test_bad_model_override_fails_before_any_training(tmp_path):
+  options = study.StudyOptions(output_dir=str(tmp_path / "out"), workdir_root=str(tmp_path / "wd"),
+                               quick=True, dataset="synthetic", runs=["lstm"],
+                               overrides={"model.num_heads": 4})
+  with pytest.raises(ValueError, match="does not fit LSTMConfig"):
+    study.run_study(options)
+  assert not (tmp_path / "wd").exists()
+
+
+def test_tfidf_baseline_learns_the_synthetic_task():
+  config = tiny.get_config()
+  splits, summary = tfidf_baseline.load_texts(config)
+  assert summary["dataset"] == "synthetic"
+  report = tfidf_baseline.fit_and_evaluate(splits, [0.5, 4.0], min_df=1)
+  assert report["C"] in (0.5, 4.0) and len(report["c_search"]) == 2
+  assert report["test"]["accuracy"] > 0.8
+  manual = report["manual_test"]
+  labels = splits["manual_test"][1]
+  assert manual["binary"]["num_examples"] == int(np.sum(labels != 2))
+  assert report["num_parameters"] == report["num_features"] + 1
+
+
+def _write_runtime_results(directory):
+  """A real (tiny) benchmarks.runtime result: two models, two lengths."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  subprocess.run(
+      [sys.executable, "-m", "benchmarks.runtime", "--models=mamba,transformer",
+       "--lengths=8,32", "--repeats=2", "--min_repeats=1", "--step_repeats=3",
+       "--batch_size=4", f"--output_dir={directory}"],
+      cwd=REPO, env=env, check=True, capture_output=True, timeout=120)
+  with open(os.path.join(directory, "runtime_cpu.json")) as f:
+    result = json.load(f)
+  assert [p["status"] for p in result["forward"]["mamba"]] == ["ok", "ok"]
+  assert result["step"]["mamba"]["median_s"] > 0
+  assert "forward" in result["summary"]["crossover"]
+  return os.path.join(directory, "runtime_*.json")
+
+
+@pytest.mark.slow
+def test_quick_study_end_to_end(tmp_path):
+  runtime_glob = _write_runtime_results(tmp_path / "runtime")
+  tfidf_path = tmp_path / "tfidf_baseline.json"
+  splits, _ = tfidf_baseline.load_texts(tiny.get_config())
+  tfidf_path.write_text(json.dumps(tfidf_baseline.fit_and_evaluate(splits, [1.0], min_df=1)))
+  out = tmp_path / "study"
+  options = study.StudyOptions(
+      output_dir=str(out), workdir_root=str(tmp_path / "workdirs"), quick=True,
+      dataset="synthetic", runs=["mamba", "transformer", "lstm", "ssm"],
+      seeds=[0], runtime_results=runtime_glob, tfidf_results=str(tfidf_path))
+  study.run_study(options)
+  # A second seed of one run only (--runs filter): the other rows must stay.
+  summary = study.run_study(dataclasses.replace(options, runs=["mamba"], seeds=[1]))
+
+  rows = {row["run"]: row for row in summary["rows"]}
+  assert list(rows) == ["mamba", "transformer", "lstm", "ssm"]
+  assert rows["mamba"]["seeds"] == [0, 1] and rows["lstm"]["seeds"] == [0]
+  for name, row in rows.items():
+    values = []
+    for seed in row["seeds"]:
+      with open(out / "runs" / f"{name}__seed{seed}.json") as f:
+        record = json.load(f)
+      assert record["status"] == "ok"
+      assert record["report"]["config"]["seed"] == seed
+      values.append(record["report"]["test"]["accuracy"])
+    stat = row["metrics"]["test_accuracy"]
+    assert stat["values"] == values
+    assert stat["mean"] == pytest.approx(statistics.fmean(values))
+    assert (stat["std"] is None) == (len(values) == 1)
+    assert 0.0 <= stat["mean"] <= 1.0
+    assert row["metrics"]["num_params"]["mean"] > 0
+  assert rows["mamba"]["metrics"]["num_params"]["std"] == 0.0
+
+  md = (out / "study.md").read_text()
+  table = [line for line in md.splitlines() if line.startswith("| ")][1:]  # without the header
+  assert [line.split("|")[1].strip() for line in table] == list(rows) + ["tfidf_logreg"]
+  mamba_line = table[0]
+  acc = rows["mamba"]["metrics"]["test_accuracy"]
+  assert f"{100 * acc['mean']:.2f} ± {100 * acc['std']:.2f}" in mamba_line
+  assert "QUICK" in md and "accuracy.png" in md and "runtime.png" in md
+  for png in ("accuracy.png", "runtime.png"):
+    data = (out / png).read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+  assert summary["runtime_results"] and summary["tfidf"]["model"] == "tfidf_logreg"
+  with open(out / "summary.json") as f:
+    assert json.load(f)["rows"] == json.loads(json.dumps(summary["rows"]))
+
+  # Rerunning a finished (run, seed) reuses its eval report instead of training again.
+  record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, options)
+  assert record["reused"] is True

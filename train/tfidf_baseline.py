@@ -1,0 +1,223 @@
+r"""TF-IDF + logistic regression baseline on the study's splits and normalization.
+
+  python -m train.tfidf_baseline                        # results/tfidf_baseline.{json,md}
+  python -m train.tfidf_baseline --config=configs/sent140.py --config.max_train_examples=100000
+  python -m train.tfidf_baseline --config=configs/tiny.py --output_dir=/tmp/tfidf   # synthetic
+
+The texts come from the data pipeline's own reading, normalization and
+text-hash split (``train.data.records.build_records``; the synthetic task's
+texts for ``dataset="synthetic"``), so the baseline sees exactly the tweets
+the neural models see, before tokenization. Word uni- and bigrams (single
+characters and "<url>"/"<user>" placeholders included) are weighted by
+TF-IDF with sublinear term frequency; a binary L2-regularized logistic
+regression is fitted on the train split for each C in ``--c_values``, the C
+with the best validation accuracy is kept, and it is evaluated on the test
+split and the manual test set with the metrics of ``train.evaluation``
+(accuracy, macro-F1, ECE, and the three-way neutral threshold on the manual set).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Sequence, Tuple
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+import numpy as np
+
+from train import evaluation
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/sent140.py", "Config whose data fields (dataset, data_dir, "
+    "split_fractions, max_train_examples, ...) select the data.", lock_config=False)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Where tfidf_baseline.{json,md} go.")
+_C_VALUES = flags.DEFINE_list("c_values", ["0.25", "0.5", "1", "2", "4"],
+                              "Inverse L2 strengths tried (the best on validation is kept).")
+_MIN_DF = flags.DEFINE_integer("min_df", 2, "Drop n-grams seen in fewer train tweets.")
+_MAX_ITER = flags.DEFINE_integer("max_iter", 1000, "Logistic regression iterations (lbfgs).")
+
+SPLITS = ("train", "validation", "test", "manual_test")
+TOKEN_PATTERN = r"<url>|<user>|\b\w+\b"  # Words (incl. 1 letter) and the two placeholders.
+
+
+def load_texts(config) -> Tuple[Dict[str, Tuple[List[str], np.ndarray]], Dict[str, Any]]:
+  """{split: (normalized texts, labels int32)} with the pipeline's splits, and a data summary.
+
+  Train is subsampled like the pipeline does when config.max_train_examples is set.
+  """
+  # pylint: disable=import-outside-toplevel
+  from train.data import pipeline, records as records_lib, sources, synthetic
+
+  if config.get("dataset", "sentiment140") == "synthetic":
+    datasets = synthetic.make_datasets(config)
+    splits = {name: (list(s.texts), np.asarray(s.labels, np.int32))
+              for name, s in datasets.splits.items()}
+    return splits, {"dataset": "synthetic"}
+  files = sources.find_sources(sources.resolve_data_dir(config.get("data_dir", None)),
+                               download=bool(config.get("download", True)))
+  records = records_lib.build_records(files, config.split_fractions)
+  splits = {name: (records.splits[name].normalized_texts,
+                   np.asarray(records.splits[name].labels, np.int32)) for name in SPLITS}
+  summary = {"dataset": "sentiment140", "sources": records.sources,
+             "malformed": records.malformed, "duplicates": records.duplicates,
+             "split_fractions": [float(f) for f in config.split_fractions]}
+  max_train = config.get("max_train_examples", None)
+  texts, labels = splits["train"]
+  if max_train and int(max_train) < len(labels):
+    # Same rows as pipeline.load's subsample (same seed, same file order).
+    rng = np.random.Generator(np.random.PCG64(pipeline.SUBSAMPLE_SEED))
+    keep = np.sort(rng.choice(len(labels), size=int(max_train), replace=False))
+    splits["train"] = ([texts[i] for i in keep], labels[keep])
+    summary["train_rows_used"] = int(max_train)
+  del records
+  return splits, summary
+
+
+def fit_and_evaluate(splits, c_values: Sequence[float], *, min_df: int = 2, max_iter: int = 1000,
+                     ece_bins: int = 15, neutral_threshold: float = 0.7) -> Dict[str, Any]:
+  """Fits TF-IDF + logistic regression per C, keeps the best on validation, evaluates it.
+
+  Args:
+    splits: {split: (texts, labels)}; train/validation/test labels in {0, 1}; manual_test
+      labels in {0, 1, 2} (2 = neutral, scored by the three-way threshold only).
+  """
+  # pylint: disable=import-outside-toplevel
+  from sklearn.feature_extraction.text import TfidfVectorizer
+  from sklearn.linear_model import LogisticRegression
+
+  timings = {}
+  t = time.perf_counter()
+  vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True,
+                               token_pattern=TOKEN_PATTERN, lowercase=False, dtype=np.float32)
+  train_texts, train_labels = splits["train"]
+  x_train = vectorizer.fit_transform(train_texts)
+  features = {name: vectorizer.transform(splits[name][0]) for name in SPLITS if name != "train"}
+  timings["vectorize_s"] = time.perf_counter() - t
+
+  candidates = []
+  for c in c_values:
+    t = time.perf_counter()
+    classifier = LogisticRegression(C=float(c), max_iter=max_iter, solver="lbfgs")
+    classifier.fit(x_train, train_labels)
+    probs = classifier.predict_proba(features["validation"])
+    val_accuracy = float(np.mean(np.argmax(probs, -1) == splits["validation"][1]))
+    candidates.append({"C": float(c), "validation_accuracy": val_accuracy,
+                       "fit_s": time.perf_counter() - t, "iterations": int(classifier.n_iter_[0])})
+    print(f"C={c}: validation accuracy {val_accuracy:.4f} ({candidates[-1]['fit_s']:.0f} s)",
+          flush=True)
+    if val_accuracy >= max(x["validation_accuracy"] for x in candidates):
+      best, best_classifier = candidates[-1], classifier
+  report = {
+      "model": "tfidf_logreg",
+      "vectorizer": {"ngram_range": [1, 2], "min_df": min_df, "sublinear_tf": True,
+                     "token_pattern": TOKEN_PATTERN},
+      "C": best["C"],
+      "c_search": candidates,
+      "num_features": int(x_train.shape[1]),
+      "num_parameters": int(best_classifier.coef_.size + best_classifier.intercept_.size),
+      "rows": {name: len(splits[name][1]) for name in SPLITS},
+      "timings_s": timings,
+  }
+  for name in ("validation", "test"):
+    probs = best_classifier.predict_proba(features[name])
+    report[name] = evaluation.classification_metrics(probs, splits[name][1], ece_bins)
+  report["manual_test"] = evaluation.manual_test_report(
+      best_classifier.predict_proba(features["manual_test"]), splits["manual_test"][1],
+      neutral_threshold, ece_bins)
+  return _jsonable(report)
+
+
+def _jsonable(value: Any) -> Any:
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if isinstance(value, np.generic):
+    return value.item()
+  return value
+
+
+def environment() -> Dict[str, Any]:
+  import sklearn  # pylint: disable=import-outside-toplevel
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                            check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    commit = "unknown"
+  return {"command": " ".join(["python -m train.tfidf_baseline"] + sys.argv[1:]),
+          "commit": commit, "sklearn_version": sklearn.__version__,
+          "cpu_count": os.cpu_count(),
+          "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")}
+
+
+def markdown(report: Dict[str, Any]) -> str:
+  env, manual = report["environment"], report["manual_test"]
+  pct = lambda x: f"{100 * x:.2f}%"
+  lines = [
+      "# TF-IDF + logistic regression baseline", "",
+      f"- command: `{env['command']}`",
+      f"- commit `{env['commit']}`, scikit-learn {env['sklearn_version']}, {env['date_utc']} UTC",
+      f"- data: {report['data'].get('dataset')}, rows {report['rows']}"
+      + ("; the pipeline's normalization and text-hash split"
+         if report["data"].get("dataset") == "sentiment140" else ""),
+      *([f"- sources: {', '.join(report['data']['sources'].values())}"]
+        if report["data"].get("sources") else []),
+      f"- features: word 1-2 grams, min_df {report['vectorizer']['min_df']}, sublinear TF-IDF: "
+      f"{report['num_features']:,} features; logistic regression (L2, lbfgs), C = {report['C']} "
+      f"chosen on validation from {[c['C'] for c in report['c_search']]}",
+      f"- time: {report['total_time_s']:.0f} s, peak memory {report['peak_memory_gib']:.1f} GiB",
+      "",
+      "| split | accuracy | macro-F1 | ECE | examples |",
+      "|---|---:|---:|---:|---:|",
+  ]
+  for name, metrics in (("validation", report["validation"]), ("held-out test", report["test"]),
+                        ("manual test (binary)", manual["binary"])):
+    lines.append(f"| {name} | {pct(metrics['accuracy'])} | {metrics['macro_f1']:.4f} | "
+                 f"{metrics['ece']:.4f} | {metrics['num_examples']} |")
+  lines += ["", f"Manual test, three classes (neutral when the top probability is below "
+            f"{manual['three_way']['threshold']}): {pct(manual['three_way']['accuracy'])}."]
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  config = _CONFIG.value
+  start = time.perf_counter()
+  try:
+    splits, data_summary = load_texts(config)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(2)
+  print({name: len(labels) for name, (_, labels) in splits.items()}, flush=True)
+  report = fit_and_evaluate(
+      splits, [float(c) for c in _C_VALUES.value], min_df=_MIN_DF.value,
+      max_iter=_MAX_ITER.value, ece_bins=int(config.get("ece_bins", 15)),
+      neutral_threshold=float(config.get("neutral_threshold", 0.7)))
+  report["data"] = data_summary
+  report["total_time_s"] = time.perf_counter() - start
+  report["peak_memory_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  report["environment"] = environment()
+  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+  stem = os.path.join(_OUTPUT_DIR.value, "tfidf_baseline")
+  with open(stem + ".json", "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=1)
+  with open(stem + ".md", "w", encoding="utf-8") as f:
+    f.write(markdown(report))
+  print(f"test accuracy {report['test']['accuracy']:.4f}, manual binary accuracy "
+        f"{report['manual_test']['binary']['accuracy']:.4f}; wrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+  app.run(main)
