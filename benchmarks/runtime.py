@@ -31,7 +31,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -43,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from train import models as model_factory
+from train import provenance
 
 # Study model name -> config module (each a get_config() on top of configs/sent140.py).
 MODEL_CONFIGS = {
@@ -86,19 +86,6 @@ def device_tag(device: jax.Device) -> str:
   return match.group(1) if match else re.sub(r"[^a-z0-9]+", "_", kind).strip("_")
 
 
-def git_commit() -> str:
-  """HEAD of the repository, with '+dirty' when tracked files have local changes."""
-  try:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                          text=True, check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                           capture_output=True, text=True, check=True).stdout.strip()
-    return head + ("+dirty" if dirty else "")
-  except (OSError, subprocess.CalledProcessError):
-    return "unknown"
-
-
 def host_cpu() -> str:
   """The host CPU model from /proc/cpuinfo (Linux), else platform's guess."""
   try:
@@ -119,7 +106,7 @@ def environment(device: jax.Device) -> Dict[str, Any]:
       "host_cpu": host_cpu(),
       "cpu_count": os.cpu_count(),
       "jax_version": jax.__version__,
-      "commit": git_commit(),
+      "commit": provenance.git_commit(),
       "command": " ".join(["python -m benchmarks.runtime"] + sys.argv[1:]),
       "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
       "load_average_at_start": os.getloadavg()[0],

@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -48,6 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from mamba_jax import ssm
+from train import provenance
 
 NAMED_SHAPES: Dict[str, Tuple[int, int, int, int]] = {
     # The shapes of issue 6 (GPU).
@@ -169,19 +169,6 @@ def copy_bandwidth(device_bytes: int, repeats: int) -> float:
 def peak_memory() -> Optional[int]:
   stats = jax.devices()[0].memory_stats()
   return None if not stats else stats.get("peak_bytes_in_use")
-
-
-def git_commit() -> Optional[str]:
-  try:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                            text=True, check=True).stdout.strip()
-    # Uncommitted or untracked changes to the measured code make the commit inexact.
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "mamba_jax", "benchmarks"],
-                           cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-    return commit + ("-dirty" if dirty else "")
-  except (OSError, subprocess.CalledProcessError):
-    return None
 
 
 def jaxlib_version() -> Optional[str]:
@@ -376,7 +363,7 @@ def main(argv=None) -> dict:
       meta=dict(
           device_kind=jax.devices()[0].device_kind, backend=backend,
           jax_version=jax.__version__, jaxlib_version=jaxlib_version(),
-          git_commit=git_commit(), command="python -m benchmarks.scan " + " ".join(
+          git_commit=provenance.git_commit(("mamba_jax", "benchmarks")), command="python -m benchmarks.scan " + " ".join(
               sys.argv[1:] if argv is None else argv),
           timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
           host=platform.node(), cpu_count=os.cpu_count(),

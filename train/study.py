@@ -28,20 +28,20 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import datetime
 import fnmatch
 import glob
 import importlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 import traceback
 from typing import Any, Dict, List, Optional, Sequence
 
 import ml_collections
+
+from train import provenance
 
 # Short names of the config modules the runs start from.
 BASE_CONFIGS = {
@@ -462,15 +462,9 @@ def plot_runtime(runtime_files: List[str], path: str) -> List[str]:
 def environment(command: str) -> Dict[str, Any]:
   import jax  # pylint: disable=import-outside-toplevel
 
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                            check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    commit = "unknown"
-  return {"command": command, "commit": commit, "jax_version": jax.__version__,
+  return {"command": command, "commit": provenance.git_commit(), "jax_version": jax.__version__,
           "device": f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}",
-          "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")}
+          "date_utc": provenance.utc_now()}
 
 
 def write_summary(options: StudyOptions) -> Dict[str, Any]:

@@ -18,11 +18,9 @@ split and the manual test set with the metrics of ``train.evaluation``
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Sequence, Tuple
@@ -32,7 +30,7 @@ from absl import flags
 from ml_collections import config_flags
 import numpy as np
 
-from train import evaluation
+from train import evaluation, provenance
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/sent140.py", "Config whose data fields (dataset, data_dir, "
@@ -131,34 +129,15 @@ def fit_and_evaluate(splits, c_values: Sequence[float], *, min_df: int = 2, max_
   report["manual_test"] = evaluation.manual_test_report(
       best_classifier.predict_proba(features["manual_test"]), splits["manual_test"][1],
       neutral_threshold, ece_bins)
-  return _jsonable(report)
-
-
-def _jsonable(value: Any) -> Any:
-  if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return value.tolist()
-  if isinstance(value, np.generic):
-    return value.item()
-  return value
+  return provenance.to_jsonable(report)
 
 
 def environment() -> Dict[str, Any]:
   import sklearn  # pylint: disable=import-outside-toplevel
 
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  try:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                            check=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    commit = "unknown"
   return {"command": " ".join(["python -m train.tfidf_baseline"] + sys.argv[1:]),
-          "commit": commit, "sklearn_version": sklearn.__version__,
-          "cpu_count": os.cpu_count(),
-          "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")}
+          "commit": provenance.git_commit(), "sklearn_version": sklearn.__version__,
+          "cpu_count": os.cpu_count(), "date_utc": provenance.utc_now()}
 
 
 def markdown(report: Dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ from absl import logging
 from flax.training import train_state
 from tqdm import tqdm
 
-from train import checkpointing, evaluation, input_feed, models
+from train import checkpointing, evaluation, input_feed, models, provenance
 from train.data import batching
 from train.metric_logging import MetricWriter
 from train.optimizer import create_optimizer, learning_rate_schedule
@@ -336,10 +336,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "best_validation_accuracy": best_accuracy,
       "wall_time_s": time.perf_counter() - run_start,
       "tokenizer_path": tokenizer_copy,
-      "data_summary": _jsonable(datasets.summary),
+      "data_summary": provenance.to_jsonable(datasets.summary),
       "config": config.to_dict(),
   }
-  report = _jsonable(report)
+  report = provenance.to_jsonable(report)
   if is_chief:
     with open(os.path.join(workdir, "eval_report.json"), "w", encoding="utf-8") as f:
       json.dump(report, f, indent=2)
@@ -347,18 +347,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   checkpointer.close()
   writer.close()
   return report
-
-
-def _jsonable(value: Any) -> Any:
-  """Converts tuples, numpy scalars/arrays and other leaves to JSON-friendly values."""
-  if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return value.tolist()
-  if isinstance(value, np.generic):
-    return value.item()
-  if value is None or isinstance(value, (bool, int, float, str)):
-    return value
-  return str(value)

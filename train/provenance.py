@@ -1,0 +1,55 @@
+"""Where a result came from, and result values as JSON.
+
+Every script that writes into ``results/`` (training reports, the study, the
+baselines, the benchmarks) records the commit and time through these functions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+from typing import Any, Sequence
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git_commit(paths: Sequence[str] = ()) -> str:
+  """HEAD, plus "+dirty" when the working tree differs from it; "unknown" outside git.
+
+  Args:
+    paths: only changes under these repository paths count (untracked files
+      included); by default any change to a tracked file counts.
+  """
+  try:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    status = ["git", "status", "--porcelain"]
+    status += ["--", *paths] if paths else ["--untracked-files=no"]
+    dirty = subprocess.run(status, cwd=REPO_ROOT, capture_output=True, text=True,
+                           check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+  return head + ("+dirty" if dirty else "")
+
+
+def utc_now() -> str:
+  """The current time as "YYYY-MM-DD HH:MM" UTC."""
+  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def to_jsonable(value: Any) -> Any:
+  """Tuples, numpy scalars and arrays -> lists and Python numbers; other leaves -> str."""
+  if isinstance(value, dict):
+    return {str(k): to_jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if isinstance(value, np.generic):
+    return value.item()
+  if value is None or isinstance(value, (bool, int, float, str)):
+    return value
+  return str(value)
