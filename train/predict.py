@@ -26,12 +26,6 @@ from train import checkpointing, evaluation, models
 from train.train import create_train_state, eval_step
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Workdir of a training run (holds config.json and checkpoints/).")
-flags.DEFINE_float("threshold", None, "Confidence under which the answer is 'neutral' "
-                   "(default: the run's config.neutral_threshold; 0 never says neutral).")
-flags.DEFINE_enum("format", "text", ["text", "json"], "Output: tab-separated text or JSON lines.")
-flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to load.")
-flags.DEFINE_integer("batch_size", 256, "Tweets per forward pass.")
 
 LABELS = ("negative", "positive")
 MAX_LINE_CHARS = 10_000  # Longer lines are cut here before tokenization (tweets are <= 280 chars).
@@ -166,5 +160,16 @@ def main(argv):
   out.flush()
 
 
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_string("workdir", None, "Workdir of a training run (holds config.json and checkpoints/).")
+  flags.DEFINE_float("threshold", None, "Confidence under which the answer is 'neutral' "
+                     "(default: the run's config.neutral_threshold; 0 never says neutral).")
+  flags.DEFINE_enum("format", "text", ["text", "json"], "Output: tab-separated text or JSON lines.")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to load.")
+  flags.DEFINE_integer("batch_size", 256, "Tweets per forward pass.")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

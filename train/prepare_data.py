@@ -23,10 +23,6 @@ from ml_collections import config_flags
 from train.data import defaults, pipeline, sources
 from train.data.datasets import SPLIT_NAMES
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file; default: train/data/defaults.py data_config().")
-_REBUILD = flags.DEFINE_bool("rebuild", False, "Delete this config's prepared data first.")
-_REPORT = flags.DEFINE_string("report", None, "Write the summary, wall time and peak memory to this JSON file.")
-
 
 def format_summary(summary: dict) -> str:
   lines = [f"{'split':<12} {'rows':>9} {'negative':>9} {'positive':>9} {'neutral':>8} {'truncated':>10}"]
@@ -52,10 +48,10 @@ def format_summary(summary: dict) -> str:
 
 def main(argv):
   del argv
-  config = _CONFIG.value if _CONFIG.value is not None else defaults.data_config()
+  config = flags.FLAGS.config if flags.FLAGS.config is not None else defaults.data_config()
   start = time.perf_counter()
   try:
-    if _REBUILD.value and config.get("dataset", "sentiment140") == "sentiment140":
+    if flags.FLAGS.rebuild and config.get("dataset", "sentiment140") == "sentiment140":
       files = sources.find_sources(sources.resolve_data_dir(config.get("data_dir", None)), download=False)
       shutil.rmtree(pipeline.PreparedPaths.for_sources(config, files).data_dir, ignore_errors=True)
     datasets = pipeline.get_datasets(config)
@@ -67,7 +63,7 @@ def main(argv):
   cpu_s = usage.ru_utime + usage.ru_stime
   print(format_summary(datasets.summary))
   print(f"wall time {wall_s:.1f} s, CPU time {cpu_s:.1f} s, peak RSS {peak_rss_mib:.0f} MiB")
-  if _REPORT.value:
+  if flags.FLAGS.report:
     reload_start = time.perf_counter()
     pipeline.get_datasets(config)  # What every later run (and training start-up) pays.
     reload_s = time.perf_counter() - reload_start
@@ -82,11 +78,19 @@ def main(argv):
         "reload_wall_time_s": round(reload_s, 1),
         "summary": datasets.summary,
     }
-    os.makedirs(os.path.dirname(_REPORT.value) or ".", exist_ok=True)
-    with open(_REPORT.value, "w") as f:
+    os.makedirs(os.path.dirname(flags.FLAGS.report) or ".", exist_ok=True)
+    with open(flags.FLAGS.report, "w") as f:
       json.dump(report, f, indent=2)
-    print(f"wrote {_REPORT.value}")
+    print(f"wrote {flags.FLAGS.report}")
+
+
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  config_flags.DEFINE_config_file("config", None, "Config file; default: train/data/defaults.py data_config().")
+  flags.DEFINE_bool("rebuild", False, "Delete this config's prepared data first.")
+  flags.DEFINE_string("report", None, "Write the summary, wall time and peak memory to this JSON file.")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

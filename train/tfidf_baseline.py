@@ -32,14 +32,6 @@ import numpy as np
 
 from train import evaluation, provenance
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/sent140.py", "Config whose data fields (dataset, data_dir, "
-    "split_fractions, max_train_examples, ...) select the data.", lock_config=False)
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Where tfidf_baseline.{json,md} go.")
-_C_VALUES = flags.DEFINE_list("c_values", ["0.25", "0.5", "1", "2", "4"],
-                              "Inverse L2 strengths tried (the best on validation is kept).")
-_MIN_DF = flags.DEFINE_integer("min_df", 2, "Drop n-grams seen in fewer train tweets.")
-_MAX_ITER = flags.DEFINE_integer("max_iter", 1000, "Logistic regression iterations (lbfgs).")
 
 SPLITS = ("train", "validation", "test", "manual_test")
 TOKEN_PATTERN = r"<url>|<user>|\b\w+\b"  # Words (incl. 1 letter) and the two placeholders.
@@ -172,7 +164,7 @@ def markdown(report: Dict[str, Any]) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = _CONFIG.value
+  config = flags.FLAGS.config
   start = time.perf_counter()
   try:
     splits, data_summary = load_texts(config)
@@ -181,15 +173,15 @@ def main(argv):
     sys.exit(2)
   print({name: len(labels) for name, (_, labels) in splits.items()}, flush=True)
   report = fit_and_evaluate(
-      splits, [float(c) for c in _C_VALUES.value], min_df=_MIN_DF.value,
-      max_iter=_MAX_ITER.value, ece_bins=int(config.get("ece_bins", 15)),
+      splits, [float(c) for c in flags.FLAGS.c_values], min_df=flags.FLAGS.min_df,
+      max_iter=flags.FLAGS.max_iter, ece_bins=int(config.get("ece_bins", 15)),
       neutral_threshold=float(config.get("neutral_threshold", 0.7)))
   report["data"] = data_summary
   report["total_time_s"] = time.perf_counter() - start
   report["peak_memory_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   report["environment"] = environment()
-  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
-  stem = os.path.join(_OUTPUT_DIR.value, "tfidf_baseline")
+  os.makedirs(flags.FLAGS.output_dir, exist_ok=True)
+  stem = os.path.join(flags.FLAGS.output_dir, "tfidf_baseline")
   with open(stem + ".json", "w", encoding="utf-8") as f:
     json.dump(report, f, indent=1)
   with open(stem + ".md", "w", encoding="utf-8") as f:
@@ -198,5 +190,18 @@ def main(argv):
         f"{report['manual_test']['binary']['accuracy']:.4f}; wrote {stem}.json and {stem}.md")
 
 
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  config_flags.DEFINE_config_file(
+      "config", "configs/sent140.py", "Config whose data fields (dataset, data_dir, "
+      "split_fractions, max_train_examples, ...) select the data.", lock_config=False)
+  flags.DEFINE_string("output_dir", "results", "Where tfidf_baseline.{json,md} go.")
+  flags.DEFINE_list("c_values", ["0.25", "0.5", "1", "2", "4"],
+                    "Inverse L2 strengths tried (the best on validation is kept).")
+  flags.DEFINE_integer("min_df", 2, "Drop n-grams seen in fewer train tweets.")
+  flags.DEFINE_integer("max_iter", 1000, "Logistic regression iterations (lbfgs).")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
