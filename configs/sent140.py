@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.expand = 2  # d_inner = expand * d_model.
   config.model.dropout = 0.2  # Dropout on embeddings, block outputs and pooled features.
   config.model.pooling = "mean"  # "mean" over real tokens or the "last" real token.
-  config.model.scan_method = "auto"  # Selective-scan kernel ("auto" picks Pallas on GPU when available).
+  config.model.scan_method = "auto"  # Scan method: "auto" (mamba_jax.ssm.AUTO_METHOD per backend) | "associative" | "sequential" | "pallas".
   config.model.select_delta = True  # Input-dependent delta (False: learned constant; the LTI ablation).
   config.model.select_bc = True  # Input-dependent B and C (False: learned constants; the LTI ablation).
 

@@ -37,13 +37,14 @@ Array = jax.Array
 
 SCAN_METHODS = ("associative", "sequential", "pallas")
 
-# Method picked by method="auto", per backend. Chosen from measurements of
-# `python -m benchmarks.scan --methods=associative,sequential` recorded in
-# results/scan_cpu.json (CPU) and results/scan_<gpu>.json (GPU). On the
-# CPU the sequential scan wins at every tweet-sized shape (it streams the
-# state instead of materializing (b, l, d, n)); on GPUs the fused Pallas kernel
-# is used when it is available, otherwise the associative scan.
-AUTO_METHOD = {"cpu": "sequential", "gpu": "pallas", "tpu": "associative"}
+# Method picked by method="auto", per backend, from the measurements of
+# `python -m benchmarks.scan` recorded in results/scan_<device>.json. CPU
+# (results/scan_cpu.json): the sequential scan wins at every tweet-sized shape,
+# forward and backward (it streams the state instead of materializing
+# (b, l, d, n)). GPU and TPU: the portable associative scan, until a recorded
+# GPU benchmark validates the fused Pallas kernel (method="pallas") and shows
+# it faster; "pallas" must be asked for explicitly until then.
+AUTO_METHOD = {"cpu": "sequential", "gpu": "associative", "tpu": "associative"}
 
 
 def accumulation_dtype(dtype) -> jnp.dtype:

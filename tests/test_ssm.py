@@ -153,7 +153,7 @@ class SelectiveScanTest(parameterized.TestCase):
   def test_auto_resolves_to_a_measured_method(self):
     method = ssm.resolve_method("auto")
     self.assertIn(method, ssm.SCAN_METHODS)
-    self.assertEqual(method, ssm.AUTO_METHOD[jax.default_backend()] if jax.default_backend() != "gpu" else method)
+    self.assertEqual(method, ssm.AUTO_METHOD[jax.default_backend()])
 
   def test_unknown_method_is_a_clear_error(self):
     with pytest.raises(ValueError, match="Unknown scan method"):
