@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import jax.numpy as jnp
 
 from mamba_jax.ssm import SCAN_METHODS
 
 POOLINGS = ("mean", "last")
+
+
+def check_classifier_fields(config: Any, positive: Sequence[str]) -> None:
+  """Checks what every classifier config has: pooling, dropout, and these fields >= 1.
+
+  Raises:
+    ValueError naming the first offending field.
+  """
+  if config.pooling not in POOLINGS:
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {config.pooling!r}")
+  for name in positive:
+    if getattr(config, name) < 1:
+      raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+  if not 0.0 <= config.dropout < 1.0:
+    raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,19 +58,14 @@ class MambaConfig:
   dtype: Any = jnp.float32  # Activation dtype; parameters and SSM state stay float32.
 
   def __post_init__(self):
-    if self.pooling not in POOLINGS:
-      raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+    check_classifier_fields(
+        self, ("vocab_size", "d_model", "n_layers", "num_classes", "d_state", "d_conv", "expand"))
     if self.scan_method != "auto" and self.scan_method not in SCAN_METHODS:
       raise ValueError(
           f"scan_method must be 'auto' or one of {SCAN_METHODS}, got {self.scan_method!r}"
       )
     if self.dt_rank != "auto" and not (isinstance(self.dt_rank, int) and self.dt_rank > 0):
       raise ValueError(f"dt_rank must be 'auto' or a positive int, got {self.dt_rank!r}")
-    for name in ("vocab_size", "d_model", "n_layers", "num_classes", "d_state", "d_conv", "expand"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
   @property
   def d_inner(self) -> int:

@@ -224,19 +224,20 @@ def selective_scan(
   method = resolve_method(method)
 
   acc = accumulation_dtype(u.dtype)
-  u32, delta32, A32, B32, C32 = (jnp.asarray(x, acc) for x in (u, delta, A, B, C))
-  if mask is not None:
-    mask32 = jnp.asarray(mask, acc)
-    # delta = 0 makes the step the identity: dA = 1 and dB = 0.
-    delta32 = delta32 * mask32[..., None]
+  u32, A32 = jnp.asarray(u, acc), jnp.asarray(A, acc)
+  mask32 = None if mask is None else jnp.asarray(mask, acc)
   h0 = jnp.zeros((b, d, n), acc) if initial_state is None else jnp.asarray(initial_state, acc)
   if method == "pallas":
-    # The kernel reads its inputs in their own dtype and accumulates in float32
-    # itself: casting bfloat16 inputs first would double its memory traffic.
+    # The kernel reads u, delta, B and C in their own dtype and accumulates in
+    # float32 itself: casting bfloat16 inputs first would double its traffic.
+    # delta = 0 makes a masked step the identity: dA = 1 and dB = 0.
     delta_in = delta if mask is None else delta * jnp.asarray(mask, delta.dtype)[..., None]
     y, h_last = _scan_pallas(u, delta_in, A32, B, C, h0)
     y = jnp.asarray(y, acc)
   else:
+    delta32, B32, C32 = (jnp.asarray(x, acc) for x in (delta, B, C))
+    if mask is not None:
+      delta32 = delta32 * mask32[..., None]  # delta = 0: the step is the identity.
     y, h_last = _SCANS[method](u32, delta32, A32, B32, C32, h0)
   if D is not None:
     y = y + jnp.asarray(D, acc) * u32

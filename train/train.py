@@ -27,7 +27,7 @@ from flax.training import train_state
 from tqdm import tqdm
 
 from train import checkpointing, evaluation, input_feed, models, provenance
-from train.data import batching
+from train.data import batching, pipeline
 from train.metric_logging import MetricWriter
 from train.optimizer import create_optimizer, learning_rate_schedule
 
@@ -40,17 +40,6 @@ class TrainState(train_state.TrainState):
   """Flax TrainState plus the base dropout key (per-step keys are folded from the step)."""
 
   dropout_rng: jax.Array
-
-
-def load_datasets(config: ml_collections.ConfigDict):
-  """Datasets of ``config.dataset``: "synthetic" or "sentiment140"."""
-  if config.dataset == "synthetic":
-    from train.data import synthetic  # pylint: disable=import-outside-toplevel
-    return synthetic.make_datasets(config)
-  if config.dataset == "sentiment140":
-    from train.data import pipeline  # pylint: disable=import-outside-toplevel
-    return pipeline.get_datasets(config)
-  raise ValueError(f"config.dataset must be 'sentiment140' or 'synthetic', got {config.dataset!r}")
 
 
 def total_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -225,7 +214,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
       f.write(config.to_json_best_effort(indent=2))
 
-  datasets = load_datasets(config)
+  datasets = pipeline.get_datasets(config)
   tokenizer_copy = _copy_tokenizer(datasets, workdir) if is_chief else None
   splits = datasets.splits
   train_split = splits["train"]

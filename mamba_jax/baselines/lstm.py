@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from mamba_jax import initializers as inits
-from mamba_jax.config import POOLINGS
+from mamba_jax.config import check_classifier_fields
 from mamba_jax.pooling import pool
 
 Array = jax.Array
@@ -42,13 +42,8 @@ class LSTMConfig:
   dtype: Any = jnp.float32  # Activation dtype; parameters stay float32.
 
   def __post_init__(self):
-    if self.pooling not in POOLINGS:
-      raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-    for name in ("vocab_size", "num_classes", "embed_dim", "hidden_size", "n_layers"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+    check_classifier_fields(
+        self, ("vocab_size", "num_classes", "embed_dim", "hidden_size", "n_layers"))
 
 
 class LSTMClassifier(nn.Module):

@@ -25,7 +25,7 @@ import numpy as np
 from flax import linen as nn
 
 from mamba_jax import initializers as inits
-from mamba_jax.config import POOLINGS
+from mamba_jax.config import check_classifier_fields
 from mamba_jax.pooling import pool
 
 Array = jax.Array
@@ -51,19 +51,13 @@ class TransformerConfig:
   dtype: Any = jnp.float32  # Activation dtype; parameters and the residual stream stay float32.
 
   def __post_init__(self):
-    if self.pooling not in POOLINGS:
-      raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+    check_classifier_fields(
+        self, ("vocab_size", "num_classes", "d_model", "n_layers", "num_heads", "d_ff", "max_length"))
     if self.positions not in POSITIONS:
       raise ValueError(f"positions must be one of {POSITIONS}, got {self.positions!r}")
-    for name in ("vocab_size", "num_classes", "d_model", "n_layers", "num_heads", "d_ff",
-                 "max_length"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
     if self.d_model % self.num_heads:
       raise ValueError(
           f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
-    if not 0.0 <= self.dropout < 1.0:
-      raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 def sinusoidal_positions(length: int, width: int) -> np.ndarray:

@@ -53,6 +53,7 @@ import numpy as np
 from configs import sent140, tiny
 from train import checkpointing, models
 from train import train as training
+from train.data import pipeline
 from train.data.datasets import LABEL_NAMES
 from train.predict import Predictor, classify
 
@@ -121,7 +122,7 @@ print(f"batch_size={config.batch_size} num_train_steps={config.num_train_steps} 
 # %% [markdown]
 # ## 3. Prepare the data
 #
-# `training.load_datasets` dispatches on `config.dataset`. For Sentiment140 it reads the raw
+# `pipeline.get_datasets` dispatches on `config.dataset`. For Sentiment140 it reads the raw
 # CSV, normalizes the tweets (user mentions and links become placeholder tokens), splits them
 # by a hash of the normalized text (duplicates stay in one split), trains a SentencePiece
 # tokenizer and stores token ids in `config.prepared_dir`; a second call reuses that cache.
@@ -129,7 +130,7 @@ print(f"batch_size={config.batch_size} num_train_steps={config.num_train_steps} 
 
 # %%
 start = time.perf_counter()
-datasets = training.load_datasets(config)
+datasets = pipeline.get_datasets(config)
 print(f"prepared in {time.perf_counter() - start:.1f} s; vocabulary {datasets.vocab_size}")
 for name, split in datasets.splits.items():
   print(f"{name:>12}: {len(split):>7} examples, labels {split.label_counts()}")
