@@ -23,13 +23,10 @@ Glossary: b batch, l length.
 
 from __future__ import annotations
 
-import datetime
 import importlib
 import json
 import math
 import os
-import platform
-import re
 import statistics
 import sys
 import time
@@ -41,8 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import machine
 from train import models as model_factory
-from train import provenance
 
 # Study model name -> config module (each a get_config() on top of configs/sent140.py).
 MODEL_CONFIGS = {
@@ -75,42 +72,6 @@ _SEED = flags.DEFINE_integer("seed", 0, "Parameter init and token ids.")
 
 
 # ----------------------------------------------------------------------------- environment
-
-
-def device_tag(device: jax.Device) -> str:
-  """'cpu', or a short accelerator name such as 'h100' from 'NVIDIA H100 80GB HBM3'."""
-  if device.platform == "cpu":
-    return "cpu"
-  kind = device.device_kind.lower()
-  match = re.search(r"\b([a-z]+\d+[a-z]*)\b", kind.replace("nvidia", ""))
-  return match.group(1) if match else re.sub(r"[^a-z0-9]+", "_", kind).strip("_")
-
-
-def host_cpu() -> str:
-  """The host CPU model from /proc/cpuinfo (Linux), else platform's guess."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
-
-
-def environment(device: jax.Device) -> Dict[str, Any]:
-  kind = host_cpu() if device.platform == "cpu" else device.device_kind
-  return {
-      "device": f"{device.platform}: {kind}",
-      "device_count": jax.device_count(),
-      "host_cpu": host_cpu(),
-      "cpu_count": os.cpu_count(),
-      "jax_version": jax.__version__,
-      "commit": provenance.git_commit(),
-      "command": " ".join(["python -m benchmarks.runtime"] + sys.argv[1:]),
-      "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
-      "load_average_at_start": os.getloadavg()[0],
-  }
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -341,7 +302,8 @@ def run_benchmark() -> Dict[str, Any]:
   max_gib = _MAX_MEMORY_GIB.value if _MAX_MEMORY_GIB.value is not None else (6.0 if on_cpu else None)
   max_bytes = None if max_gib is None else max_gib * 2**30
   results: Dict[str, Any] = {
-      "environment": environment(device), "batch_size": _BATCH_SIZE.value, "lengths": lengths,
+      "environment": machine.environment(device, " ".join(["python -m benchmarks.runtime"] + sys.argv[1:])),
+      "batch_size": _BATCH_SIZE.value, "lengths": lengths,
       "max_memory_gib": max_gib, "cpu_max_length": _CPU_MAX_LENGTH.value if on_cpu else None,
       "forward": {}, "step": {}, "num_params": {},
   }
@@ -370,7 +332,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   results = run_benchmark()
-  tag = _DEVICE_TAG.value or device_tag(jax.devices()[0])
+  tag = _DEVICE_TAG.value or machine.device_tag(jax.devices()[0])
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   stem = os.path.join(_OUTPUT_DIR.value, f"runtime_{tag}")
   with open(stem + ".json", "w") as f:

@@ -24,6 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-2  # Fast learning on the toy task.
   config.warmup_steps = 5  # Short warmup.
   config.train_data_on_device = False  # Exercise the host input path (the device path has its own test).
+  config.length_bucket_bounds = (6, 10)  # Synthetic lengths are 3..14: three buckets (6, 10, 16).
   config.log_every_steps = 8  # Frequent logs.
   config.eval_every_steps = 32  # Two validations per run.
   config.checkpoint_every_steps = 8  # Frequent checkpoints (resume test).

@@ -1,7 +1,7 @@
 """The selective scan as a ``jax.lax.scan`` with a hand-written backward pass.
 
-Glossary: b batch, l length, d channels, n state size, T checkpoint chunk,
-c number of chunks = ceil(l / T).
+Glossary: b batch, l length, d channels, n state size, c number of chunks =
+ceil(l / CHECKPOINT_CHUNK), T chunk length = ceil(l / c) <= CHECKPOINT_CHUNK.
 
 Differentiating a ``lax.scan`` of the step function lets JAX store every
 per-step residual (dA, dB*u and the state: several (l, b, d, n) arrays) and
@@ -18,7 +18,10 @@ recurrence through them,
     dB_t      = sum_d g_t delta_t u_t           dC_t = sum_d dy_t h_t
     dA       += sum_b,t g_t delta_t exp(delta_t A) h_{t-1}
 
-so it never holds more than (T, b, d, n) of states. Inputs here are already in
+so it never holds more than (T, b, d, n) of states. The chunks split l evenly
+(l = 24 -> 2 x 12, l = 17 -> 2 x 9 with one padded step): the time axis is padded
+by fewer than c steps, so the cost follows the real length instead of rounding
+it up to a multiple of CHECKPOINT_CHUNK. Inputs here are already in
 the accumulation dtype (float32 or float64); masking and D are applied by the
 caller (:func:`mamba_jax.ssm.selective_scan`). Only reverse-mode
 differentiation is defined (``jax.custom_vjp``).
@@ -33,7 +36,13 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-CHECKPOINT_CHUNK = 16
+CHECKPOINT_CHUNK = 16  # Longest chunk between two stored states.
+
+
+def chunk_length(length: int) -> int:
+  """T: the shortest chunk that splits ``length`` into ceil(length / CHECKPOINT_CHUNK) chunks."""
+  num_chunks = max(-(-length // CHECKPOINT_CHUNK), 1)
+  return max(-(-length // num_chunks), 1)
 
 
 def _step(A: Array, h: Array, inputs) -> Tuple[Array, Tuple[Array, Array]]:
@@ -61,7 +70,7 @@ def _from_chunks(x: Array, length: int) -> Array:
 def _forward(u, delta, A, B, C, h0):
   """Returns y (b, l, d), h_last (b, d, n) and the chunk start states (c, b, d, n)."""
   length = u.shape[1]
-  chunks = [_to_chunks(x, length, CHECKPOINT_CHUNK) for x in (u, delta, B, C)]
+  chunks = [_to_chunks(x, length, chunk_length(length)) for x in (u, delta, B, C)]
 
   def token(h, x):
     h, (y, _) = _step(A, h, x)
@@ -100,7 +109,7 @@ def _bwd(residuals, cotangents):
   u, delta, A, B, C, h_starts = residuals
   dy, dh_last = cotangents
   length = u.shape[1]
-  chunks = [_to_chunks(x, length, CHECKPOINT_CHUNK) for x in (u, delta, B, C, dy)]
+  chunks = [_to_chunks(x, length, chunk_length(length)) for x in (u, delta, B, C, dy)]
 
   def token_adjoint(carry, inputs):
     dh, dA_sum = carry

@@ -187,3 +187,16 @@ class VariantsTest(chex.TestCase):
     y_ref, h_ref = selective_scan_loop(u, delta, A, B, C, D, initial_state=h0)
     self.assertLessEqual(rel_err(y, y_ref[:, 0]), 1e-5)
     self.assertLessEqual(rel_err(h, h_ref), 1e-5)
+
+
+def test_sequential_scan_chunks_follow_the_real_length():
+  """The checkpoint chunks split l evenly, so l = 24 is not rounded up to 32 (cost ~ real length)."""
+  from mamba_jax import sequential_scan
+
+  for length in range(1, 130):
+    chunk = sequential_scan.chunk_length(length)
+    chunks = -(-length // chunk)
+    assert chunk <= sequential_scan.CHECKPOINT_CHUNK
+    assert chunks == -(-length // sequential_scan.CHECKPOINT_CHUNK)
+    assert chunks * chunk - length < chunks  # Fewer padded steps than chunks.
+  assert sequential_scan.chunk_length(24) == 12 and sequential_scan.chunk_length(64) == 16

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from train import checkpointing, models, train
-from train.data import synthetic
+from train.data import batching, synthetic
 
 from tests import train_tiny_run
 
@@ -84,6 +84,7 @@ def _wait_for_checkpoint(process, workdir, min_step, timeout=120):
 
 def test_resume_after_sigkill_gives_identical_parameters(trained, tmp_path):
   reference_dir, config, _ = trained
+  assert len(batching.config_bounds(config, config.max_length)) > 1  # Length-bucketed batches.
   workdir = str(tmp_path / "killed")
   command = [sys.executable, "-m", "train.main", "--config=configs/tiny.py", f"--workdir={workdir}",
              *_cli_overrides()]

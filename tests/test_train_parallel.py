@@ -56,15 +56,21 @@ def test_device_feed_yields_the_host_batches():
   config = tiny.get_config()
   split = synthetic.make_datasets(config).splits["train"]
   mesh = input_feed.make_mesh()
-  start = batching.steps_per_epoch(split, config.batch_size) - 1  # Crosses an epoch boundary.
-  host = input_feed.host_train_feed(split, config.batch_size, seed=3, start_step=start, mesh=mesh)
-  device = input_feed.device_train_feed(split, config.batch_size, seed=3, start_step=start, mesh=mesh)
-  for _ in range(3):
+  bounds = batching.config_bounds(config, split.max_length)
+  assert len(bounds) > 1  # Length buckets.
+  start = batching.steps_per_epoch(split, config.batch_size, bounds) - 4  # Crosses an epoch boundary.
+  host = input_feed.host_train_feed(split, config.batch_size, seed=3, start_step=start, mesh=mesh, bounds=bounds)
+  device = input_feed.device_train_feed(split, config.batch_size, seed=3, start_step=start, mesh=mesh,
+                                        bounds=bounds)
+  lengths = set()
+  for _ in range(8):
     a, b = next(host), next(device)
+    lengths.add(a["tokens"].shape[1])
     assert set(a) == set(b)
     for key in a:
       assert a[key].dtype == b[key].dtype, key
       np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+  assert len(lengths) > 1
 
 
 def test_batch_size_must_divide_device_count(monkeypatch):

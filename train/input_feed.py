@@ -1,22 +1,23 @@
 """Training batches placed on the devices, split along the batch axis.
 
-Glossary: b global batch, L max_length, N train examples.
+Glossary: b global batch, l padded length of a batch (a bucket bound), L max_length, N train examples.
 
-Two feeds yield the same batches in the same order (``epoch_permutation(N, seed, epoch)``,
-last partial batch dropped, resumable at any step):
+Two feeds yield the same batches in the same order (``train.data.batching.TrainOrder``:
+a pure function of (seed, epoch), bucketed by length or fixed-padded, resumable at any step):
 
 * ``host_train_feed``: numpy batches from ``train.data.batching.train_batches``, sharded
   and copied to the devices by a background thread (``prefetch`` batches ahead).
 * ``device_train_feed``: the whole tokenized train split lives on the devices (1.57M x 64
   uint16 is 200 MB) and so does each epoch's example order; a step is one small jitted
-  gather with a scalar argument, so the host never limits throughput.
+  gather with a scalar argument (one compiled gather per bucket bound), so the host never
+  limits throughput.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterator
+from typing import Iterator, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -95,17 +96,18 @@ def _prefetch(iterator: Iterator, size: int) -> Iterator:
 
 
 def host_train_feed(split: Split, batch_size: int, *, seed: int, start_step: int, mesh: Mesh,
-                    prefetch: int = 2) -> Iterator[dict[str, jax.Array]]:
+                    bounds: Optional[Sequence[int]] = None, prefetch: int = 2) -> Iterator[dict[str, jax.Array]]:
   """Sharded device batches built on the host (see the module docstring)."""
   sharding = batch_sharding(mesh)
-  host = batching.train_batches(split, batch_size, seed=seed, start_step=start_step)
+  host = batching.train_batches(split, batch_size, seed=seed, start_step=start_step, bounds=bounds)
   return _prefetch((shard_batch(b, sharding) for b in host), prefetch)
 
 
-def _gather(tokens: jax.Array, labels: jax.Array, order: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
-  """Batch ``step`` of an epoch: tokens (N, L) uint16, labels (N,), order (steps, b) -> a batch dict."""
+def _gather(tokens: jax.Array, labels: jax.Array, order: jax.Array, step: jax.Array, *,
+            length: int) -> dict[str, jax.Array]:
+  """Batch ``step`` of an epoch: tokens (N, L) uint16, labels (N,), order (steps, b) -> a batch of length l."""
   indices = jax.lax.dynamic_index_in_dim(order, step, axis=0, keepdims=False)
-  batch_tokens = jnp.take(tokens, indices, axis=0).astype(jnp.int32)
+  batch_tokens = jnp.take(tokens, indices, axis=0)[:, :length].astype(jnp.int32)
   return {
       "tokens": batch_tokens,
       "mask": (batch_tokens != 0).astype(jnp.int32),
@@ -114,37 +116,41 @@ def _gather(tokens: jax.Array, labels: jax.Array, order: jax.Array, step: jax.Ar
   }
 
 
-def device_train_feed(split: Split, batch_size: int, *, seed: int, start_step: int,
-                      mesh: Mesh) -> Iterator[dict[str, jax.Array]]:
+def device_train_feed(split: Split, batch_size: int, *, seed: int, start_step: int, mesh: Mesh,
+                      bounds: Optional[Sequence[int]] = None) -> Iterator[dict[str, jax.Array]]:
   """Sharded batches gathered on the devices from a device-resident train split.
 
   Once per epoch the (steps, b) example order goes to the devices (its batch axis sharded);
-  each step then costs one dispatch with a scalar argument.
+  each step then costs one dispatch with a scalar argument; the batch's padded length is a
+  static argument (one compiled gather per bound).
   """
-  steps = batching.steps_per_epoch(split, batch_size)
+  plan = batching.TrainOrder(split, batch_size, seed=seed, bounds=bounds)
+  steps = plan.steps_per_epoch
   if steps == 0:
     raise ValueError(f"train split has {len(split)} examples, fewer than one batch of {batch_size}")
   tokens = put_replicated(np.ascontiguousarray(split.tokens), mesh)
   labels = put_replicated(split.labels.astype(np.int32), mesh)
   order_sharding = NamedSharding(mesh, PartitionSpec(None, BATCH_AXIS))
-  gather = jax.jit(_gather, out_shardings=batch_sharding(mesh))
+  gather = jax.jit(_gather, static_argnames="length", out_shardings=batch_sharding(mesh))
   count, index = jax.process_count(), jax.process_index()
   epoch, step_in_epoch = divmod(start_step, steps)
   while True:
-    order = batching.epoch_permutation(len(split), seed, epoch)[:steps * batch_size]
-    order = order.astype(np.int32).reshape(steps, batch_size)
+    order, lengths = plan.epoch(epoch)
+    order = order.astype(np.int32)
     columns = batch_size // count
     order = jax.make_array_from_process_local_data(
         order_sharding, np.ascontiguousarray(order[:, index * columns:(index + 1) * columns]), order.shape)
     for step in range(step_in_epoch, steps):
-      yield gather(tokens, labels, order, np.int32(step))
+      yield gather(tokens, labels, order, np.int32(step), length=int(lengths[step]))
     epoch, step_in_epoch = epoch + 1, 0
 
 
 def train_feed(config, split: Split, *, start_step: int, mesh: Mesh) -> Iterator[dict[str, jax.Array]]:
   """The feed chosen by ``config.train_data_on_device``."""
   check_batch_size(config.batch_size)
-  if config.get("train_data_on_device", False):
-    return device_train_feed(split, config.batch_size, seed=config.seed, start_step=start_step, mesh=mesh)
+  bounds = batching.config_bounds(config, split.max_length)
+  if config.train_data_on_device:
+    return device_train_feed(split, config.batch_size, seed=config.seed, start_step=start_step, mesh=mesh,
+                             bounds=bounds)
   return host_train_feed(split, config.batch_size, seed=config.seed, start_step=start_step, mesh=mesh,
-                         prefetch=config.get("prefetch_batches", 2))
+                         bounds=bounds, prefetch=config.prefetch_batches)

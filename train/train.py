@@ -116,18 +116,24 @@ def eval_step(state: TrainState, batch: dict) -> jax.Array:
       jnp.float32)
 
 
-def predict_probabilities(p_eval_step, state: TrainState, split, batch_size: int,
-                          mesh) -> np.ndarray:
-  """Softmax probabilities (N, c) of every example of ``split``, in order."""
+def predict_probabilities(p_eval_step, state: TrainState, split, batch_size: int, mesh,
+                          bounds=None) -> np.ndarray:
+  """Softmax probabilities (N, c) of every example of ``split``, in the split's order.
+
+  Batches are bucketed by length (``bounds``, see ``train.data.batching.eval_batches``);
+  each row's prediction is put back at its example's index.
+  """
   sharding = input_feed.batch_sharding(mesh)
-  chunks = []
-  for batch in batching.eval_batches(split, batch_size):
-    keep = batch["weight"] > 0
-    logits = np.asarray(jax.device_get(p_eval_step(state, input_feed.shard_batch(batch, sharding))))
-    chunks.append(logits[keep])
-  if not chunks:
+  logits = None
+  for rows, batch in batching.eval_batches(split, batch_size, bounds):
+    out = np.asarray(jax.device_get(p_eval_step(state, input_feed.shard_batch(batch, sharding))))
+    if logits is None:
+      logits = np.zeros((len(split), out.shape[-1]), out.dtype)
+    keep = rows >= 0
+    logits[rows[keep]] = out[keep]
+  if logits is None:
     return np.zeros((0, 2))
-  return evaluation.softmax(np.concatenate(chunks))
+  return evaluation.softmax(logits)
 
 
 class Trainer:
@@ -158,7 +164,9 @@ class Trainer:
                                       input_feed.replicated(self.mesh))}
 
   def probabilities(self, state: TrainState, split) -> np.ndarray:
-    return predict_probabilities(self.eval_step, state, split, self.config.eval_batch_size, self.mesh)
+    """Softmax probabilities (N, c) of ``split`` in its order, evaluated in length buckets."""
+    return predict_probabilities(self.eval_step, state, split, self.config.eval_batch_size, self.mesh,
+                                 batching.config_bounds(self.config, split.max_length))
 
 
 def _flush(pending: list, step: int, start_time: float, examples: int, writer: MetricWriter,
@@ -219,7 +227,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   splits = datasets.splits
   train_split = splits["train"]
   model = models.create_model(config, datasets.tokenizer.vocab_size)
-  steps_per_epoch = batching.steps_per_epoch(train_split, config.batch_size)
+  bounds = batching.config_bounds(config, train_split.max_length)
+  steps_per_epoch = batching.steps_per_epoch(train_split, config.batch_size, bounds)
   if steps_per_epoch == 0:
     raise ValueError(f"the train split has {len(train_split)} examples, fewer than one batch of "
                      f"{config.batch_size}")
@@ -238,8 +247,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   best_accuracy = progress.get("best_validation_accuracy") if progress else None
   if start_step:
     print(f"Resuming from step {start_step} ({checkpoint_dir}).", flush=True)
-  logging.info("%s: %d parameters, %d steps (%d per epoch), %d devices.", config.model_type, num_params,
-               total_steps, steps_per_epoch, jax.device_count())
+  logging.info("%s: %d parameters, %d steps (%d per epoch), %d devices, length buckets %s "
+               "(one compiled train and eval step per bucket).", config.model_type, num_params,
+               total_steps, steps_per_epoch, jax.device_count(), bounds)
 
   writer = MetricWriter(workdir, resume_step=start_step)
   rngs = trainer.rngs(state)
