@@ -38,8 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import machine
 from train import models as model_factory
+from train import provenance
 
 # Study model name -> config module (each a get_config() on top of configs/sent140.py).
 MODEL_CONFIGS = {
@@ -302,7 +302,7 @@ def run_benchmark() -> Dict[str, Any]:
   max_gib = _MAX_MEMORY_GIB.value if _MAX_MEMORY_GIB.value is not None else (6.0 if on_cpu else None)
   max_bytes = None if max_gib is None else max_gib * 2**30
   results: Dict[str, Any] = {
-      "environment": machine.environment(device, " ".join(["python -m benchmarks.runtime"] + sys.argv[1:])),
+      "environment": provenance.environment(device, " ".join(["python -m benchmarks.runtime"] + sys.argv[1:])),
       "batch_size": _BATCH_SIZE.value, "lengths": lengths,
       "max_memory_gib": max_gib, "cpu_max_length": _CPU_MAX_LENGTH.value if on_cpu else None,
       "forward": {}, "step": {}, "num_params": {},
@@ -332,7 +332,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   results = run_benchmark()
-  tag = _DEVICE_TAG.value or machine.device_tag(jax.devices()[0])
+  tag = _DEVICE_TAG.value or provenance.device_tag(jax.devices()[0])
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   stem = os.path.join(_OUTPUT_DIR.value, f"runtime_{tag}")
   with open(stem + ".json", "w") as f:

@@ -47,8 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import machine
-from train import input_feed, models, train
+from train import input_feed, models, provenance, train
 from train.data import batching, pipeline
 from train.data.datasets import Split
 
@@ -271,7 +270,7 @@ def main(argv=None) -> Dict[str, Any]:
 
   command = " ".join(["python -m benchmarks.train_throughput"] + list(sys.argv[1:] if argv is None else argv))
   device = jax.devices()[0]
-  report: Dict[str, Any] = {"environment": machine.environment(device, command), "data": data,
+  report: Dict[str, Any] = {"environment": provenance.environment(device, command), "data": data,
                             "rounds": args.rounds, "steps": args.steps, "steps_per_bound": args.steps_per_bound,
                             "batch_size": reference.batch_size, "max_length": split.max_length,
                             "bounds": list(batching.config_bounds(reference, split.max_length)),
@@ -304,7 +303,7 @@ def main(argv=None) -> Dict[str, Any]:
     report["speedup"][name] = entry["bucketed"]["examples_per_s"] / entry["fixed"]["examples_per_s"]
   report["load_average_at_end"] = os.getloadavg()[0]
 
-  tag = args.device_tag or machine.device_tag(device)
+  tag = args.device_tag or provenance.device_tag(device)
   os.makedirs(args.output_dir, exist_ok=True)
   stem = os.path.join(args.output_dir, f"train_throughput_{tag}")
   with open(stem + ".json", "w", encoding="utf-8") as f:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import platform
+import re
 import subprocess
-from typing import Any, Sequence
+from typing import Any, Dict, Sequence
 
 import numpy as np
 
@@ -53,3 +55,42 @@ def to_jsonable(value: Any) -> Any:
   if value is None or isinstance(value, (bool, int, float, str)):
     return value
   return str(value)
+
+
+def device_tag(device) -> str:
+  """'cpu', or a short accelerator name such as 'h100' from 'NVIDIA H100 80GB HBM3'."""
+  if device.platform == "cpu":
+    return "cpu"
+  kind = device.device_kind.lower()
+  match = re.search(r"\b([a-z]+\d+[a-z]*)\b", kind.replace("nvidia", ""))
+  return match.group(1) if match else re.sub(r"[^a-z0-9]+", "_", kind).strip("_")
+
+
+def host_cpu() -> str:
+  """The host CPU model from /proc/cpuinfo (Linux), else platform's guess."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def environment(device, command: str) -> Dict[str, Any]:
+  """Device, host, versions, commit, the command and the load average when it started."""
+  import jax  # Imported here: the rest of this module is used without JAX (e.g. by the TF-IDF baseline).
+
+  kind = host_cpu() if device.platform == "cpu" else device.device_kind
+  return {
+      "device": f"{device.platform}: {kind}",
+      "device_count": jax.device_count(),
+      "host_cpu": host_cpu(),
+      "cpu_count": os.cpu_count(),
+      "jax_version": jax.__version__,
+      "commit": git_commit(),
+      "command": command,
+      "date_utc": utc_now(),
+      "load_average_at_start": os.getloadavg()[0],
+  }
