@@ -218,10 +218,20 @@ def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]
                             "base_config": BASE_CONFIGS[run.base], "overrides": run.overrides,
                             "quick": options.quick, "dataset": config.dataset,
                             "workdir": os.path.abspath(workdir)}
+  wanted = json.loads(json.dumps(config.to_dict(), default=str))
+  # A finished run is reused from its record in the output dir (committed with the results,
+  # so a study continues on another machine) or from its workdir, if it was made by this config.
+  saved_record = run_file(options.output_dir, run, seed)
+  if os.path.exists(saved_record) and not options.retrain:
+    with open(saved_record, encoding="utf-8") as f:
+      saved = json.load(f)
+    if saved.get("status") == "ok" and saved.get("report", {}).get("config") == wanted:
+      saved["reused"] = True
+      return saved
   if os.path.exists(report_path) and not options.retrain:
     with open(report_path, encoding="utf-8") as f:
       report = json.load(f)
-    if report.get("config") == json.loads(json.dumps(config.to_dict(), default=str)):
+    if report.get("config") == wanted:
       record.update(status="ok", reused=True, report=report)
       return record
     print(f"[study] {run.name} seed {seed}: config changed since {report_path}; retraining.",

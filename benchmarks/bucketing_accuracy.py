@@ -1,0 +1,141 @@
+r"""Does length bucketing bias training? Bucketed vs fixed padding, same data, same budget.
+
+  python -m benchmarks.bucketing_accuracy            # 2 seeds x {fixed, bucketed}, 200k tweets, 1 epoch
+  python -m benchmarks.bucketing_accuracy --seeds=0 --max_train_examples=20000   # smaller
+
+Trains ``configs/sent140.py`` with ``bucket_by_length`` False and True on the same
+deterministic subset of the train split (``max_train_examples``), one epoch, for each
+seed (the seed sets the initialization, dropout and the data order), through the
+project's own ``train.train.train_and_evaluate``. Each run lives in
+``<workdir_root>/<mode>_seed<seed>``; a run whose ``eval_report.json`` exists is not
+trained again (an interrupted one resumes from its checkpoint), so the tool can be
+stopped and started again. Writes ``<output>.json`` and ``<output>.md``: held-out test
+accuracy, validation accuracy and manual-test (binary) accuracy per run, mean +- std per
+mode, the difference of the means against the seed spread, and examples/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from typing import Any, Dict, List
+
+from configs import sent140
+from train import provenance, train
+
+MODES = {"fixed": False, "bucketed": True}
+METRICS = {
+    "test_accuracy": ("test", "accuracy"),
+    "validation_accuracy": ("validation", "accuracy"),
+    "manual_binary_accuracy": ("manual_test", "binary", "accuracy"),
+}
+
+
+def run_config(mode: str, seed: int, args) -> Any:
+  config = sent140.get_config()
+  config.bucket_by_length = MODES[mode]
+  config.seed = seed
+  config.max_train_examples = args.max_train_examples
+  config.num_epochs = args.num_epochs
+  config.warmup_steps = args.warmup_steps
+  config.eval_every_steps = args.eval_every_steps
+  config.checkpoint_every_steps = args.eval_every_steps
+  config.write_tfds = False  # The trainer reads the token cache.
+  return config
+
+
+def _get(report: Dict[str, Any], path) -> float:
+  for key in path:
+    report = report[key]
+  return float(report)
+
+
+def summarize(reports: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any]:
+  summary: Dict[str, Any] = {}
+  for mode, runs in reports.items():
+    entry = {}
+    for name, path in METRICS.items():
+      values = [_get(r, path) for r in runs]
+      entry[name] = {"values": values, "mean": statistics.mean(values),
+                     "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    entry["examples_per_s"] = [r["examples_per_s"] for r in runs]
+    entry["train_time_s"] = [r["train_time_s"] for r in runs]
+    summary[mode] = entry
+  if set(reports) == set(MODES) and all(reports.values()):
+    summary["bucketed_minus_fixed"] = {
+        name: summary["bucketed"][name]["mean"] - summary["fixed"][name]["mean"] for name in METRICS}
+  return summary
+
+
+def markdown(result: Dict[str, Any]) -> str:
+  env, s = result["environment"], result["summary"]
+  lines = [f"# Bucketed vs fixed padding: held-out accuracy ({env['device']})", "",
+           f"- command: `{env['command']}`", f"- commit: `{env['commit']}`, {env['date_utc']} UTC",
+           f"- budget: {result['max_train_examples']:,} train tweets, {result['num_epochs']} epoch(s), "
+           f"configs/sent140.py otherwise (warmup {result['warmup_steps']} steps); seeds {result['seeds']}",
+           f"- other load on the machine while it ran: {result['other_load']}", "",
+           "| mode | test acc (%) | validation acc (%) | manual binary acc (%) | train ex/s | per-seed test acc (%) |",
+           "|---|---:|---:|---:|---:|---|"]
+  for mode in MODES:
+    if mode not in s:
+      continue
+    e = s[mode]
+    cell = lambda m: f"{100 * e[m]['mean']:.2f} +- {100 * e[m]['std']:.2f}"  # noqa: E731
+    lines.append(f"| {mode} | {cell('test_accuracy')} | {cell('validation_accuracy')} | "
+                 f"{cell('manual_binary_accuracy')} | {statistics.mean(e['examples_per_s']):.0f} | "
+                 f"{', '.join(f'{100 * v:.2f}' for v in e['test_accuracy']['values'])} |")
+  if "bucketed_minus_fixed" in s:
+    d = s["bucketed_minus_fixed"]
+    lines += ["", "Bucketed minus fixed (points): " + ", ".join(f"{k} {100 * v:+.2f}" for k, v in d.items())]
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> Dict[str, Any]:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--seeds", default="0,1")
+  parser.add_argument("--max_train_examples", type=int, default=200_000)
+  parser.add_argument("--num_epochs", type=int, default=1)
+  parser.add_argument("--warmup_steps", type=int, default=100, help="of the ~390 steps of 200k tweets")
+  parser.add_argument("--eval_every_steps", type=int, default=200)
+  parser.add_argument("--workdir_root", default="workdirs/bucketing_accuracy")
+  parser.add_argument("--output", default="results/bucketing_accuracy_cpu", help="path stem of .json/.md")
+  parser.add_argument("--other_load", default="none", help="what else ran on the machine (for the record)")
+  args = parser.parse_args(argv)
+  seeds = [int(s) for s in args.seeds.split(",") if s]
+  import jax  # After argument parsing: --help stays fast.
+
+  reports: Dict[str, List[Dict[str, Any]]] = {mode: [] for mode in MODES}
+  for seed in seeds:
+    for mode in MODES:
+      workdir = os.path.join(args.workdir_root, f"{mode}_seed{seed}")
+      path = os.path.join(workdir, "eval_report.json")
+      if os.path.exists(path):
+        print(f"{mode} seed {seed}: finished earlier ({path})", flush=True)
+      else:
+        print(f"{mode} seed {seed}: training in {workdir}", flush=True)
+        train.train_and_evaluate(run_config(mode, seed, args), workdir)
+      with open(path, encoding="utf-8") as f:
+        reports[mode].append(json.load(f))
+  command = " ".join(["python -m benchmarks.bucketing_accuracy"] + list(sys.argv[1:] if argv is None else argv))
+  result = {"environment": provenance.environment(jax.devices()[0], command),
+            "max_train_examples": args.max_train_examples, "num_epochs": args.num_epochs,
+            "warmup_steps": args.warmup_steps, "seeds": seeds, "other_load": args.other_load,
+            "summary": summarize(reports),
+            "runs": {mode: [{"seed": s, "steps": r["steps"],
+                             **{m: _get(r, p) for m, p in METRICS.items()}}
+                            for s, r in zip(seeds, runs)] for mode, runs in reports.items()}}
+  os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+  with open(args.output + ".json", "w", encoding="utf-8") as f:
+    json.dump(provenance.to_jsonable(result), f, indent=1)
+  text = markdown(result)
+  with open(args.output + ".md", "w", encoding="utf-8") as f:
+    f.write(text)
+  print(text)
+  return result
+
+
+if __name__ == "__main__":
+  main()
