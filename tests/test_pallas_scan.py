@@ -219,6 +219,11 @@ class SelectiveScanMethodTest(parameterized.TestCase):
     for name, g, g_ref in zip("u delta A B C D h0".split(), grads, grads_ref):
       self.assertLessEqual(rel_err(g, g_ref), 1e-4, name)
 
+  @parameterized.parameters(dict(dtype="float32", fused=True), dict(dtype="bfloat16", fused=False))
+  def test_fused_and_plain_match_associative(self, dtype, fused):
+    # The check GpuTest runs, at one tiny shape in interpret mode: l, d not multiples of the tiles.
+    _check_against_associative(self, (2, 5, 6, 4, None), dtype, fused, **SMALL)
+
   def test_auto_method(self):
     self.assertIs(scan.METHODS["pallas"], pallas_scan.fused_selective_scan)
     self.assertEqual(ssm.resolve_method("auto"),
@@ -326,6 +331,49 @@ GPU_SHAPES = ((3, 1, 64, 16, None), (2, 37, 100, 16, None), (1, 1000, 48, 8, Non
 BF16_TOLERANCE = 1e-2
 
 
+def _check_against_associative(test, shape, dtype, fused, **kernel_options):
+  """selective_scan(method="pallas") vs "associative": y, h_last and every gradient.
+
+  Float32 arrays within 1e-5 (forward) and 1e-4 (gradients); bfloat16 arrays
+  within BF16_TOLERANCE. ``fused``: with z, delta_bias and delta_softplus.
+  """
+  b, l, d, n, num_segments = shape
+  u, delta, A, B, C, D = random_scan_inputs(l + d, b, l, d, n)
+  z, bias, h0 = _random_extras(l, b, l, d, n)
+  cot_y, cot_h = _cotangents(d, b, l, d, n)
+  low = lambda x: jnp.asarray(x, dtype)
+  args = (low(u), low(delta), A, low(B), low(C), D, low(z), bias, h0)
+  names = "u delta A B C D z bias h0".split()
+  if not fused:  # Plain scan: no gate, no bias, delta used as given.
+    args, names = args[:6] + args[8:], names[:6] + names[8:]
+
+  def by(method):
+    def scan(*a):
+      extras = dict(z=a[6], delta_bias=a[7], delta_softplus=True) if fused else {}
+      return ssm.selective_scan(*a[:6], initial_state=a[-1], return_state=True,
+                                method=method, **extras)
+    return scan
+
+  def tolerance(x, f32_tolerance):
+    return f32_tolerance if x.dtype == jnp.float32 else BF16_TOLERANCE
+
+  def values_and_grads(method):
+    grad = jax.grad(_loss_with_state(by(method), cot_y, cot_h), argnums=tuple(range(len(args))))
+    return jax.jit(by(method))(*args), jax.jit(grad)(*args)
+
+  kernel = functools.partial(pallas_scan.selective_scan_pallas, num_segments=num_segments,
+                             **kernel_options)
+  with mock.patch.object(pallas_scan, "selective_scan_pallas", kernel):
+    (y, h), grads = values_and_grads("pallas")
+  (y_ref, h_ref), grads_ref = values_and_grads("associative")
+  test.assertEqual(y.dtype, jnp.dtype(dtype))
+  test.assertLessEqual(rel_err(y, y_ref), tolerance(y, 1e-5))
+  test.assertLessEqual(rel_err(h, h_ref), 1e-5)
+  for name, g, g_ref, x in zip(names, grads, grads_ref, args):
+    test.assertEqual(g.dtype, x.dtype, name)
+    test.assertLessEqual(rel_err(g, g_ref), tolerance(g, 1e-4), name)
+
+
 @pytest.mark.skipif(not ON_GPU, reason="needs a GPU backend (compiled Triton kernels)")
 class GpuTest(parameterized.TestCase):
   """Compiled kernels vs the associative scan on random shapes.
@@ -341,40 +389,7 @@ class GpuTest(parameterized.TestCase):
   ] + [dict(shape=(2, 513, 1536, 16, None), dtype=dtype, fused=True)
        for dtype in ("float32", "bfloat16")])
   def test_forward_and_gradients_match_associative(self, shape, dtype, fused):
-    b, l, d, n, num_segments = shape
-    u, delta, A, B, C, D = random_scan_inputs(l + d, b, l, d, n)
-    z, bias, h0 = _random_extras(l, b, l, d, n)
-    cot_y, cot_h = _cotangents(d, b, l, d, n)
-    low = lambda x: jnp.asarray(x, dtype)
-    args = (low(u), low(delta), A, low(B), low(C), D, low(z), bias, h0)
-    names = "u delta A B C D z bias h0".split()
-    if not fused:  # Plain scan: no gate, no bias, delta used as given.
-      args, names = args[:6] + args[8:], names[:6] + names[8:]
-
-    def by(method):
-      def scan(*a):
-        extras = dict(z=a[6], delta_bias=a[7], delta_softplus=True) if fused else {}
-        return ssm.selective_scan(*a[:6], initial_state=a[-1], return_state=True,
-                                  method=method, **extras)
-      return scan
-
-    def tolerance(x, f32_tolerance):
-      return f32_tolerance if x.dtype == jnp.float32 else BF16_TOLERANCE
-
-    kernel = functools.partial(pallas_scan.selective_scan_pallas, num_segments=num_segments)
-    with mock.patch.object(pallas_scan, "selective_scan_pallas", kernel):
-      y, h = jax.jit(by("pallas"))(*args)
-      grads = jax.jit(jax.grad(
-          _loss_with_state(by("pallas"), cot_y, cot_h), argnums=tuple(range(len(args)))))(*args)
-    y_ref, h_ref = jax.jit(by("associative"))(*args)
-    self.assertEqual(y.dtype, jnp.dtype(dtype))
-    self.assertLessEqual(rel_err(y, y_ref), tolerance(y, 1e-5))
-    self.assertLessEqual(rel_err(h, h_ref), 1e-5)
-    grads_ref = jax.jit(jax.grad(
-        _loss_with_state(by("associative"), cot_y, cot_h), argnums=tuple(range(len(args)))))(*args)
-    for name, g, g_ref, x in zip(names, grads, grads_ref, args):
-      self.assertEqual(g.dtype, x.dtype, name)
-      self.assertLessEqual(rel_err(g, g_ref), tolerance(g, 1e-4), name)
+    _check_against_associative(self, shape, dtype, fused)
 
   def test_core_api_pallas_is_available(self):
     self.assertEqual(ssm.resolve_method("pallas"), "pallas")
