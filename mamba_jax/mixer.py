@@ -113,12 +113,11 @@ class MambaMixer(nn.Module):
         kernel_init=inits.torch_linear_kernel(1.0 / math.sqrt(cfg.n_layers)),
     )
 
-  def _ssm_inputs(self, u: Array, fused: bool = False) -> Tuple[Array, Optional[Array], Array, Array]:
-    """delta, delta_bias, B and C (..., n) from u (..., d).
+  def _raw_ssm_inputs(self, u: Array) -> Tuple[Array, Array, Array, Array]:
+    """dt, delta_bias, B and C from u (..., d): delta = softplus(dt + delta_bias).
 
-    ``fused=False``: delta (..., d) float32 after the softplus and no bias (None).
-    ``fused=True``: the softplus argument without its bias, (..., d) float32, and
-    the bias (d,): delta = softplus(delta + delta_bias), left to the fused scan.
+    dt (..., d) float32 is the dt_proj output without its bias (zeros for a
+    constant delta), delta_bias (d,); B and C (..., n).
     """
     cfg = self.config
     r, n = cfg.resolved_dt_rank, cfg.d_state
@@ -126,19 +125,22 @@ class MambaMixer(nn.Module):
     projected = self.x_proj(u) if hasattr(self, "x_proj") else None
     offset = 0
     if cfg.select_delta:
-      delta, bias = self.dt_proj(projected[..., :r])
+      dt, bias = self.dt_proj(projected[..., :r])
       offset = r
     else:
-      delta, bias = jnp.zeros(lead + (cfg.d_inner,), jnp.float32), self.dt_bias
+      dt, bias = jnp.zeros(lead + (cfg.d_inner,), jnp.float32), self.dt_bias
     if cfg.select_bc:
       B = projected[..., offset : offset + n]
       C = projected[..., offset + n : offset + 2 * n]
     else:
       B = jnp.broadcast_to(self.B, lead + (n,))
       C = jnp.broadcast_to(self.C, lead + (n,))
-    if fused:
-      return delta, bias, B, C
-    return jax.nn.softplus(delta + bias), None, B, C
+    return dt, bias, B, C
+
+  def _ssm_inputs(self, u: Array) -> Tuple[Array, Array, Array]:
+    """delta (..., d) float32 after the softplus, B and C (..., n), from u (..., d)."""
+    dt, bias, B, C = self._raw_ssm_inputs(u)
+    return jax.nn.softplus(dt + bias), B, C
 
   def _A(self) -> Array:
     return -jnp.exp(self.A_log)
@@ -168,7 +170,10 @@ class MambaMixer(nn.Module):
       u = causal_depthwise_conv(u, self.conv_kernel, self.conv_bias)
     u = jax.nn.silu(u)
     fused = resolve_method(cfg.scan_method) == "pallas"
-    delta, delta_bias, B, C = self._ssm_inputs(u, fused)
+    if fused:
+      delta, delta_bias, B, C = self._raw_ssm_inputs(u)
+    else:
+      (delta, B, C), delta_bias = self._ssm_inputs(u), None
     y, h_last = selective_scan(
         u, delta, self._A(), B, C, self.D, mask=mask, return_state=True,
         method=cfg.scan_method, z=z if fused else None, delta_bias=delta_bias,
@@ -198,7 +203,7 @@ class MambaMixer(nn.Module):
     if cfg.use_conv:
       u, window = causal_conv_step(window, u, self.conv_kernel, self.conv_bias)
     u = jax.nn.silu(u)
-    delta, _, B, C = self._ssm_inputs(u)
+    delta, B, C = self._ssm_inputs(u)
     y, h = selective_scan_step(cache.ssm_state, u, delta, self._A(), B, C, self.D)
     out = self.out_proj(y * jax.nn.silu(z))
     return out, LayerCache(conv_window=window.astype(cfg.dtype), ssm_state=h)
