@@ -128,15 +128,25 @@ skip_stage() {
 }
 
 # ---- install (no network)
-CHECK_PIP_FLAGS=""  # Not PIP_*: pip reads those as its options.
-[[ $DRY_RUN == 1 ]] && CHECK_PIP_FLAGS=--dry-run  # Checks the install without touching this environment.
-export PYTHON CHECK_PIP_FLAGS
+# The dry run leaves this environment alone: the wheels go to a scratch --target
+# (on the build's path, as `wheel` may be missing here) and the editable install is
+# pip's --dry-run. Not PIP_* variables: pip reads those as its options.
+CHECK_WHEEL_FLAGS=""
+CHECK_EDITABLE_FLAGS=""
+CHECK_BUILD_PATH=""
+if [[ $DRY_RUN == 1 ]]; then
+  CHECK_BUILD_PATH="$BASE/pip_target"
+  CHECK_WHEEL_FLAGS="--target=$CHECK_BUILD_PATH"
+  CHECK_EDITABLE_FLAGS=--dry-run
+fi
+export PYTHON CHECK_WHEEL_FLAGS CHECK_EDITABLE_FLAGS CHECK_BUILD_PATH
 # By name: a package already installed (any version) is left as it is.
 # shellcheck disable=SC2016
 run_stage install "$(ls .whl/*.whl 2>/dev/null | wc -l) wheels in .whl/" bash -c '
   names=$(sed -e "s/#.*//" -e "s/[=<>; ].*//" scripts/gpu_wheels.txt | grep -v "^$")
-  "$PYTHON" -m pip install --no-index --no-deps --find-links=.whl $CHECK_PIP_FLAGS $names &&
-    "$PYTHON" -m pip install --no-index --no-deps --no-build-isolation $CHECK_PIP_FLAGS -e .'
+  "$PYTHON" -m pip install --no-index --no-deps --find-links=.whl $CHECK_WHEEL_FLAGS $names &&
+    PYTHONPATH="${CHECK_BUILD_PATH:+$CHECK_BUILD_PATH:}$PYTHONPATH" "$PYTHON" -m pip install \
+      --no-index --no-deps --no-build-isolation $CHECK_EDITABLE_FLAGS -e .'
 
 # ---- imports
 run_stage imports "" "$PYTHON" -c "
