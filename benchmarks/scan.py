@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from mamba_jax import ssm
+from mamba_jax.scan import pallas
 from train import provenance
 
 NAMED_SHAPES: Dict[str, Tuple[int, int, int, int]] = {
@@ -115,9 +116,7 @@ def scan_fn(method: str) -> Callable:
   """y = scan(u, delta, A, B, C, D) by one method, from its natural entry point."""
   name, kwargs = parse_method(method)
   if name == "pallas":
-    from mamba_jax import pallas_scan
-
-    return lambda u, delta, A, B, C, D: pallas_scan.selective_scan_pallas(
+    return lambda u, delta, A, B, C, D: pallas.selective_scan_pallas(
         u, delta, A, B, C, D, **kwargs)
   return lambda u, delta, A, B, C, D: ssm.selective_scan(u, delta, A, B, C, D, method=name)
 

@@ -9,6 +9,11 @@ k conv width (d_conv), m model width (d_model), r dt_rank.
     y = selective_scan(u, delta, A = -exp(A_log), B, C, D)    (b, l, d)
     out = out_proj(y * SiLU(z))                                (b, l, m)
 
+With ``scan_method="pallas"`` the fused kernel does the softplus, the dt_proj
+bias and the gate itself (as the reference's CUDA kernel): it is handed the
+raw ``dt @ dt_proj.kernel``, ``delta_bias = dt_proj.bias`` and z, so neither
+delta nor the gate is ever written to memory. The parameters are the same.
+
 The same parameters serve the parallel forward (``__call__``, optionally
 returning the cache a prompt leaves behind) and recurrent inference
 (``step``), which carries a :class:`LayerCache` per layer.
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple, Optional, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import chex
 import jax
@@ -28,7 +33,7 @@ from flax import linen as nn
 from mamba_jax import initializers as inits
 from mamba_jax.config import MambaConfig
 from mamba_jax.conv import causal_conv_step, causal_depthwise_conv, last_inputs_window
-from mamba_jax.ssm import selective_scan, selective_scan_step
+from mamba_jax.ssm import resolve_method, selective_scan, selective_scan_step
 
 Array = jax.Array
 
@@ -46,6 +51,24 @@ def init_layer_cache(config: MambaConfig, batch_size: int) -> LayerCache:
       conv_window=jnp.zeros((batch_size, config.d_conv - 1, config.d_inner), config.dtype),
       ssm_state=jnp.zeros((batch_size, config.d_inner, config.d_state), jnp.float32),
   )
+
+
+class DeltaProjection(nn.Module):
+  """dt_proj: (..., r) -> (..., d) in float32, with its bias returned apart for fused scans.
+
+  The same parameters (kernel (r, d), bias (d,)) and math as ``nn.Dense``.
+  """
+
+  features: int
+  kernel_init: Callable
+  bias_init: Callable
+
+  @nn.compact
+  def __call__(self, dt: Array) -> Tuple[Array, Array]:
+    """Returns (dt @ kernel (..., d) float32, bias (d,)); delta = softplus of their sum."""
+    kernel = self.param("kernel", self.kernel_init, (dt.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+    return jnp.dot(dt.astype(jnp.float32), kernel), bias
 
 
 class MambaMixer(nn.Module):
@@ -75,13 +98,8 @@ class MambaMixer(nn.Module):
     if cfg.select_delta:
       # delta is computed in float32 whatever the activation dtype: small steps
       # (dt_min = 1e-3) do not survive a bfloat16 softplus.
-      self.dt_proj = nn.Dense(
-          d,
-          dtype=jnp.float32,
-          param_dtype=jnp.float32,
-          kernel_init=inits.dt_proj_kernel(r, cfg.dt_scale),
-          bias_init=dt_bias_init,
-      )
+      self.dt_proj = DeltaProjection(
+          d, kernel_init=inits.dt_proj_kernel(r, cfg.dt_scale), bias_init=dt_bias_init)
     else:
       self.dt_bias = self.param("dt_bias", dt_bias_init, (d,))
     if not cfg.select_bc:
@@ -95,25 +113,34 @@ class MambaMixer(nn.Module):
         kernel_init=inits.torch_linear_kernel(1.0 / math.sqrt(cfg.n_layers)),
     )
 
-  def _ssm_inputs(self, u: Array) -> Tuple[Array, Array, Array]:
-    """delta (..., d) float32 after softplus, B and C (..., n), from u (..., d)."""
+  def _raw_ssm_inputs(self, u: Array) -> Tuple[Array, Array, Array, Array]:
+    """dt, delta_bias, B and C from u (..., d): delta = softplus(dt + delta_bias).
+
+    dt (..., d) float32 is the dt_proj output without its bias (zeros for a
+    constant delta), delta_bias (d,); B and C (..., n).
+    """
     cfg = self.config
     r, n = cfg.resolved_dt_rank, cfg.d_state
     lead = u.shape[:-1]
     projected = self.x_proj(u) if hasattr(self, "x_proj") else None
     offset = 0
     if cfg.select_delta:
-      delta = jax.nn.softplus(self.dt_proj(projected[..., :r].astype(jnp.float32)))
+      dt, bias = self.dt_proj(projected[..., :r])
       offset = r
     else:
-      delta = jnp.broadcast_to(jax.nn.softplus(self.dt_bias), lead + (cfg.d_inner,))
+      dt, bias = jnp.zeros(lead + (cfg.d_inner,), jnp.float32), self.dt_bias
     if cfg.select_bc:
       B = projected[..., offset : offset + n]
       C = projected[..., offset + n : offset + 2 * n]
     else:
       B = jnp.broadcast_to(self.B, lead + (n,))
       C = jnp.broadcast_to(self.C, lead + (n,))
-    return delta, B, C
+    return dt, bias, B, C
+
+  def _ssm_inputs(self, u: Array) -> Tuple[Array, Array, Array]:
+    """delta (..., d) float32 after the softplus, B and C (..., n), from u (..., d)."""
+    dt, bias, B, C = self._raw_ssm_inputs(u)
+    return jax.nn.softplus(dt + bias), B, C
 
   def _A(self) -> Array:
     return -jnp.exp(self.A_log)
@@ -142,12 +169,17 @@ class MambaMixer(nn.Module):
     if cfg.use_conv:
       u = causal_depthwise_conv(u, self.conv_kernel, self.conv_bias)
     u = jax.nn.silu(u)
-    delta, B, C = self._ssm_inputs(u)
+    fused = resolve_method(cfg.scan_method) == "pallas"
+    if fused:
+      delta, delta_bias, B, C = self._raw_ssm_inputs(u)
+    else:
+      (delta, B, C), delta_bias = self._ssm_inputs(u), None
     y, h_last = selective_scan(
-        u, delta, self._A(), B, C, self.D,
-        mask=mask, return_state=True, method=cfg.scan_method,
+        u, delta, self._A(), B, C, self.D, mask=mask, return_state=True,
+        method=cfg.scan_method, z=z if fused else None, delta_bias=delta_bias,
+        delta_softplus=fused,
     )
-    out = self.out_proj(y * jax.nn.silu(z))
+    out = self.out_proj(y if fused else y * jax.nn.silu(z))
     if not return_cache:
       return out, None
     lengths = jnp.sum(mask.astype(jnp.int32), axis=1)

@@ -191,7 +191,7 @@ class VariantsTest(chex.TestCase):
 
 def test_sequential_scan_chunks_follow_the_real_length():
   """The checkpoint chunks split l evenly, so l = 24 is not rounded up to 32 (cost ~ real length)."""
-  from mamba_jax import sequential_scan
+  from mamba_jax.scan import sequential as sequential_scan
 
   for length in range(1, 130):
     chunk = sequential_scan.chunk_length(length)

@@ -48,8 +48,6 @@ SMALL_RUN = dict(  # The small run (QUICK: seconds; else a few CPU minutes). Dat
 )
 
 # %%
-import importlib.util
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -209,7 +207,7 @@ print("jax.lax.associative_scan == loop; y:\n", np.asarray(y_assoc[0]))
 
 # %%
 methods = ["associative", "sequential"]
-if jax.default_backend() == "gpu" and importlib.util.find_spec("mamba_jax.pallas_scan"):
+if jax.default_backend() == "gpu":  # The Pallas kernels run compiled only there.
   methods.append("pallas")
 for method in methods + ["auto"]:
   y, h_last = ssm.selective_scan(u, delta, A, B, C, D, return_state=True, method=method)

@@ -4,7 +4,8 @@ Glossary: b batch, l length, d channels (d_inner), n state size, T chunk size,
 bd block of channels (block_d), c number of chunks = ceil(l / T).
 
 Semantics are those of the reference ``selective_scan_ref`` of
-state-spaces/mamba (and of :func:`mamba_jax.ssm.selective_scan`)::
+state-spaces/mamba (and of :func:`mamba_jax.scan.selective_scan`, whose
+``method="pallas"`` is :func:`fused_selective_scan`)::
 
     delta = softplus(delta + delta_bias)     (softplus and bias optional)
     h_t   = exp(delta_t * A) * h_{t-1} + delta_t * u_t * B_t     (float32 state)
@@ -44,7 +45,8 @@ CUDA without a GPU, which checks every op against the Triton lowering rules.
 
 GPU validation and benchmark (not yet run; from the repository root)::
 
-    python -m pytest tests/test_pallas_scan.py -q              # GpuTest runs on a GPU
+    scripts/gpu_check.sh        # GPU tests, benchmarks, training runs (see README "GPU session")
+    python -m pytest tests/test_pallas_scan.py -q -k Gpu       # GpuTest runs on a GPU
     python -m benchmarks.scan   # all shapes/dtypes/modes/methods -> results/scan_<device>.json/.md
     # tuning sweep of the kernel settings, e.g.
     python -m benchmarks.scan --shapes=tweet,long32k --dtypes=float32 \
@@ -61,6 +63,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
+
+from mamba_jax.scan.recurrence import linear_recurrence_combine
 
 Array = jax.Array
 
@@ -418,10 +422,8 @@ def _chain_segments(decay, offset, start):
     entering: (b, S, d, n) the value entering each segment; leaving: (b, d, n)
     the value leaving the last one.
   """
-  from mamba_jax import ssm  # ssm imports this module lazily; no import cycle.
-
   offset = offset.at[:, 0].add(decay[:, 0] * start)
-  _, leaving = jax.lax.associative_scan(ssm.linear_recurrence_combine, (decay, offset), axis=1)
+  _, leaving = jax.lax.associative_scan(linear_recurrence_combine, (decay, offset), axis=1)
   return jnp.concatenate([start[:, None], leaving[:, :-1]], axis=1), leaving[:, -1]
 
 
@@ -666,3 +668,35 @@ def selective_scan_pallas(
                       _pad_state_dim(h0, 2, n_padded), z)
   h_last = h_last[:, :, :n]
   return (out, h_last) if return_state else out
+
+
+def fused_selective_scan(
+    u: Array, delta: Array, A: Array, B: Array, C: Array, D: Optional[Array], *,
+    mask: Optional[Array], h0: Array, z: Optional[Array], delta_bias: Optional[Array],
+    delta_softplus: bool,
+):
+  """``method="pallas"`` of :func:`mamba_jax.scan.selective_scan`: all of it in the kernel.
+
+  The kernel reads u, delta, z, B and C in their own dtype and accumulates in
+  float32 itself (casting bfloat16 inputs first would double its traffic); D,
+  delta_bias, softplus and the SiLU(z) gate are applied inside it. A masked
+  step is the identity: its delta becomes 0, or, when the softplus is fused,
+  the most negative finite value of delta's dtype (softplus of it is exactly 0
+  in float32, and so is its gradient). Masked outputs are set to 0.
+
+  Args: as :func:`mamba_jax.scan.selective_scan`, with h0 (b, d, n) the state
+    before the first token.
+
+  Returns:
+    y (b, l, d) in u's dtype and h_last (b, d, n) float32.
+  """
+  if mask is not None:
+    identity = jnp.finfo(delta.dtype).min if delta_softplus else 0
+    delta = jnp.where(jnp.asarray(mask, bool)[..., None], delta, jnp.asarray(identity, delta.dtype))
+  y, h_last = selective_scan_pallas(
+      u, delta, jnp.asarray(A, jnp.float32), B, C, D, z=z, delta_bias=delta_bias,
+      delta_softplus=delta_softplus, initial_state=jnp.asarray(h0, jnp.float32),
+      return_state=True)
+  if mask is not None:
+    y = y * jnp.asarray(mask, y.dtype)[..., None]
+  return y, h_last
