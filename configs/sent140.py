@@ -76,7 +76,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.async_checkpointing = True  # Write checkpoints in the background.
   config.neutral_threshold = 0.7  # manual_test three-way: confidence below this -> "neutral".
   config.ece_bins = 15  # Equal-width confidence bins of the expected calibration error.
-  config.distributed = False  # Call jax.distributed.initialize() (multi-host; one process per host).
   config.debug_nan_after_step = -1  # Test hook: >= 0 multiplies the loss by NaN from that step on; -1 off.
+
+  # ---- Several processes (train.distributed; README "Several hosts") ----
+  config.distributed = False  # Call jax.distributed.initialize() (multi-host; one process per host).
+  config.coordinator_address = ""  # host:port of process 0's coordinator; "": JAX_COORDINATOR_ADDRESS, or detected (SLURM, TPU pod).
+  config.num_processes = -1  # Processes in the run; -1: JAX_NUM_PROCESSES, SLURM_NTASKS, or detected.
+  config.process_id = -1  # This process's index 0..num_processes-1; -1: JAX_PROCESS_ID, SLURM_PROCID, or detected.
+  config.cpu_collectives = "gloo"  # CPU cross-process collectives (jax_cpu_collectives_implementation): "gloo" | "mpi".
   return config
 

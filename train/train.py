@@ -26,7 +26,7 @@ from absl import logging
 from flax.training import train_state
 from tqdm import tqdm
 
-from train import checkpointing, evaluation, input_feed, models, provenance
+from train import checkpointing, distributed, evaluation, input_feed, models, provenance
 from train.data import batching, pipeline
 from train.metric_logging import MetricWriter
 from train.optimizer import create_optimizer, learning_rate_schedule
@@ -213,8 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     NonFiniteLossError: the loss became NaN/inf (the latest checkpoint is the last good one).
   """
   run_start = time.perf_counter()
-  if config.get("distributed", False):
-    jax.distributed.initialize()
+  distributed.initialize(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
