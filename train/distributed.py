@@ -42,11 +42,11 @@ class ProcessSettings:
   process_id: Optional[int]
 
 
-# Setting -> (config field, environment variables that also give it), in that order of mention.
-_SOURCES = {
-    "coordinator_address": ("coordinator_address", ("JAX_COORDINATOR_ADDRESS",)),
-    "num_processes": ("num_processes", ("JAX_NUM_PROCESSES", "SLURM_NTASKS")),
-    "process_id": ("process_id", ("JAX_PROCESS_ID", "SLURM_PROCID")),
+# Setting (also the config field's name) -> the environment variables that give it too.
+_VARIABLES = {
+    "coordinator_address": ("JAX_COORDINATOR_ADDRESS",),
+    "num_processes": ("JAX_NUM_PROCESSES", "SLURM_NTASKS"),
+    "process_id": ("JAX_PROCESS_ID", "SLURM_PROCID"),
 }
 
 
@@ -70,12 +70,11 @@ def _parse(setting: str, source: str, raw) -> object:
 
 def _candidates(config: ml_collections.ConfigDict, environ: Mapping[str, str], setting: str) -> dict:
   """{source name: parsed value} of every source that gives ``setting``."""
-  field, variables = _SOURCES[setting]
   found = {}
-  value = _config_value(config, field)
+  value = _config_value(config, setting)
   if value is not None:
-    found[f"--config.{field}"] = _parse(setting, f"--config.{field}", value)
-  for variable in variables:
+    found[f"--config.{setting}"] = _parse(setting, f"--config.{setting}", value)
+  for variable in _VARIABLES[setting]:
     if environ.get(variable, "") != "":
       found[variable] = _parse(setting, variable, environ[variable])
   return found
@@ -89,7 +88,7 @@ def resolve_process_settings(config: ml_collections.ConfigDict,
     DistributedSettingsError: two sources disagree, a value is malformed or out of range, or
       the settings ask for several processes while ``config.distributed`` is off.
   """
-  found = {setting: _candidates(config, environ, setting) for setting in _SOURCES}
+  found = {setting: _candidates(config, environ, setting) for setting in _VARIABLES}
   for setting, values in found.items():
     if len(set(values.values())) > 1:
       told = " but ".join(f"{value!r} from {source}" for source, value in values.items())
