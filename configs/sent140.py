@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.scan_method = "auto"  # Scan method: "auto" (mamba_jax.ssm.AUTO_METHOD per backend) | "associative" | "sequential" | "pallas".
   config.model.select_delta = True  # Input-dependent delta (False: learned constant; the LTI ablation).
   config.model.select_bc = True  # Input-dependent B and C (False: learned constants; the LTI ablation).
+  config.model.bidirectional = False  # True: a second mixer per block over the reversed real tokens, summed (mamba_jax.block).
 
   # ---- Optimization (train.optimizer) ----
   config.seed = 0  # Seeds parameter init, dropout, the data order and the synthetic data.

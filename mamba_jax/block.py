@@ -1,7 +1,20 @@
-"""Pre-norm residual block: x + Dropout(Mixer(RMSNorm(x))).
+"""Pre-norm residual block: x + Dropout(Mixer(RMSNorm(x))), optionally bidirectional.
 
 Glossary: b batch, l length, m model width. The residual stream is kept in
 float32 whatever the activation dtype (``residual_in_fp32`` of the reference).
+
+Bidirectional (``MambaConfig.bidirectional``): with h = RMSNorm(x),
+
+    out = Mixer(h) + R(Mixer_backward(R(h)))
+
+where R reverses each row's real tokens in place (:func:`reverse_real_tokens`; right
+padding stays on the right, so the backward mixer sees a right-padded sequence and is
+padding-invariant exactly like the forward one) and Mixer_backward is a second
+:class:`MambaMixer` with its own parameters. Summing the two directions after the
+shared pre-norm is the "add" strategy of Caduceus' BiMamba (Schiff et al. 2024,
+arXiv:2403.03234; there in_proj/out_proj may be tied, here nothing is) and the sum of
+Vision Mamba's forward and backward branches (Zhu et al. 2024, arXiv:2401.09417). It
+doubles the mixer parameters; a block without it has exactly the unidirectional layout.
 """
 
 from __future__ import annotations
@@ -17,6 +30,26 @@ from mamba_jax.mixer import LayerCache, MambaMixer
 
 Array = jax.Array
 
+NO_RECURRENCE = ("a bidirectional model has no recurrent state: its backward direction needs the "
+                 "whole sequence (use the parallel forward)")
+
+
+def reverse_real_tokens(x: Array, mask: Array) -> Array:
+  """Reverses the real tokens of each right-padded row; padded positions stay where they are.
+
+  Args:
+    x: (b, l, ...) any features.
+    mask: (b, l) 0/1 with right padding (real tokens first).
+
+  Returns:
+    (b, l, ...): row i holds x[i, len_i - 1 - t] at t < len_i and x[i, t] after. Applying it
+    twice gives x back.
+  """
+  length = jnp.sum(mask.astype(jnp.int32), axis=1, keepdims=True)  # (b, 1)
+  position = jnp.arange(x.shape[1])[None]  # (1, l)
+  source = jnp.where(position < length, length - 1 - position, position)  # (b, l)
+  return jax.vmap(lambda row, index: row[index])(x, source)
+
 
 class ResidualBlock(nn.Module):
   config: MambaConfig
@@ -25,17 +58,27 @@ class ResidualBlock(nn.Module):
     cfg = self.config
     self.norm = nn.RMSNorm(epsilon=cfg.norm_epsilon, dtype=cfg.dtype, param_dtype=jnp.float32)
     self.mixer = MambaMixer(cfg)
+    if cfg.bidirectional:
+      self.mixer_backward = MambaMixer(cfg)
     self.dropout = nn.Dropout(rate=cfg.dropout)
 
   def __call__(
       self, x: Array, mask: Array, train: bool = False, return_cache: bool = False
   ) -> Tuple[Array, Optional[LayerCache]]:
     """x (b, l, m) float32, mask (b, l) -> (x' (b, l, m) float32, cache or None)."""
-    out, cache = self.mixer(self.norm(x), mask, return_cache=return_cache)
+    if return_cache and self.config.bidirectional:
+      raise ValueError(NO_RECURRENCE)
+    h = self.norm(x)
+    out, cache = self.mixer(h, mask, return_cache=return_cache)
+    if self.config.bidirectional:
+      backward, _ = self.mixer_backward(reverse_real_tokens(h, mask), mask)
+      out = out + reverse_real_tokens(backward, mask)
     out = self.dropout(out, deterministic=not train)
     return x + out.astype(jnp.float32), cache
 
   def step(self, x_t: Array, cache: LayerCache) -> Tuple[Array, LayerCache]:
     """x_t (b, m) float32 -> (x_t' (b, m) float32, cache); inference (no dropout)."""
+    if self.config.bidirectional:
+      raise ValueError(NO_RECURRENCE)
     out, cache = self.mixer.step(self.norm(x_t), cache)
     return x_t + out.astype(jnp.float32), cache

@@ -5,6 +5,9 @@ Glossary: b batch, l length, m model width (d_model), c classes.
     tokens (b, l) -> Embed -> [ResidualBlock] * n_layers -> RMSNorm
                   -> masked pooling ("mean" | "last") -> Dropout -> Dense -> logits (b, c)
 
+With ``config.bidirectional`` each block also runs a backward mixer over the reversed
+real tokens (see mamba_jax.block); such a model has no ``prefill``/``step``.
+
 ``encode``/``prefill``/``step`` expose the per-token features, so a prompt can be
 run in parallel and continued token by token with the same parameters.
 """
@@ -19,7 +22,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from mamba_jax import initializers as inits
-from mamba_jax.block import ResidualBlock
+from mamba_jax.block import NO_RECURRENCE, ResidualBlock
 from mamba_jax.config import MambaConfig
 from mamba_jax.mixer import LayerCache, init_layer_cache
 from mamba_jax.pooling import pool
@@ -29,7 +32,13 @@ Cache = List[LayerCache]
 
 
 def init_cache(config: MambaConfig, batch_size: int) -> Cache:
-  """The model's recurrent state before any token: one LayerCache per layer."""
+  """The model's recurrent state before any token: one LayerCache per layer.
+
+  Raises:
+    ValueError: the config is bidirectional (no recurrent inference).
+  """
+  if config.bidirectional:
+    raise ValueError(NO_RECURRENCE)
   return [init_layer_cache(config, batch_size) for _ in range(config.n_layers)]
 
 

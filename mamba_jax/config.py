@@ -55,6 +55,11 @@ class MambaConfig:
   select_delta: bool = True  # delta depends on the input (else a learned (d,) parameter).
   select_bc: bool = True  # B and C depend on the input (else learned (n,) parameters).
   use_conv: bool = True  # The causal conv before the SSM.
+  # Bidirectional (classification only): each block adds a second mixer, with its own
+  # parameters, run over each row's real tokens in reverse order; its output, put back in
+  # the original order, is summed with the forward mixer's (see mamba_jax.block). No
+  # recurrent step: the backward direction needs the whole sequence.
+  bidirectional: bool = False
   dtype: Any = jnp.float32  # Activation dtype; parameters and SSM state stay float32.
 
   def __post_init__(self):

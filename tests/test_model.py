@@ -10,6 +10,7 @@ import pytest
 from absl.testing import parameterized
 
 from mamba_jax import MambaClassifier, MambaConfig, init_cache
+from mamba_jax.block import reverse_real_tokens
 
 VOCAB = 50
 
@@ -43,6 +44,8 @@ class PaddingTest(parameterized.TestCase):
       *[dict(pooling=p, method=m, ablation={})
         for p in ("mean", "last") for m in ("associative", "sequential")],
       *[dict(pooling="last", method="sequential", ablation=a) for a in ABLATIONS[1:]],
+      *[dict(pooling=p, method=m, ablation=dict(bidirectional=True))
+        for p in ("mean", "last") for m in ("associative", "sequential")],
   )
   def test_appending_padding_leaves_logits_unchanged(self, pooling, method, ablation):
     cfg = _config(pooling=pooling, scan_method=method, **ablation)
@@ -60,6 +63,47 @@ class PaddingTest(parameterized.TestCase):
     for row, n in enumerate(lengths):
       alone = model.apply(variables, tokens[row:row + 1, :n], mask[row:row + 1, :n])
       np.testing.assert_allclose(alone[0], logits[row], atol=1e-6, rtol=0)
+
+
+class BidirectionalTest(parameterized.TestCase):
+
+  def test_reverse_real_tokens_reverses_each_row_and_keeps_padding(self):
+    x = jnp.arange(2 * 5 * 3, dtype=jnp.float32).reshape(2, 5, 3)
+    mask = jnp.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    reversed_x = reverse_real_tokens(x, mask)
+    np.testing.assert_array_equal(reversed_x[0], x[0, [2, 1, 0, 3, 4]])
+    np.testing.assert_array_equal(reversed_x[1], x[1, ::-1])
+    np.testing.assert_array_equal(reverse_real_tokens(reversed_x, mask), x)
+
+  def test_backward_direction_sees_later_tokens(self):
+    length, changed = 8, 6
+    for bidirectional in (False, True):
+      cfg = _config(bidirectional=bidirectional, dropout=0.0)
+      model, variables, tokens, mask = _init(cfg, length=length)
+      features, _ = model.apply(variables, tokens, mask, method=model.encode)
+      edited = tokens.at[:, changed].set((tokens[:, changed] % (VOCAB - 1)) + 1)
+      edited_features, _ = model.apply(variables, edited, mask, method=model.encode)
+      earlier_change = float(jnp.max(jnp.abs(edited_features[:, :changed] - features[:, :changed])))
+      if bidirectional:
+        self.assertGreater(earlier_change, 1e-3)
+      else:
+        self.assertEqual(earlier_change, 0.0)  # Causal: the forward path never looks ahead.
+
+  def test_parameter_layout(self):
+    _, uni, _, _ = _init(_config())
+    _, bi, _, _ = _init(_config(bidirectional=True))
+    self.assertEqual(set(uni["params"]["layers_0"]), {"norm", "mixer"})
+    self.assertEqual(set(bi["params"]["layers_0"]), {"norm", "mixer", "mixer_backward"})
+    chex.assert_trees_all_equal_shapes(bi["params"]["layers_1"]["mixer_backward"],
+                                       uni["params"]["layers_1"]["mixer"])
+
+  def test_no_recurrent_inference(self):
+    cfg = _config(bidirectional=True)
+    model, variables, tokens, mask = _init(cfg)
+    with pytest.raises(ValueError, match="no recurrent state"):
+      init_cache(cfg, 3)
+    with pytest.raises(ValueError, match="no recurrent state"):
+      model.apply(variables, tokens, mask, method=model.prefill)
 
 
 class RecurrentInferenceTest(parameterized.TestCase):
@@ -179,8 +223,9 @@ class DtypeAndTrainingModeTest(chex.TestCase):
     chex.assert_type(logits, jnp.float32)
     chex.assert_tree_all_finite(logits)
 
-  def test_gradients_reach_every_parameter(self):
-    model, variables, tokens, mask = _init(_config())
+  @parameterized.parameters(False, True)
+  def test_gradients_reach_every_parameter(self, bidirectional):
+    model, variables, tokens, mask = _init(_config(bidirectional=bidirectional))
     labels = jnp.array([0, 1, 1])
 
     def loss(params):

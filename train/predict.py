@@ -1,6 +1,7 @@
-"""Classifies tweets with a trained workdir.
+"""Classifies tweets with a trained workdir or an exported model directory.
 
   python -m train.predict --workdir=workdirs/sent140 "I love this" "worst day ever"
+  python -m train.predict --model=models/sent140 "I love this"
   printf 'great movie\\nmeh\\n' | python -m train.predict --workdir=workdirs/sent140
 
 One output line per input line: ``label<TAB>probability<TAB>text`` (``--format=json``
@@ -13,17 +14,16 @@ remaining lines are still classified.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Iterable, Iterator, Optional
 
 import jax
-import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from train import checkpointing, evaluation, models
-from train.train import create_train_state, eval_step
+from train import evaluation
+from train import model_dir as model_dir_lib
+from train.train import eval_step
 
 FLAGS = flags.FLAGS
 
@@ -32,30 +32,12 @@ MAX_LINE_CHARS = 10_000  # Longer lines are cut here before tokenization (tweets
 
 
 class Predictor:
-  """A trained classifier plus its tokenizer, restored from a workdir."""
+  """A trained classifier plus its tokenizer, from a training workdir or an exported model directory."""
 
-  def __init__(self, workdir: str, checkpoint: str = "best"):
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.exists(config_path):
-      raise FileNotFoundError(f"{config_path} not found: --workdir must be a training workdir "
-                              "(python -m train.main --workdir=...).")
-    with open(config_path, encoding="utf-8") as f:
-      self.config = ml_collections.ConfigDict(json.load(f))
-    self.tokenizer = load_run_tokenizer(self.config, workdir)
+  def __init__(self, workdir: Optional[str] = None, checkpoint: str = "best", model_dir: Optional[str] = None):
+    loaded = model_dir_lib.load(workdir, model_dir, checkpoint)
+    self.config, self.tokenizer, self.state, self.step = loaded.config, loaded.tokenizer, loaded.state, loaded.step
     self.max_length = int(self.config.max_length)
-    model = models.create_model(self.config, self.tokenizer.vocab_size)
-    target = create_train_state(self.config, model, jax.random.PRNGKey(0), total_steps=1)
-    checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1,
-                                              async_save=False)
-    if checkpoint == "best":
-      state, progress = checkpointer.restore_best(target)
-    else:
-      state, progress = checkpointer.restore_latest(target)
-    checkpointer.close()
-    if progress is None:
-      raise FileNotFoundError(f"no readable checkpoint under {os.path.join(workdir, 'checkpoints')}")
-    self.step = int(progress["step"])
-    self.state = state
     self._eval = jax.jit(eval_step)
 
   def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -64,18 +46,6 @@ class Predictor:
     mask = (tokens != 0).astype(np.int32)
     logits = np.asarray(self._eval(self.state, {"tokens": tokens, "mask": mask}))
     return evaluation.softmax(logits), mask.sum(axis=1)
-
-
-def load_run_tokenizer(config: ml_collections.ConfigDict, workdir: str):
-  """The tokenizer the run trained with: synthetic, or the copy saved in the workdir."""
-  if config.dataset == "synthetic":
-    from train.data.synthetic import SyntheticTokenizer  # pylint: disable=import-outside-toplevel
-    return SyntheticTokenizer(int(config.max_length))
-  candidates = sorted(f for f in os.listdir(workdir) if f.startswith("tokenizer."))
-  if not candidates:
-    raise FileNotFoundError(f"no tokenizer.* file in {workdir}; train.main copies it there at the start.")
-  from train.data.tokenizer import load_tokenizer  # pylint: disable=import-outside-toplevel
-  return load_tokenizer(os.path.join(workdir, candidates[0]), max_length=int(config.max_length))
 
 
 def decode_line(raw: bytes) -> tuple[str, Optional[str]]:
@@ -145,10 +115,10 @@ def format_result(result: dict, output_format: str) -> str:
 def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  if not FLAGS.workdir:
-    raise app.UsageError("--workdir is required (a training run's workdir).")
+  if bool(FLAGS.workdir) == bool(FLAGS.model):
+    raise app.UsageError("give exactly one of --workdir (a training run) or --model (an exported model).")
   try:
-    predictor = Predictor(FLAGS.workdir, FLAGS.checkpoint)
+    predictor = Predictor(FLAGS.workdir, FLAGS.checkpoint, model_dir=FLAGS.model)
   except (FileNotFoundError, ValueError) as e:
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(2)
@@ -163,10 +133,12 @@ def main(argv):
 def _define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
   flags.DEFINE_string("workdir", None, "Workdir of a training run (holds config.json and checkpoints/).")
+  flags.DEFINE_string("model", None, "An exported model directory (python -m train.export); "
+                      "instead of --workdir.")
   flags.DEFINE_float("threshold", None, "Confidence under which the answer is 'neutral' "
                      "(default: the run's config.neutral_threshold; 0 never says neutral).")
   flags.DEFINE_enum("format", "text", ["text", "json"], "Output: tab-separated text or JSON lines.")
-  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint to load.")
+  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of --workdir to load.")
   flags.DEFINE_integer("batch_size", 256, "Tweets per forward pass.")
 
 

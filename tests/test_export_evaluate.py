@@ -1,0 +1,273 @@
+"""Exported model directories (train.export, train.model_dir) and scoring labelled files (train.evaluate)."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from train import evaluate, evaluation, export, model_dir, models, predict
+from train.data import synthetic
+
+from tests import train_tiny_run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+TEXTS = ["good great happy", "bad sad terrible", "the day is not good", "i love this fun day", "my work"]
+
+
+def run_module(*args, timeout=300):
+  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=ENV, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def workdir():
+  return train_tiny_run.trained_tiny_run()[0]
+
+
+@pytest.fixture(scope="module")
+def exported(workdir, tmp_path_factory):
+  """(float32 export dir, its evaluation dict), written in-process."""
+  output = str(tmp_path_factory.mktemp("export") / "tiny_float32")
+  return output, export.export(workdir, output, "float32")
+
+
+@pytest.fixture(scope="module")
+def exported_bfloat16(workdir, tmp_path_factory):
+  """A bfloat16 export written by the CLI."""
+  output = str(tmp_path_factory.mktemp("export") / "tiny_bf16")
+  result = run_module("train.export", f"--workdir={workdir}", f"--output={output}", "--dtype=bfloat16")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "wrote" in result.stdout and "stored" in result.stdout
+  return output
+
+
+# ---- Parameter files ----
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 0.0), ("float16", 1e-3), ("bfloat16", 1e-2)])
+def test_params_round_trip(tmp_path, dtype, tolerance):
+  rng = np.random.default_rng(0)
+  params = {"embed": {"embedding": rng.normal(size=(7, 3)).astype(np.float32)},
+            "layers_0": {"mixer": {"A_log": rng.normal(size=(4, 2)).astype(np.float32),
+                                   "D": np.ones(4, np.float32)}}}
+  path = str(tmp_path / "p.safetensors")
+  model_dir.save_params(path, params, dtype, {"step": "12"})
+  loaded, metadata = model_dir.load_params(path)
+  assert metadata["dtype"] == dtype and metadata["step"] == "12" and metadata["format"] == model_dir.PARAMS_FORMAT
+  assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(params)
+  for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(params)):
+    assert a.dtype == np.float32
+    np.testing.assert_allclose(a, b, rtol=tolerance, atol=0)
+  bytes_per_value = {"float32": 4, "float16": 2, "bfloat16": 2}[dtype]
+  with open(path, "rb") as f:
+    header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+  assert header["layers_0/mixer/A_log"]["shape"] == [4, 2]
+  assert header["embed/embedding"]["data_offsets"][1] - header["embed/embedding"]["data_offsets"][0] == \
+      21 * bytes_per_value
+
+
+def test_load_params_rejects_other_files(tmp_path):
+  import safetensors.numpy  # pylint: disable=import-outside-toplevel
+  path = str(tmp_path / "other.safetensors")
+  safetensors.numpy.save_file({"w": np.ones(2, np.float32)}, path)
+  with pytest.raises(ValueError, match="not a mamba-jax parameter file"):
+    model_dir.load_params(path)
+
+
+# ---- Export ----
+
+def test_export_holds_parameters_only_and_predicts_like_the_workdir(workdir, exported):
+  output, result = exported
+  assert sorted(os.listdir(output)) == sorted(
+      [model_dir.PARAMS_FILE, model_dir.CONFIG_FILE, model_dir.EVALUATION_FILE, model_dir.CARD_FILE])
+  from_workdir = predict.Predictor(workdir)
+  params, metadata = model_dir.load_params(os.path.join(output, model_dir.PARAMS_FILE))
+  assert models.count_params(params) == models.count_params(from_workdir.state.params)  # No optimizer state.
+  assert int(metadata["step"]) == from_workdir.step
+  from_export = predict.Predictor(model_dir=output)
+  assert from_export.step == from_workdir.step
+  np.testing.assert_allclose(from_export.probabilities(TEXTS)[0], from_workdir.probabilities(TEXTS)[0],
+                             rtol=0, atol=1e-7)
+  with open(os.path.join(workdir, "eval_report.json"), encoding="utf-8") as f:
+    report = json.load(f)
+  for split in export.EVALUATED_SPLITS:
+    numbers = result["splits"][split]
+    assert numbers["max_abs_probability_difference"] <= 1e-6  # float32 stored: the same weights.
+    stored, reported = export.binary_part(numbers["stored"]), export.binary_part(report[split])
+    assert stored["accuracy"] == pytest.approx(export.binary_part(numbers["float32"])["accuracy"], abs=1e-12)
+    assert stored["accuracy"] == pytest.approx(reported["accuracy"], abs=1e-12)
+  card = open(os.path.join(output, model_dir.CARD_FILE), encoding="utf-8").read()
+  manual = result["splits"]["manual_test"]["stored"]
+  assert f"{100 * manual['binary']['accuracy']:.2f}%" in card
+  assert f"{100 * manual['three_way']['accuracy']:.2f}%" in card
+  assert f"threshold {report['manual_test']['three_way']['threshold']}" in card
+  for heading in ("## Data and splits", "## Calibration", "## Known limits", "## Provenance"):
+    assert heading in card
+  assert "synthetic toy task" in card
+
+
+def test_bfloat16_export_is_smaller_and_keeps_accuracy(exported, exported_bfloat16):
+  float32_dir, _ = exported
+  size32 = os.path.getsize(os.path.join(float32_dir, model_dir.PARAMS_FILE))
+  size16 = os.path.getsize(os.path.join(exported_bfloat16, model_dir.PARAMS_FILE))
+  assert size16 < 0.55 * size32
+  with open(os.path.join(exported_bfloat16, model_dir.EVALUATION_FILE), encoding="utf-8") as f:
+    result = json.load(f)
+  assert result["export"]["dtype"] == "bfloat16"
+  for split in export.EVALUATED_SPLITS:
+    numbers = result["splits"][split]
+    assert 0.0 < numbers["max_abs_probability_difference"] < 0.05
+    stored, float32 = export.binary_part(numbers["stored"]), export.binary_part(numbers["float32"])
+    assert abs(stored["accuracy"] - float32["accuracy"]) <= 0.01
+  card = open(os.path.join(exported_bfloat16, model_dir.CARD_FILE), encoding="utf-8").read()
+  assert "accuracy (bfloat16)" in card
+
+
+def test_export_errors(workdir, tmp_path):
+  with pytest.raises(FileNotFoundError, match="eval_report.json"):
+    export.export(str(tmp_path), str(tmp_path / "out"), "float32")
+  (tmp_path / "busy").mkdir()
+  (tmp_path / "busy" / "notes.txt").write_text("mine")
+  with pytest.raises(ValueError, match="not an exported model directory"):
+    export.export(workdir, str(tmp_path / "busy"), "float32")
+  assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+  with pytest.raises(ValueError, match="exactly one"):
+    model_dir.load(workdir, str(tmp_path), "best")
+
+
+def test_predict_cli_with_model(exported_bfloat16):
+  result = run_module("train.predict", f"--model={exported_bfloat16}", "--threshold=0", "good great happy",
+                      "bad sad terrible")
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = result.stdout.splitlines()
+  assert out[0].startswith("positive\t") and out[1].startswith("negative\t")
+  both = run_module("train.predict", f"--model={exported_bfloat16}", f"--workdir={exported_bfloat16}", "x")
+  assert both.returncode != 0 and "exactly one" in both.stderr
+
+
+# ---- Reading labelled files ----
+
+def _sentiment140_row(polarity, text, columns=6):
+  fields = [str(polarity), "1", "Mon Apr 06 2009", "NO_QUERY", "user", text][:columns]
+  return ",".join(f'"{f}"' for f in fields)
+
+
+def test_sentiment140_csv_latin1_with_bad_rows(tmp_path):
+  lines = [_sentiment140_row(0, "caf\xe9 was bad"), _sentiment140_row(4, "love it"), "",
+           _sentiment140_row(2, "meh"), _sentiment140_row(3, "what"), _sentiment140_row(4, "   "),
+           _sentiment140_row(0, "short", columns=5)]
+  path = tmp_path / "s140.csv"
+  path.write_bytes("\r\n".join(lines).encode("latin-1"))
+  rows = evaluate.read_labelled_file(str(path))
+  assert rows.encoding == "latin-1" and rows.encoding_detected
+  assert rows.label_scheme == "0/2/4"
+  assert rows.texts == ["caf\xe9 was bad", "love it", "meh"]
+  assert rows.labels.tolist() == [0, 1, 2]
+  assert rows.row_numbers == [1, 2, 4]
+  assert rows.bad_rows == {"blank_line": 1, "wrong_column_count": 1, "unknown_label": 1, "empty_text": 1,
+                           "invalid_utf8": 0, "unparsable_row": 0}
+  # Forcing UTF-8 on latin-1 bytes: the row with the undecodable byte is counted, not guessed.
+  forced = evaluate.read_labelled_file(str(path), encoding="utf-8")
+  assert not forced.encoding_detected and forced.texts == ["love it", "meh"]
+  assert forced.bad_rows["invalid_utf8"] == 1
+  # The same file gzipped reads the same.
+  gz = tmp_path / "s140.csv.gz"
+  gz.write_bytes(gzip.compress(path.read_bytes()))
+  assert evaluate.read_labelled_file(str(gz)).texts == rows.texts
+
+
+def test_tsv_utf8_with_header_names(tmp_path):
+  path = tmp_path / "mine.tsv"
+  path.write_text("id\tlabel\ttext\n1\tPositive\tso happy \U0001F600\n2\tnegative\tsad d\xe9j\xe0 vu\n"
+                  "3\tneutral\tthe day\n4\tangry\tgrr\n5\tpositive\n", encoding="utf-8")
+  rows = evaluate.read_labelled_file(str(path), text_column="text", label_column="label")
+  assert rows.encoding == "utf-8" and rows.encoding_detected and rows.label_scheme == "names"
+  assert rows.texts == ["so happy \U0001F600", "sad d\xe9j\xe0 vu", "the day"]
+  assert rows.labels.tolist() == [1, 0, 2]
+  assert rows.row_numbers == [2, 3, 4]
+  assert rows.bad_rows["unknown_label"] == 1 and rows.bad_rows["wrong_column_count"] == 1
+  # Forcing latin-1 on UTF-8 bytes still reads every row (normalization repairs such mojibake).
+  latin = evaluate.read_labelled_file(str(path), text_column="text", label_column="label", encoding="latin-1")
+  assert len(latin.texts) == 3 and latin.encoding == "latin-1" and not latin.encoding_detected
+  with pytest.raises(evaluate.UsageError, match="not in the header"):
+    evaluate.read_labelled_file(str(path), text_column="tweet", label_column="label")
+
+
+def test_csv_binary_labels_by_index_and_ambiguity(tmp_path):
+  path = tmp_path / "binary.csv"
+  path.write_text('1,"good, great"\n0,bad\n1,fun\n', encoding="utf-8")
+  rows = evaluate.read_labelled_file(str(path), text_column="1", label_column="0")
+  assert rows.label_scheme == "0/1" and rows.labels.tolist() == [1, 0, 1] and rows.texts[0] == "good, great"
+  assert sum(rows.bad_rows.values()) == 0
+  mixed = tmp_path / "mixed.csv"
+  mixed.write_text("1,good\n4,great\n0,bad\n", encoding="utf-8")
+  with pytest.raises(evaluate.UsageError, match="several schemes"):
+    evaluate.read_labelled_file(str(mixed), text_column=1, label_column=0)
+  forced = evaluate.read_labelled_file(str(mixed), text_column=1, label_column=0, labels="0/2/4")
+  assert forced.labels.tolist() == [1, 0] and forced.bad_rows["unknown_label"] == 1
+  with pytest.raises(evaluate.UsageError, match="no label scheme fits"):
+    evaluate.read_labelled_file(str(mixed), text_column=0, label_column=1)
+  with pytest.raises(evaluate.UsageError, match="both"):
+    evaluate.read_labelled_file(str(mixed), text_column=1)
+
+
+# ---- Scoring ----
+
+def _manual_split():
+  return synthetic.make_datasets(train_tiny_run.tiny_config()).splits["manual_test"]
+
+
+def test_score_matches_direct_probabilities_in_every_format(exported, tmp_path):
+  output, _ = exported
+  loaded = model_dir.load_exported(output)
+  split = _manual_split()
+  names = {0: "negative", 1: "positive", 2: "neutral"}
+  polarity = {0: "0", 1: "4", 2: "2"}
+  csv_path = tmp_path / "s140.csv"
+  csv_path.write_bytes("\n".join(_sentiment140_row(polarity[int(l)], t) for t, l in zip(split.texts, split.labels))
+                       .encode("latin-1"))
+  tsv_path = tmp_path / "names.tsv"
+  tsv_path.write_text("text\tlabel\n" + "".join(f"{t}\t{names[int(l)]}\n" for t, l in zip(split.texts, split.labels)),
+                      encoding="utf-8")
+  threshold = float(loaded.config.neutral_threshold)
+  probs = predict.Predictor(model_dir=output).probabilities(split.texts)[0]  # Unbucketed, one batch.
+  binary = split.labels != evaluation.NEUTRAL
+  expected_binary = float((probs[binary].argmax(1) == split.labels[binary]).mean())
+  reports = []
+  for rows in (evaluate.read_labelled_file(str(csv_path)),
+               evaluate.read_labelled_file(str(tsv_path), text_column="text", label_column="label")):
+    report = evaluate.score(loaded, rows, threshold, batch_size=64)
+    assert report["binary"]["accuracy"] == pytest.approx(expected_binary, abs=1e-12)
+    assert report["three_way"]["accuracy"] == pytest.approx(
+        evaluation.three_way_accuracy(probs, split.labels, threshold), abs=1e-12)
+    assert report["binary"]["ece"] == pytest.approx(evaluation.expected_calibration_error(
+        probs[binary].max(1), probs[binary].argmax(1) == split.labels[binary], loaded.config.ece_bins), abs=1e-5)
+    assert report["label_counts"]["neutral"] == int((~binary).sum())
+    assert len(report["three_way"]["curve"]) == len(evaluation.DEFAULT_THRESHOLDS)
+    assert 0.0 <= report["three_way"]["macro_f1"] <= 1.0
+    reports.append(report)
+  assert reports[0]["binary"] == reports[1]["binary"] and reports[0]["three_way"] == reports[1]["three_way"]
+
+
+def test_evaluate_cli(exported, tmp_path):
+  output, _ = exported
+  data = tmp_path / "tiny.tsv"
+  data.write_text("label\ttext\npositive\tgood great happy\nnegative\tbad sad awful\nmaybe\tthe day\n",
+                  encoding="utf-8")
+  report_path = tmp_path / "report.json"
+  result = run_module("train.evaluate", f"--model={output}", f"--data={data}", "--text_column=text",
+                      "--label_column=label", f"--output={report_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "utf-8, detected" in result.stdout and "unknown_label 1" in result.stdout
+  report = json.loads(report_path.read_text())
+  assert report["rows"]["scored"] == 2 and report["rows"]["bad"] == 1
+  assert report["binary"]["num_examples"] == 2 and report["encoding"] == "utf-8"
+  assert report["model"] == os.path.abspath(output)
+  bad = run_module("train.evaluate", f"--model={output}", f"--data={data}", "--text_column=tweet",
+                   "--label_column=label", f"--output={report_path}")
+  assert bad.returncode == 2 and "not in the header" in bad.stderr and "Traceback" not in bad.stderr
