@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging as py_logging
 import os
+import sys
 from typing import Any, Iterator, Optional, Tuple
 
 import jax
@@ -136,7 +137,7 @@ class Checkpointer:
         logging.info("%s checkpoint at step %d in %s is unreadable: %s", kind, step, manager.directory,
                      one_line(e))
         print(f"WARNING: {kind} checkpoint step {step} unreadable ({one_line(e)}); {where}; "
-              "falling back to the previous one.", flush=True)
+              "falling back to the previous one.", file=sys.stderr, flush=True)
     return target, None
 
   def restore_latest(self, target: Any) -> Tuple[Any, Optional[dict]]:
