@@ -157,23 +157,6 @@ class Checkpointer:
     self.evaluated = {"kind": kind if progress else None, "step": int(progress["step"]) if progress else None}
     return state, progress
 
-  def restore_params(self, target: Any, kind: str = "best") -> Tuple[Any, Optional[dict]]:
-    """Like restore_best / restore_latest (``kind``) but reads only ``target.params`` from disk.
-
-    ``target`` is a train state; every other field (optimizer moments, step, rng) is left as
-    in ``target`` (Orbax placeholders: those arrays are not read).
-    """
-    abstract = abstract_like(target)
-    skipped = {name: jax.tree_util.tree_map(lambda _: ocp.PLACEHOLDER, getattr(abstract, name))
-               for name in ("step", "opt_state", "dropout_rng") if hasattr(abstract, name)}
-    state_args = ocp.args.StandardRestore(abstract.replace(**skipped))
-    managers = [(self._best, "best"), (self._latest, "latest")] if kind == "best" else [(self._latest, "latest")]
-    for manager, name in managers:
-      state, progress = self._restore(manager, target, name, state_args)
-      if progress is not None:
-        return target.replace(params=state.params), progress
-    return target, None
-
   def wait(self) -> None:
     self._latest.wait_until_finished()
     self._best.wait_until_finished()

@@ -55,7 +55,10 @@ class Predictor:
     target = create_train_state(self.config, model, jax.random.PRNGKey(0), total_steps=1)
     checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=1,
                                               async_save=False)
-    state, progress = checkpointer.restore_params(target, checkpoint)  # Not the optimizer state.
+    if checkpoint == "best":
+      state, progress = checkpointer.restore_best(target)
+    else:
+      state, progress = checkpointer.restore_latest(target)
     checkpointer.close()
     if progress is None:
       raise FileNotFoundError(f"no readable checkpoint under {os.path.join(workdir, 'checkpoints')}")
