@@ -156,4 +156,4 @@ def test_corrupted_latest_checkpoint_falls_back_to_previous(tmp_path, capsys):
   checkpointer.close()
   assert progress == {"step": 2}
   np.testing.assert_array_equal(state["w"], 2.0)
-  assert "latest checkpoint step 3 unreadable" in capsys.readouterr().out
+  assert "latest checkpoint step 3 unreadable" in capsys.readouterr().err

@@ -8,18 +8,28 @@ Layout under ``<workdir>/checkpoints``::
 ``progress`` is a small JSON dict (step, best validation accuracy, ...). Orbax
 writes each checkpoint into a temporary directory and renames it when complete,
 so a process killed mid-write leaves no half checkpoint in ``all_steps()``.
-A checkpoint that is present but unreadable (truncated or deleted files) is
-reported and the previous one is tried.
+A checkpoint that is present but unreadable (truncated or deleted files) is reported in
+one line and the previous one is tried; with ``repair=True`` (training) the unreadable
+step is first moved aside to ``unreadable/<kind>-<step>`` (renamed, nothing deleted), so
+the run continues from the previous good step and saves that step again later. Every
+such event is kept in ``Checkpointer.problems`` (for the eval report).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging as py_logging
 import os
-from typing import Any, Optional, Tuple
+import sys
+from typing import Any, Iterator, Optional, Tuple
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+UNREADABLE_DIR = "unreadable"
+# Loggers that print whole tracebacks of a failed restore (Orbax via absl, asyncio tasks).
+_NOISY_LOGGERS = ("absl", "asyncio", "orbax")
 
 
 def abstract_like(tree: Any) -> Any:
@@ -27,11 +37,33 @@ def abstract_like(tree: Any) -> Any:
   return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+@contextlib.contextmanager
+def quiet_restore_logs() -> Iterator[None]:
+  """Silences the tracebacks Orbax/TensorStore log while a restore fails (the caller reports one line)."""
+  loggers = [py_logging.getLogger(name) for name in _NOISY_LOGGERS]
+  levels = [logger.level for logger in loggers]
+  for logger in loggers:
+    logger.setLevel(py_logging.CRITICAL)
+  try:
+    yield
+  finally:
+    for logger, level in zip(loggers, levels):
+      logger.setLevel(level)
+
+
+def one_line(error: BaseException) -> str:
+  """``Type: first line of the message`` (at most 300 characters)."""
+  message = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+  return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
 class Checkpointer:
   """Saves and restores ``(state, progress)`` pairs; see the module docstring."""
 
-  def __init__(self, directory: str, *, keep: int, async_save: bool = True):
+  def __init__(self, directory: str, *, keep: int, async_save: bool = True, repair: bool = False):
     self.directory = os.path.abspath(directory)
+    self.repair = repair
+    self.problems: list[dict] = []  # {"kind", "step", "error", "moved_to"} of every unreadable checkpoint.
     self._latest = ocp.CheckpointManager(
         os.path.join(self.directory, "latest"),
         item_names=("state", "progress"),
@@ -66,24 +98,46 @@ class Checkpointer:
   def latest_step(self) -> Optional[int]:
     return self._latest.latest_step()
 
-  def _restore(self, manager: ocp.CheckpointManager, target: Any, kind: str) -> Tuple[Any, Optional[dict]]:
-    """Newest readable checkpoint of ``manager`` -> (state, progress); (target, None) if none."""
-    steps = sorted(manager.all_steps(), reverse=True)
-    abstract = abstract_like(target)
-    for step in steps:
+  def _set_aside(self, manager: ocp.CheckpointManager, kind: str, step: int) -> Optional[str]:
+    """Renames the unreadable ``<kind>/<step>`` to ``unreadable/<kind>-<step>[-n]``; returns the new path."""
+    source = os.path.join(manager.directory, str(step))
+    if not os.path.isdir(source):
+      return None
+    os.makedirs(os.path.join(self.directory, UNREADABLE_DIR), exist_ok=True)
+    target = os.path.join(self.directory, UNREADABLE_DIR, f"{kind}-{step}")
+    suffix = 1
+    while os.path.exists(target):
+      suffix += 1
+      target = os.path.join(self.directory, UNREADABLE_DIR, f"{kind}-{step}-{suffix}")
+    os.rename(source, target)
+    manager.reload()
+    return target
+
+  def _restore(self, manager: ocp.CheckpointManager, target: Any, kind: str,
+               state_args=None) -> Tuple[Any, Optional[dict]]:
+    """Newest readable checkpoint of ``manager`` -> (state, progress); (target, None) if none.
+
+    ``state_args`` replaces the default ``StandardRestore(abstract_like(target))`` of the state.
+    """
+    if state_args is None:
+      state_args = ocp.args.StandardRestore(abstract_like(target))
+    for step in sorted(manager.all_steps(), reverse=True):
       try:
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
+        with quiet_restore_logs():
+          restored = manager.restore(step, args=ocp.args.Composite(
+              state=state_args, progress=ocp.args.JsonRestore()))
         progress = dict(restored["progress"])
         if int(progress.get("step", -1)) != step:
           raise ValueError(f"progress says step {progress.get('step')}, directory says {step}")
         return restored["state"], progress
       except Exception as e:  # pylint: disable=broad-except
-        message = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
-        logging.warning("%s checkpoint at step %d in %s is unreadable (%s: %s); trying the previous one.",
-                        kind, step, manager.directory, type(e).__name__, message)
-        print(f"WARNING: {kind} checkpoint step {step} unreadable ({type(e).__name__}: {message}); "
-              "falling back to the previous one.", flush=True)
+        moved_to = self._set_aside(manager, kind, step) if self.repair else None
+        self.problems.append({"kind": kind, "step": step, "error": one_line(e), "moved_to": moved_to})
+        where = f"moved to {moved_to}" if moved_to else "left in place"
+        logging.info("%s checkpoint at step %d in %s is unreadable: %s", kind, step, manager.directory,
+                     one_line(e))
+        print(f"WARNING: {kind} checkpoint step {step} unreadable ({one_line(e)}); {where}; "
+              "falling back to the previous one.", file=sys.stderr, flush=True)
     return target, None
 
   def restore_latest(self, target: Any) -> Tuple[Any, Optional[dict]]:
@@ -91,10 +145,16 @@ class Checkpointer:
     return self._restore(self._latest, target, "latest")
 
   def restore_best(self, target: Any) -> Tuple[Any, Optional[dict]]:
-    """The best-by-validation checkpoint if readable, else the newest readable latest one."""
+    """The best-by-validation checkpoint if readable, else the newest readable latest one.
+
+    ``self.evaluated`` says which was used: {"kind": "best" | "latest" | None, "step"}.
+    """
     state, progress = self._restore(self._best, target, "best")
+    kind = "best"
     if progress is None:
       state, progress = self._restore(self._latest, target, "latest")
+      kind = "latest"
+    self.evaluated = {"kind": kind if progress else None, "step": int(progress["step"]) if progress else None}
     return state, progress
 
   def wait(self) -> None:

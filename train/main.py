@@ -2,7 +2,14 @@
 
   python -m train.main --config=configs/sent140.py --workdir=workdirs/sent140 [--config.num_epochs=1]
 
-Re-running the same command resumes from the latest checkpoint in the workdir.
+Re-running the same command resumes from the latest checkpoint in the workdir. A workdir
+belongs to the config that made it (train/workdir.py): a config that differs in a field
+that changes the trained result stops with exit code 2 and lists the fields; use a new
+--workdir, or --start_over to delete the old checkpoints and train from step 0.
+
+Exit codes: 0 done; 2 bad usage, config or data; 3 the loss became NaN/inf; 4 trained, but
+the final evaluation could not use the best checkpoint (see eval_report.json
+"evaluated_checkpoint").
 """
 
 import os
@@ -11,13 +18,17 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import train
+from train import config_checks, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics and the eval report go here "
                     "(default: ./workdirs/<config file name>).")
+flags.DEFINE_bool("start_over", False, "Delete the workdir's checkpoints, metrics and report first and "
+                  "train from step 0 (needed when the config changed in a field that changes the result).")
+
+NOT_INTENDED_CHECKPOINT_EXIT_CODE = 4
 
 
 def main(argv):
@@ -32,7 +43,8 @@ def main(argv):
       "workdirs", os.path.splitext(os.path.basename(config_file))[0])
   logging.info("Workdir: %s", workdir)
   try:
-    report = train.train_and_evaluate(FLAGS.config, workdir)
+    config_checks.check_training_config(FLAGS.config)
+    report = train.train_and_evaluate(FLAGS.config, workdir, start_over=FLAGS.start_over)
   except train.NonFiniteLossError as e:
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(3)
@@ -44,7 +56,12 @@ def main(argv):
         f"{manual['binary']['accuracy']:.4f}, three-way {manual['three_way']['accuracy']:.4f} "
         f"(threshold {manual['three_way']['threshold']}), {report['examples_per_s']:.0f} examples/s; "
         f"report: {os.path.join(os.path.abspath(workdir), 'eval_report.json')}")
+  evaluated = report["evaluated_checkpoint"]
+  if not evaluated["is_intended"]:
+    print(f"ERROR: the best checkpoint was unreadable; the figures above are of the {evaluated['used']} "
+          f"checkpoint (step {evaluated['step']}), see evaluated_checkpoint in the report.", file=sys.stderr)
+    sys.exit(NOT_INTENDED_CHECKPOINT_EXIT_CODE)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_checks.parse_flags)

@@ -8,13 +8,19 @@ One output line per input line: ``label<TAB>probability<TAB>text`` (``--format=j
 for JSON lines). ``label`` is negative / positive, or ``neutral`` when the model's
 confidence is under the threshold (default: the config's neutral_threshold).
 Bad lines (empty, undecodable bytes, ...) get an ``error`` line or a note; the
-remaining lines are still classified.
+remaining lines are still classified. Control characters of the input (ESC, NUL, C1,
+bidirectional overrides, line separators) are never written raw: text output shows them
+as ``\\x1b`` / ``\\u202e``, JSON output as ``\\u001b`` escapes (which decode back to the input).
+A line with nothing but whitespace and control characters is an empty line.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
+import unicodedata
 from typing import Iterable, Iterator, Optional
 
 import jax
@@ -29,6 +35,9 @@ FLAGS = flags.FLAGS
 
 LABELS = ("negative", "positive")
 MAX_LINE_CHARS = 10_000  # Longer lines are cut here before tokenization (tweets are <= 280 chars).
+# Characters a terminal acts on: C0 controls, DEL, C1 controls (CSI ...), line/paragraph separators,
+# bidirectional embeddings, overrides and isolates.
+UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class Predictor:
@@ -56,6 +65,17 @@ def decode_line(raw: bytes) -> tuple[str, Optional[str]]:
     return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start}; replaced with U+FFFD"
 
 
+def escape_unsafe(text: str) -> str:
+  """``UNSAFE_CHARACTERS`` -> visible escapes (``\\x1b``, ``\\u202e``); other text unchanged."""
+  return UNSAFE_CHARACTERS.sub(
+      lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+
+
+def has_visible_text(text: str) -> bool:
+  """Whether anything but whitespace and control/format characters is left (else: an empty line)."""
+  return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
 def argv_bytes(text: str) -> bytes:
   """A command-line argument back to its bytes (Python keeps undecodable bytes as surrogates)."""
   return text.encode("utf-8", errors="surrogateescape")
@@ -73,8 +93,11 @@ def classify(predictor: Predictor, raw_lines: Iterable[bytes], threshold: float,
       for result, p, length in zip(pending, probs, lengths):
         notes = result.pop("notes")
         if length == 0:
-          notes.append("no tokens after normalization; the answer carries no information")
-        elif length >= predictor.max_length:
+          line = result["line"]
+          result.clear()  # In place: ``batch`` holds this dict.
+          result.update(line=line, error="empty line (no tokens after normalization)")
+          continue
+        if length >= predictor.max_length:
           notes.append(f"long input: only the first {predictor.max_length} tokens were used")
         confidence = float(p.max())
         result.update(label=LABELS[int(p.argmax())] if confidence >= threshold else "neutral",
@@ -96,6 +119,9 @@ def classify(predictor: Predictor, raw_lines: Iterable[bytes], threshold: float,
     if len(text) > MAX_LINE_CHARS:
       notes.append(f"line of {len(text)} characters cut to {MAX_LINE_CHARS}")
       text = text[:MAX_LINE_CHARS]
+    if not has_visible_text(text):
+      batch.append({"line": number, "error": "empty line (only control characters)"})
+      continue
     batch.append({"line": number, "text": text, "notes": notes})
     if len(batch) >= batch_size:
       yield from flush()
@@ -103,11 +129,11 @@ def classify(predictor: Predictor, raw_lines: Iterable[bytes], threshold: float,
 
 
 def format_result(result: dict, output_format: str) -> str:
-  if output_format == "json":
-    return json.dumps(result, ensure_ascii=False)
+  if output_format == "json":  # JSON escapes of the unsafe characters: the text decodes unchanged.
+    return UNSAFE_CHARACTERS.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(result, ensure_ascii=False))
   if "error" in result:
     return f"error\t-\tline {result['line']}: {result['error']}"
-  text = result["text"].replace("\t", " ")
+  text = escape_unsafe(result["text"].replace("\t", " "))
   note = f"\t({result['note']})" if result["note"] else ""
   return f"{result['label']}\t{result['probability']:.4f}\t{text}{note}"
 

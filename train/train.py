@@ -27,6 +27,7 @@ from flax.training import train_state
 from tqdm import tqdm
 
 from train import checkpointing, distributed, evaluation, input_feed, models, provenance
+from train import workdir as workdir_lib
 from train.data import batching, pipeline
 from train.metric_logging import MetricWriter
 from train.optimizer import create_optimizer, learning_rate_schedule
@@ -117,15 +118,20 @@ def eval_step(state: TrainState, batch: dict) -> jax.Array:
 
 
 def predict_probabilities(p_eval_step, state: TrainState, split, batch_size: int, mesh,
-                          bounds=None) -> np.ndarray:
+                          bounds=None, progress_desc: Optional[str] = None) -> np.ndarray:
   """Softmax probabilities (N, c) of every example of ``split``, in the split's order.
 
   Batches are bucketed by length (``bounds``, see ``train.data.batching.eval_batches``);
-  each row's prediction is put back at its example's index.
+  each row's prediction is put back at its example's index. ``progress_desc``: show a
+  progress bar with this title.
   """
   sharding = input_feed.batch_sharding(mesh)
   logits = None
-  for rows, batch in batching.eval_batches(split, batch_size, bounds):
+  batches = batching.eval_batches(split, batch_size, bounds)
+  if progress_desc:
+    batches = tqdm(batches, desc=progress_desc, unit="batch", leave=False, mininterval=1.0,
+                   disable=jax.process_index() != 0)
+  for rows, batch in batches:
     out = np.asarray(jax.device_get(p_eval_step(state, input_feed.shard_batch(batch, sharding))))
     if logits is None:
       logits = np.zeros((len(split), out.shape[-1]), out.dtype)
@@ -163,10 +169,14 @@ class Trainer:
     return {"dropout": jax.device_put(np.asarray(jax.device_get(state.dropout_rng)),
                                       input_feed.replicated(self.mesh))}
 
-  def probabilities(self, state: TrainState, split) -> np.ndarray:
-    """Softmax probabilities (N, c) of ``split`` in its order, evaluated in length buckets."""
+  def probabilities(self, state: TrainState, split, name: str = "") -> np.ndarray:
+    """Softmax probabilities (N, c) of ``split`` in its order, evaluated in length buckets.
+
+    ``name`` titles the progress bar ("evaluate <name>").
+    """
     return predict_probabilities(self.eval_step, state, split, self.config.eval_batch_size, self.mesh,
-                                 batching.config_bounds(self.config, split.max_length))
+                                 batching.config_bounds(self.config, split.max_length),
+                                 progress_desc=f"evaluate {name}" if name else None)
 
 
 def _flush(pending: list, step: int, start_time: float, examples: int, writer: MetricWriter,
@@ -194,6 +204,45 @@ def _flush(pending: list, step: int, start_time: float, examples: int, writer: M
   return summary
 
 
+def _show_first_losses(bar: tqdm, step: int, start_step: int, metrics: dict, log_every_steps: int) -> None:
+  """Shows the loss on the bar at steps 1, 2, 4, 8, ... of this run until the first logged step.
+
+  A handful of host syncs, so that a short run shows a loss before ``log_every_steps``.
+  """
+  done = step - start_step
+  if done < log_every_steps and done & (done - 1) == 0:
+    bar.set_postfix(loss=f"{float(jax.device_get(metrics['loss'])):.4f}")
+
+
+def measured_figures(workdir: str, trained_steps: int, train_seconds: float, examples_per_s: float) -> dict:
+  """train_time_s / examples_per_s of this run, or those of the earlier report when nothing was trained.
+
+  Starting a finished run again only evaluates; its measured speed stays the one measured.
+  """
+  figures = {"train_time_s": train_seconds, "examples_per_s": examples_per_s}
+  path = os.path.join(workdir, "eval_report.json")
+  if trained_steps == 0 and os.path.exists(path):
+    try:
+      with open(path, encoding="utf-8") as f:
+        earlier = json.load(f)
+      figures = {name: earlier[name] for name in figures}
+    except (OSError, ValueError, KeyError):
+      pass  # An unreadable earlier report: this run's (zero) figures it is.
+  return figures
+
+
+def evaluated_checkpoint(checkpointer: checkpointing.Checkpointer, eval_progress: Optional[dict]) -> dict:
+  """Which checkpoint the final evaluation used and why, for the eval report.
+
+  {"intended": "best", "used": "best" | "latest" | "final_state", "step", "is_intended",
+   "problems": [unreadable checkpoints met in this run: kind, step, error, moved_to]}.
+  """
+  used = checkpointer.evaluated["kind"] if eval_progress is not None else "final_state"
+  return {"intended": "best", "used": used or "final_state",
+          "step": checkpointer.evaluated["step"], "is_intended": used == "best",
+          "problems": list(checkpointer.problems)}
+
+
 def _copy_tokenizer(datasets, workdir: str) -> Optional[str]:
   path = getattr(datasets, "tokenizer_path", None)
   if not path or not os.path.exists(path):
@@ -204,13 +253,17 @@ def _copy_tokenizer(datasets, workdir: str) -> Optional[str]:
   return target
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start_over: bool = False) -> dict:
   """Trains (resuming if possible), evaluates and writes ``<workdir>/eval_report.json``.
+
+  ``start_over``: delete the workdir's earlier checkpoints, metrics and report first
+  (see train.workdir).
 
   Returns:
     the eval report dict.
   Raises:
     NonFiniteLossError: the loss became NaN/inf (the latest checkpoint is the last good one).
+    train.workdir.WorkdirConfigMismatch: the workdir holds checkpoints of another config.
   """
   run_start = time.perf_counter()
   distributed.initialize(config)
@@ -218,10 +271,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   is_chief = jax.process_index() == 0
   if is_chief:
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    workdir_lib.claim(config, workdir, start_over=start_over)
 
   datasets = pipeline.get_datasets(config)
+  if is_chief and datasets.summary.get("malformed_by_reason"):
+    print(pipeline.describe_unused_rows(datasets.summary), flush=True)
   tokenizer_copy = _copy_tokenizer(datasets, workdir) if is_chief else None
   splits = datasets.splits
   train_split = splits["train"]
@@ -240,7 +294,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   abstract_state = checkpointing.abstract_like(trainer.initial_state)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   checkpointer = checkpointing.Checkpointer(checkpoint_dir, keep=config.keep_checkpoints,
-                                            async_save=config.get("async_checkpointing", True))
+                                            async_save=config.get("async_checkpointing", True),
+                                            repair=is_chief)
   state, progress = checkpointer.restore_latest(trainer.initial_state)
   start_step = int(progress["step"]) if progress else 0
   best_accuracy = progress.get("best_validation_accuracy") if progress else None
@@ -270,6 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       state, metrics = trainer.train_step(state, next(feed), rngs)
       pending.append(metrics)
       bar.update(1)
+      _show_first_losses(bar, step, start_step, metrics, config.log_every_steps)
       window_examples += config.batch_size
       if step == start_step + 1:  # Exclude compilation from the throughput.
         jax.block_until_ready(metrics)
@@ -285,7 +341,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         train_seconds += time.perf_counter() - segment_start
       if evaluate:
         metrics_val = evaluation.classification_metrics(
-            trainer.probabilities(state, splits["validation"]), splits["validation"].labels, config.ece_bins)
+            trainer.probabilities(state, splits["validation"], "validation"), splits["validation"].labels,
+            config.ece_bins)
         writer.write(step, "validation", metrics_val)
         if best_accuracy is None or metrics_val["accuracy"] > best_accuracy:
           best_accuracy = metrics_val["accuracy"]
@@ -297,6 +354,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         last_saved = step
       if evaluate or save:
         segment_start = window_start = time.perf_counter()
+    bar.close()
     checkpointer.wait()
   except NonFiniteLossError:
     checkpointer.wait()
@@ -309,7 +367,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   timed_steps = max(trained_steps - 1, 0)  # The first step (compilation) is not timed.
   examples_per_s = timed_steps * config.batch_size / train_seconds if train_seconds > 0 else 0.0
 
+  figures = measured_figures(workdir, trained_steps, train_seconds, examples_per_s)
   eval_state, eval_progress = checkpointer.restore_best(abstract_state)
+  evaluated = evaluated_checkpoint(checkpointer, eval_progress)
   if eval_progress is None:
     eval_state, eval_progress = state, progress_dict(total_steps)
   report = {
@@ -320,16 +380,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "resumed_from_step": start_step,
       "devices": jax.device_count(),
       "device_kind": jax.devices()[0].device_kind,
-      "train_time_s": train_seconds,
-      "examples_per_s": examples_per_s,
-      "epoch_time_s": steps_per_epoch * config.batch_size / examples_per_s if examples_per_s else None,
+      "evaluated_checkpoint": evaluated,
+      **figures,
+      "epoch_time_s": (steps_per_epoch * config.batch_size / figures["examples_per_s"]
+                       if figures["examples_per_s"] else None),
       "validation": evaluation.classification_metrics(
-          trainer.probabilities(eval_state, splits["validation"]), splits["validation"].labels,
+          trainer.probabilities(eval_state, splits["validation"], "validation"), splits["validation"].labels,
           config.ece_bins),
       "test": evaluation.classification_metrics(
-          trainer.probabilities(eval_state, splits["test"]), splits["test"].labels, config.ece_bins),
+          trainer.probabilities(eval_state, splits["test"], "test"), splits["test"].labels, config.ece_bins),
       "manual_test": evaluation.manual_test_report(
-          trainer.probabilities(eval_state, splits["manual_test"]), splits["manual_test"].labels,
+          trainer.probabilities(eval_state, splits["manual_test"], "manual_test"), splits["manual_test"].labels,
           config.neutral_threshold, config.ece_bins),
       "best_validation_accuracy": best_accuracy,
       "wall_time_s": time.perf_counter() - run_start,
@@ -341,7 +402,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if is_chief:
     with open(os.path.join(workdir, "eval_report.json"), "w", encoding="utf-8") as f:
       json.dump(report, f, indent=2)
-    writer.write(total_steps, "test", report["test"])
+    if trained_steps:  # A finished run started again already logged its test row.
+      writer.write(total_steps, "test", report["test"])
   checkpointer.close()
   writer.close()
   return report

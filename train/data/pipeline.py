@@ -120,6 +120,17 @@ def _write_json(path: str, payload: dict) -> None:
   _atomic_write(path, write)
 
 
+def prepared_instead_message(data_dir: str, origin: Optional[str], folder_missing: bool,
+                             prepared: PreparedPaths) -> str:
+  """Says plainly that a prepared cache (of which files) is used instead of raw data that is not there."""
+  with open(prepared.summary) as f:
+    built_from = json.load(f).get("sources", {}).get("training_file", "unknown files")
+  where = (f"the data folder {data_dir} (from {origin}) does not exist" if folder_missing
+           else f"no raw Sentiment140 files in {data_dir}")
+  return (f"WARNING: {where}; using the prepared data in {prepared.tokenizer_dir}, built from {built_from} "
+          "(not checked against any raw file in this run)")
+
+
 def find_tfds_dataset(tfds_dir: str) -> Optional[str]:
   """The finished dataset directory (holding dataset_info.json) under ``tfds_dir``, or None."""
   from train.data import sentiment140_builder  # Imports tfds; only needed here.
@@ -181,13 +192,19 @@ def _compressed_bytes_per_split(npz_path: str) -> dict[str, int]:
 def build(config, *, log=print) -> PreparedPaths:
   """Builds whatever of the prepared data is missing for this config; returns its paths."""
   data_dir = sources.resolve_data_dir(config.get("data_dir", None))
+  origin = sources.data_dir_origin(config.get("data_dir", None))
+  chosen_but_missing = origin is not None and not os.path.isdir(data_dir)
   try:
     files = sources.find_sources(data_dir, download=False)
   except sources.DataNotFoundError:
     prepared = find_prepared_without_sources(config)
     if prepared is not None:
-      log(f"no raw data in {data_dir}; using the prepared data in {prepared.tokenizer_dir}")
+      log(prepared_instead_message(data_dir, origin, chosen_but_missing, prepared))
       return prepared
+    if chosen_but_missing:
+      raise sources.DataNotFoundError(
+          f"the data folder {data_dir} (from {origin}) does not exist, and no prepared data matches this "
+          "config; fix the path, or create the folder and put the Sentiment140 files in it") from None
     if not config.get("download", True):
       raise
     files = sources.find_sources(data_dir, download=True)
@@ -227,7 +244,7 @@ def build(config, *, log=print) -> PreparedPaths:
   encoded = {}
   for name in SPLIT_NAMES:
     split = records.splits[name]
-    tokens, lengths = tokenizer.encode_normalized(split.normalized_texts)
+    tokens, lengths = tokenizer.encode_normalized(split.normalized_texts, progress=f"encode {name}")
     encoded[name] = (tokens, lengths, split.labels)
   timings["encode_s"] = time.perf_counter() - t
   t = time.perf_counter()
@@ -244,6 +261,7 @@ def build(config, *, log=print) -> PreparedPaths:
       "duplicate_details": records.duplicates,
       "malformed_rows": sum(sum(r.values()) for r in records.malformed.values()),
       "malformed_by_reason": records.malformed,
+      "malformed_first_lines": records.malformed_lines,
       "truncated_share": float(np.mean(encoded["train"][1] > int(config.max_length))),
       "truncated_share_by_split": {
           name: float(np.mean(lengths > int(config.max_length))) if len(lengths) else 0.0
@@ -262,6 +280,19 @@ def build(config, *, log=print) -> PreparedPaths:
   }
   _write_json(paths.summary, summary)
   return paths
+
+
+def describe_unused_rows(summary: dict) -> str:
+  """One line: rows of the source files that were not used, by file and reason, with first line numbers."""
+  first_lines = summary.get("malformed_first_lines", {})  # Absent in caches built before it existed.
+  parts = []
+  for source, reasons in summary["malformed_by_reason"].items():
+    counted = [f"{count:,} {reason}" + (f" (lines {', '.join(map(str, first_lines[source][reason]))}"
+                                        f"{', ...' if count > len(first_lines[source][reason]) else ''})"
+                                        if reason in first_lines.get(source, {}) else "")
+               for reason, count in sorted(reasons.items()) if count]
+    parts.append(f"{source}: {'; '.join(counted) if counted else 'none'}")
+  return f"unused source rows: {summary['malformed_rows']:,} ({' | '.join(parts)})"
 
 
 def load(config, paths: PreparedPaths) -> Datasets:

@@ -32,6 +32,8 @@ class SplitRecords:
 class Records:
   splits: dict[str, SplitRecords]  # train, validation, test, manual_test.
   malformed: dict[str, dict[str, int]]  # "training_file" / "manual_test" -> reason -> count.
+  # "training_file" / "manual_test" -> reason -> line numbers of the first few such lines.
+  malformed_lines: dict[str, dict[str, list[int]]]
   duplicates: dict[str, int]  # See splits.duplicate_stats (training file).
   sources: dict[str, str]  # "training_file" / "manual_test" -> where it was read from.
 
@@ -60,5 +62,6 @@ def build_records(files: sources.SourceFiles, split_fractions, *, verify_zip: bo
   return Records(
       splits=by_split,
       malformed={"training_file": train_rows.malformed, "manual_test": manual_rows.malformed},
+      malformed_lines={"training_file": train_rows.malformed_lines, "manual_test": manual_rows.malformed_lines},
       duplicates=splits.duplicate_stats(keys, train_rows.labels),
       sources={"training_file": train_rows.source, "manual_test": manual_rows.source})

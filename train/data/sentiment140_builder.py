@@ -67,6 +67,12 @@ class Sentiment140Mamba(tfds.core.GeneratorBasedBuilder):
     self._records = records
     super().__init__(**kwargs)
 
+  def _log_download_bytes(self) -> None:
+    """Prints nothing: tfds' "Downloading and preparing dataset Unknown size" line is wrong here.
+
+    Nothing is downloaded (the records are given) and the pipeline names each phase itself.
+    """
+
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
         builder=self,

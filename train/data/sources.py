@@ -11,8 +11,11 @@ folder. If none holds the files, the official zip is downloaded there; offline, 
 ``DataNotFoundError`` says which folder, which file names and where to get them.
 
 CSV schema (no header, latin-1, fields quoted): polarity (0/2/4), id, date, query, user, text.
-Malformed rows (wrong column count, unknown polarity, empty text, neutral in the training
-file) are skipped and counted by reason.
+The file is read line by line and each line is parsed on its own, so one bad row can never
+hide the good rows after it: a line that ends inside a quoted field is joined with the next
+lines (a text with a line break) only while those lines are not valid rows themselves, at
+most ``MAX_CONTINUATION_LINES`` of them. Every line that is not used is counted by reason
+(``MALFORMED_REASONS``), with the line numbers of the first few.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import zipfile
 from typing import Iterable, Optional
 
 import numpy as np
+from tqdm import tqdm
 
 OFFICIAL_URL = "http://cs.stanford.edu/people/alecmgo/trainingandtestdata.zip"
 OFFICIAL_ZIP = "trainingandtestdata.zip"
@@ -42,7 +46,10 @@ TFDS_MANUAL_DIR = "~/tensorflow_datasets/downloads/manual"
 
 NUM_COLUMNS = 6
 POLARITY_TO_LABEL = {"0": 0, "4": 1, "2": 2}  # negative, positive, neutral
-MALFORMED_REASONS = ("wrong_column_count", "unknown_polarity", "empty_text", "neutral_in_training")
+MALFORMED_REASONS = ("wrong_column_count", "unknown_polarity", "empty_text", "neutral_in_training",
+                     "unterminated_quote", "field_too_large", "unparseable")
+MAX_CONTINUATION_LINES = 8  # Lines a quoted text may span (the real files have none).
+FIRST_LINES_KEPT = 5  # Line numbers kept per malformed reason.
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -56,9 +63,10 @@ class RawRows:
   Attributes:
     texts: N raw texts (latin-1 decoded, unmodified).
     labels: np.int32 (N,): 0 negative, 1 positive, 2 neutral.
-    row_numbers: np.int64 (N,): 1-based line number of each row in its file.
-    malformed: reason -> number of skipped rows.
+    row_numbers: np.int64 (N,): 1-based line number of each row (its first line) in its file.
+    malformed: reason -> number of skipped lines.
     source: where the rows came from ("path" or "zip:member").
+    malformed_lines: reason -> line numbers of the first FIRST_LINES_KEPT skipped lines.
   """
 
   texts: list[str]
@@ -66,6 +74,7 @@ class RawRows:
   row_numbers: np.ndarray
   malformed: dict[str, int]
   source: str
+  malformed_lines: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
   @property
   def num_malformed(self) -> int:
@@ -100,6 +109,18 @@ def resolve_data_dir(config_data_dir: Optional[str] = None) -> str:
   """config.data_dir, else $SENT140_DATA_DIR, else the TFDS manual-download folder."""
   folder = config_data_dir or os.environ.get(ENV_DATA_DIR) or TFDS_MANUAL_DIR
   return os.path.abspath(os.path.expanduser(folder))
+
+
+def data_dir_origin(config_data_dir: Optional[str] = None) -> Optional[str]:
+  """Who chose the data folder: "config.data_dir", "$SENT140_DATA_DIR", or None (the default folder).
+
+  A folder someone chose is never created (a typo must not become an empty folder and a download).
+  """
+  if config_data_dir:
+    return "config.data_dir"
+  if os.environ.get(ENV_DATA_DIR):
+    return f"${ENV_DATA_DIR}"
+  return None
 
 
 def _missing_message(data_dir: str, why: str) -> str:
@@ -172,31 +193,97 @@ def verify_sha256(path: str, expected: str) -> None:
         f"the file is damaged or not the official one (re-download it from {OFFICIAL_URL}).")
 
 
+def _parse_line(text: str) -> tuple[Optional[list[str]], Optional[str], bool]:
+  """One CSV record's text -> (fields, error reason, ends inside a quoted field)."""
+  try:
+    fields = next(csv.reader((text,)), [])
+  except csv.Error as error:
+    return None, "field_too_large" if "field larger" in str(error) else "unparseable", False
+  open_quote = bool(fields) and text.endswith("\n") and fields[-1].endswith("\n")
+  return fields, None, open_quote
+
+
+def _check_row(fields: list[str], allow_neutral: bool) -> tuple[Optional[int], Optional[str]]:
+  """6 fields -> (label, None) if usable, else (None, reason)."""
+  if len(fields) != NUM_COLUMNS:
+    return None, "wrong_column_count"
+  label = POLARITY_TO_LABEL.get(fields[0].strip())
+  if label is None:
+    return None, "unknown_polarity"
+  if label == 2 and not allow_neutral:
+    return None, "neutral_in_training"
+  if not fields[5].strip():
+    return None, "empty_text"
+  return label, None
+
+
+class _RowCollector:
+  """Accepted rows and malformed-line counts of one file."""
+
+  def __init__(self, allow_neutral: bool):
+    self.allow_neutral = allow_neutral
+    self.texts, self.labels, self.row_numbers = [], [], []
+    self.malformed = dict.fromkeys(MALFORMED_REASONS, 0)
+    self.malformed_lines = {reason: [] for reason in MALFORMED_REASONS}
+
+  def reject(self, line_number: int, reason: str) -> None:
+    self.malformed[reason] += 1
+    if len(self.malformed_lines[reason]) < FIRST_LINES_KEPT:
+      self.malformed_lines[reason].append(line_number)
+
+  def offer(self, line_number: int, fields: Optional[list[str]], error: Optional[str]) -> bool:
+    """Adds the row, or counts it as malformed; returns whether it was used."""
+    label, reason = (None, error) if error else _check_row(fields, self.allow_neutral)
+    if reason:
+      self.reject(line_number, reason)
+      return False
+    self.texts.append(fields[5])
+    self.labels.append(label)
+    self.row_numbers.append(line_number)
+    return True
+
+  def reject_open_record(self, open_record: list[tuple[int, str]]) -> None:
+    """A record whose quote never closed: its first line is unterminated, the others count alone."""
+    self.reject(open_record[0][0], "unterminated_quote")
+    for line_number, text in open_record[1:]:
+      fields, error, is_open = _parse_line(text)
+      self.offer(line_number, fields, error or ("unterminated_quote" if is_open else None))
+
+
 def parse_rows(lines: Iterable[str], source: str, *, allow_neutral: bool) -> RawRows:
-  """Parses 6-column Sentiment140 CSV lines; skips and counts malformed rows."""
-  texts, labels, row_numbers = [], [], []
-  malformed = dict.fromkeys(MALFORMED_REASONS, 0)
-  to_label = POLARITY_TO_LABEL
-  for row_number, row in enumerate(csv.reader(lines), start=1):
-    if len(row) != NUM_COLUMNS:
-      malformed["wrong_column_count"] += 1
+  """Parses 6-column Sentiment140 CSV lines one by one; skips and counts malformed lines.
+
+  ``lines`` keep their line endings (split on "\\n" only).
+  """
+  rows = _RowCollector(allow_neutral)
+  open_record: list[tuple[int, str]] = []  # (line number, text) of a record whose quote is open.
+  for line_number, line in enumerate(lines, start=1):
+    if open_record:
+      alone, alone_error, alone_open = _parse_line(line)
+      if not alone_error and not alone_open and _check_row(alone, allow_neutral)[0] is not None:
+        rows.reject_open_record(open_record)  # A valid row never continues a broken one.
+        open_record = []
+      else:
+        open_record.append((line_number, line))
+        fields, error, still_open = _parse_line("".join(text for _, text in open_record))
+        if still_open and len(open_record) <= MAX_CONTINUATION_LINES:
+          continue
+        if still_open:
+          rows.reject_open_record(open_record)
+        else:
+          rows.offer(open_record[0][0], fields, error)
+        open_record = []
+        continue
+    fields, error, is_open = _parse_line(line)
+    if is_open:
+      open_record = [(line_number, line)]
       continue
-    label = to_label.get(row[0].strip())
-    if label is None:
-      malformed["unknown_polarity"] += 1
-      continue
-    if label == 2 and not allow_neutral:
-      malformed["neutral_in_training"] += 1
-      continue
-    text = row[5]
-    if not text.strip():
-      malformed["empty_text"] += 1
-      continue
-    texts.append(text)
-    labels.append(label)
-    row_numbers.append(row_number)
-  return RawRows(texts=texts, labels=np.asarray(labels, np.int32),
-                 row_numbers=np.asarray(row_numbers, np.int64), malformed=malformed, source=source)
+    rows.offer(line_number, fields, error)
+  if open_record:
+    rows.reject_open_record(open_record)
+  return RawRows(texts=rows.texts, labels=np.asarray(rows.labels, np.int32),
+                 row_numbers=np.asarray(rows.row_numbers, np.int64), malformed=rows.malformed,
+                 source=source, malformed_lines={k: v for k, v in rows.malformed_lines.items() if v})
 
 
 def read_csv(path: str, member: Optional[str] = None, *, allow_neutral: bool) -> RawRows:
@@ -210,8 +297,10 @@ def read_csv(path: str, member: Optional[str] = None, *, allow_neutral: bool) ->
         raw = stack.enter_context(gzip.open(path, "rb"))
       else:
         raw = stack.enter_context(open(path, "rb"))
-      stream = io.TextIOWrapper(raw, encoding="latin-1", newline="")
-      return parse_rows(stream, source, allow_neutral=allow_neutral)
+      stream = io.TextIOWrapper(raw, encoding="latin-1", newline="\n")
+      lines = tqdm(stream, desc=f"read {os.path.basename(member or path)}", unit=" rows", unit_scale=True,
+                   mininterval=1.0)
+      return parse_rows(lines, source, allow_neutral=allow_neutral)
   except (OSError, zipfile.BadZipFile, csv.Error) as error:
     raise ValueError(f"cannot read {source}: {error}") from None
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import sentencepiece as spm
+from tqdm import tqdm
 
 from train.data import normalization
 
@@ -41,16 +42,23 @@ class SentencePieceTokenizer:
     """Raw texts -> np.uint16 (N, L)."""
     return self.encode_normalized(normalization.normalize_many(list(texts)))[0]
 
-  def encode_normalized(self, normalized_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Already normalized texts -> (np.uint16 (N, L), np.int32 (N,) untruncated lengths)."""
+  def encode_normalized(self, normalized_texts: Sequence[str],
+                        progress: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Already normalized texts -> (np.uint16 (N, L), np.int32 (N,) untruncated lengths).
+
+    ``progress``: title of a progress bar over the texts (None: no bar).
+    """
     n = len(normalized_texts)
     tokens = np.zeros((n, self.max_length), np.uint16)
     lengths = np.zeros((n,), np.int32)
+    bar = tqdm(total=n, desc=progress, unit=" texts", unit_scale=True, mininterval=1.0, disable=progress is None)
     for start in range(0, n, _CHUNK_ROWS):
       ids = self._processor.encode(list(normalized_texts[start:start + _CHUNK_ROWS]), num_threads=os.cpu_count() or 1)
       chunk_lengths = np.fromiter(map(len, ids), np.int32, len(ids))
       lengths[start:start + len(ids)] = chunk_lengths
       tokens[start:start + len(ids)] = pad_ragged(ids, chunk_lengths, self.max_length)
+      bar.update(len(ids))
+    bar.close()
     return tokens, lengths
 
   def decode(self, ids) -> str:
@@ -102,7 +110,7 @@ def train_tokenizer(normalized_texts: Sequence[str], vocab_size: int, *, max_sen
       model_writer=model,
       model_type="bpe",
       vocab_size=vocab_size,
-      hard_vocab_limit=False,  # Tiny corpora get a smaller vocabulary instead of an error.
+      hard_vocab_limit=False,  # Train what the corpus supports; a shortfall is an error below.
       pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1,
       user_defined_symbols=list(normalization.PLACEHOLDERS),
       byte_fallback=True,
@@ -112,7 +120,12 @@ def train_tokenizer(normalized_texts: Sequence[str], vocab_size: int, *, max_sen
       num_threads=os.cpu_count() or 1,
       minloglevel=2,
   )
-  return SentencePieceTokenizer(model.getvalue(), max_length)
+  tokenizer = SentencePieceTokenizer(model.getvalue(), max_length)
+  if tokenizer.vocab_size < vocab_size:
+    raise ValueError(
+        f"vocab_size {vocab_size} was requested, but the {len(sentences):,} training sentences support "
+        f"only {tokenizer.vocab_size}; set config.vocab_size to {tokenizer.vocab_size} or less")
+  return tokenizer
 
 
 def load_tokenizer(path: str, max_length: int = 64) -> SentencePieceTokenizer:
