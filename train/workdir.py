@@ -34,6 +34,10 @@ RESULT_INDEPENDENT_FIELDS = (
     "neutral_threshold",  # manual_test three-way threshold (the final report is recomputed).
     "ece_bins",  # Calibration bins (the final report is recomputed).
     "distributed",  # Process layout (jax.distributed), not the computation.
+    "coordinator_address",  # Where the processes meet (multi-host).
+    "num_processes",  # Process layout; the global batch and its order are the same.
+    "process_id",  # Which process this is.
+    "cpu_collectives",  # CPU collectives implementation of a multi-process run.
     "write_tfds",  # Whether the TFDS files are also written; the token cache is the same.
 )
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
