@@ -2,21 +2,33 @@
 
 Pure functions: :mod:`mamba_jax.ssm` (discretization, selective scan) and
 :mod:`mamba_jax.conv`; Flax modules: :class:`MambaMixer`, :class:`ResidualBlock`,
-:class:`MambaClassifier`.
+:class:`MambaBackbone`, shared by :class:`MambaClassifier` and :class:`MambaLM`;
+checkpoints in and out: :func:`load_pretrained`, :func:`save_pretrained`;
+decoding: :func:`generate`.
 """
 
 from mamba_jax import ssm
+from mamba_jax.backbone import MambaBackbone, init_cache
 from mamba_jax.block import ResidualBlock
-from mamba_jax.classifier import MambaClassifier, init_cache
+from mamba_jax.classifier import MambaClassifier
 from mamba_jax.config import MambaConfig
+from mamba_jax.generation import generate
+from mamba_jax.lm import MambaLM
 from mamba_jax.mixer import LayerCache, MambaMixer
+from mamba_jax.pretrained import CheckpointError, load_pretrained, save_pretrained
 
 __all__ = [
+    "CheckpointError",
     "LayerCache",
+    "MambaBackbone",
     "MambaClassifier",
     "MambaConfig",
+    "MambaLM",
     "MambaMixer",
     "ResidualBlock",
+    "generate",
     "init_cache",
+    "load_pretrained",
+    "save_pretrained",
     "ssm",
 ]
