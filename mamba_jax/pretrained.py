@@ -413,3 +413,60 @@ def save_pretrained(path: str, config: MambaConfig, params: Params, dtype: str =
   with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
     json.dump(config_dict, f, indent=2, sort_keys=True)
     f.write("\n")
+
+
+# ---- Fine-tuning: a pretrained backbone in another model's parameters -----------------
+
+# MambaConfig properties that fix the backbone's tensors (and its numerics).
+BACKBONE_FIELDS = ("padded_vocab_size", "d_model", "n_layers", "d_state", "d_conv", "expand",
+                   "resolved_dt_rank", "conv_bias", "bias", "norm_epsilon")
+
+
+def _flatten(tree: Mapping, prefix: Tuple[str, ...] = ()) -> Dict[Tuple[str, ...], object]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      flat.update(_flatten(value, prefix + (key,)))
+    else:
+      flat[prefix + (key,)] = value
+  return flat
+
+
+def load_backbone(path: str, config: MambaConfig, params: Params) -> Tuple[Params, List[str], List[str]]:
+  """``params`` (a MambaClassifier's or MambaLM's) with the backbone of the checkpoint at ``path``.
+
+  The embedding, every block and the final norm come from the checkpoint; what
+  the backbone does not have (a classifier's head) keeps its value in ``params``,
+  and the checkpoint's LM head is not used.
+
+  Returns:
+    (new params, '/'-joined paths loaded, paths kept as given).
+  Raises:
+    CheckpointError: the checkpoint cannot be read, or its architecture differs
+      from ``config`` (every differing field is named).
+  """
+  _check_exportable(config)
+  pretrained_config, pretrained = load_pretrained(path)
+  differing = [f"{field} {getattr(config, field)} here, {getattr(pretrained_config, field)} in the checkpoint"
+               for field in BACKBONE_FIELDS if getattr(config, field) != getattr(pretrained_config, field)]
+  if differing:
+    hint = (" (a vocabulary of another size means another tokenizer)"
+            if config.padded_vocab_size != pretrained_config.padded_vocab_size else "")
+    raise CheckpointError(f"{path} does not fit the model: {'; '.join(differing)}{hint}")
+  source = {p: v for p, v in _flatten(pretrained).items() if p[0] != "lm_head"}
+  target = _flatten(params)
+  missing = sorted("/".join(p) for p in source if p not in target)
+  if missing:
+    raise CheckpointError(f"the model has no parameters for {', '.join(missing)} of {path}")
+  loaded, kept, merged = [], [], {}
+  for p, value in target.items():
+    if p in source:
+      merged[p] = np.asarray(source[p], np.float32)
+      loaded.append("/".join(p))
+    else:
+      merged[p] = value
+      kept.append("/".join(p))
+  tree: dict = {}
+  for p, value in merged.items():
+    _set_path(tree, p, value)
+  return tree, loaded, kept
