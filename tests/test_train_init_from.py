@@ -8,7 +8,7 @@ import pytest
 
 from configs import lstm, tiny
 from mamba_jax import load_pretrained
-from train import models
+from train import models, pretrained_init
 from train import train as training
 
 HF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "hf_mamba_tiny")
@@ -36,7 +36,6 @@ def test_init_from_loads_the_backbone_and_keeps_a_fresh_head(capsys):
 
 
 def test_init_from_needs_a_mamba_model():
-  config = lstm.get_config()
-  model = models.create_model(config, 64)
+  model = models.create_model(lstm.get_config(), 64)
   with pytest.raises(ValueError, match="needs model_type 'mamba'"):
-    training.create_train_state(config, model, jax.random.PRNGKey(0), 10, init_from=HF_DIR)
+    pretrained_init.init_from_pretrained(HF_DIR, model, {})
