@@ -39,6 +39,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.select_delta = True  # Input-dependent delta (False: learned constant; the LTI ablation).
   config.model.select_bc = True  # Input-dependent B and C (False: learned constants; the LTI ablation).
   config.model.bidirectional = False  # True: a second mixer per block over the reversed real tokens, summed (mamba_jax.block).
+  # A Hugging Face / state-spaces Mamba LM folder (config.json + model.safetensors, e.g. written by
+  # mamba_jax.save_pretrained) whose embedding, blocks and final norm initialize the classifier;
+  # the head stays fresh. config.model and vocab_size must match its architecture. Read when the
+  # train state is created (a resumed run then restores its own checkpoint over it). None: from scratch.
+  config.init_from = ml_collections.FieldReference(None, field_type=str)
 
   # ---- Optimization (train.optimizer) ----
   config.seed = 0  # Seeds parameter init, dropout, the data order and the synthetic data.

@@ -1,4 +1,4 @@
-"""Hyper-parameters of the Mamba classifier."""
+"""Hyper-parameters of the Mamba classifier and language model."""
 
 from __future__ import annotations
 
@@ -30,9 +30,13 @@ def check_classifier_fields(config: Any, positive: Sequence[str]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class MambaConfig:
-  """Mamba sequence classifier. Defaults follow ``mamba_simple.Mamba``."""
+  """Mamba classifier / LM. Defaults follow ``mamba_simple.Mamba``."""
 
   vocab_size: int  # Token ids are in [0, vocab_size); id 0 is padding.
+  # The embedding (and LM head) has vocab_size rounded up to a multiple of this many rows,
+  # as the reference MambaLMHeadModel does (its default is 8); 1: exactly vocab_size.
+  pad_vocab_size_multiple: int = 1
+  tie_embeddings: bool = True  # MambaLM only: the LM head is the embedding matrix (else its own Dense).
   d_model: int = 64  # Residual stream width.
   n_layers: int = 2  # Number of residual Mamba blocks.
   num_classes: int = 2  # Output logits.
@@ -64,13 +68,19 @@ class MambaConfig:
 
   def __post_init__(self):
     check_classifier_fields(
-        self, ("vocab_size", "d_model", "n_layers", "num_classes", "d_state", "d_conv", "expand"))
+        self, ("vocab_size", "pad_vocab_size_multiple", "d_model", "n_layers", "num_classes", "d_state", "d_conv", "expand"))
     if self.scan_method != "auto" and self.scan_method not in SCAN_METHODS:
       raise ValueError(
           f"scan_method must be 'auto' or one of {SCAN_METHODS}, got {self.scan_method!r}"
       )
     if self.dt_rank != "auto" and not (isinstance(self.dt_rank, int) and self.dt_rank > 0):
       raise ValueError(f"dt_rank must be 'auto' or a positive int, got {self.dt_rank!r}")
+
+  @property
+  def padded_vocab_size(self) -> int:
+    """Rows of the embedding: vocab_size rounded up to a multiple of pad_vocab_size_multiple."""
+    multiple = self.pad_vocab_size_multiple
+    return -(-self.vocab_size // multiple) * multiple
 
   @property
   def d_inner(self) -> int:

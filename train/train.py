@@ -26,7 +26,7 @@ from absl import logging
 from flax.training import train_state
 from tqdm import tqdm
 
-from train import checkpointing, distributed, evaluation, input_feed, models, provenance
+from train import checkpointing, distributed, evaluation, input_feed, models, pretrained_init, provenance
 from train import workdir as workdir_lib
 from train.data import batching, pipeline
 from train.metric_logging import MetricWriter
@@ -50,12 +50,18 @@ def total_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
-                       total_steps: int) -> TrainState:
-  """Initializes parameters (float32) and the optimizer for ``total_steps`` steps."""
+                       total_steps: int, init_from: Optional[str] = None) -> TrainState:
+  """Initializes parameters (float32) and the optimizer for ``total_steps`` steps.
+
+  ``init_from``: a pretrained Mamba checkpoint folder whose backbone replaces the
+  initial backbone (``train.pretrained_init``); None: all freshly initialized.
+  """
   params_rng, dropout_rng = jax.random.split(rng)
   dummy = jnp.ones((1, config.max_length), jnp.int32)
   init = jax.jit(functools.partial(model.init, train=False))
   params = init({"params": params_rng}, dummy, dummy)["params"]
+  if init_from:
+    params = pretrained_init.init_from_pretrained(init_from, model, params)
   tx = create_optimizer(config, total_steps, params)
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx, dropout_rng=dropout_rng)
 
@@ -153,7 +159,8 @@ class Trainer:
     replicated = input_feed.replicated(self.mesh)
     sharded = input_feed.batch_sharding(self.mesh)
     self.initial_state = jax.device_put(
-        create_train_state(config, model, jax.random.PRNGKey(config.seed), total_steps), replicated)
+        create_train_state(config, model, jax.random.PRNGKey(config.seed), total_steps,
+                           init_from=config.init_from), replicated)
     step_fn = functools.partial(train_step, label_smoothing=config.label_smoothing,
                                 nan_after_step=config.get("debug_nan_after_step", -1))
     self.train_step = jax.jit(step_fn, in_shardings=(replicated, sharded, replicated),
