@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   # mamba_jax.save_pretrained) whose embedding, blocks and final norm initialize the classifier;
   # the head stays fresh. config.model and vocab_size must match its architecture. Read when the
   # train state is created (a resumed run then restores its own checkpoint over it). None: from scratch.
-  config.init_from = ml_collections.FieldReference(None, field_type=str)
+  config.init_from = ml_collections.FieldReference(None, field_type=str)  # See the comment above; None: from scratch.
 
   # ---- Optimization (train.optimizer) ----
   config.seed = 0  # Seeds parameter init, dropout, the data order and the synthetic data.

@@ -148,7 +148,6 @@ def test_quick_study_end_to_end(tmp_path):
   record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, options)
   assert record["reused"] is True
   # ... also on another machine, where only the committed run record exists (no workdir).
-  import dataclasses
   elsewhere = dataclasses.replace(options, workdir_root=str(tmp_path / "no_workdirs_here"))
   record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, elsewhere)
   assert record["reused"] is True and record["report"]["test"]["accuracy"] == rows["ssm"]["metrics"][
