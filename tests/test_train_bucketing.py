@@ -10,16 +10,11 @@ from configs import tiny
 from train import evaluation, input_feed, models, train
 from train.data import batching, synthetic
 
+from tests import train_tiny_run
+
 
 def _trained_trainer(config, steps=12):
-  datasets = synthetic.make_datasets(config)
-  model = models.create_model(config, datasets.tokenizer.vocab_size)
-  trainer = train.Trainer(config, model, total_steps=100)
-  feed = input_feed.train_feed(config, datasets.splits["train"], start_step=0, mesh=trainer.mesh)
-  state = trainer.initial_state
-  rngs = trainer.rngs(state)
-  for _ in range(steps):
-    state, _ = trainer.train_step(state, next(feed), rngs)
+  trainer, state, datasets, _ = train_tiny_run.train_steps(config, steps)
   return trainer, state, datasets
 
 

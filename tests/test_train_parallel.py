@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from tests import train_tiny_run
 from train import input_feed, models, train
 from train.data import batching, synthetic
 
@@ -23,17 +24,7 @@ def probe_losses(on_device: bool = False) -> list[float]:
   config = tiny.get_config()
   assert config.model.dropout > 0  # Dropout masks must not depend on the device count either.
   config.train_data_on_device = on_device
-  datasets = synthetic.make_datasets(config)
-  model = models.create_model(config, datasets.tokenizer.vocab_size)
-  trainer = train.Trainer(config, model, total_steps=100)
-  feed = input_feed.train_feed(config, datasets.splits["train"], start_step=0, mesh=trainer.mesh)
-  state = trainer.initial_state
-  rngs = trainer.rngs(state)
-  losses = []
-  for _ in range(NUM_STEPS):
-    state, metrics = trainer.train_step(state, next(feed), rngs)
-    losses.append(float(metrics["loss"]))
-  return losses
+  return train_tiny_run.train_steps(config, NUM_STEPS)[3]
 
 
 def test_four_devices_match_one_device():

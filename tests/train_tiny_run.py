@@ -32,3 +32,21 @@ def trained_tiny_run():
   config = tiny_config()
   report = train.train_and_evaluate(config, workdir)
   return workdir, config, report
+
+
+def train_steps(config, steps: int):
+  """(trainer, state, datasets, losses) after ``steps`` training steps of ``config`` on the synthetic task."""
+  from train import input_feed, models  # pylint: disable=import-outside-toplevel
+  from train.data import synthetic  # pylint: disable=import-outside-toplevel
+
+  datasets = synthetic.make_datasets(config)
+  model = models.create_model(config, datasets.tokenizer.vocab_size)
+  trainer = train.Trainer(config, model, total_steps=100)
+  feed = input_feed.train_feed(config, datasets.splits["train"], start_step=0, mesh=trainer.mesh)
+  state = trainer.initial_state
+  rngs = trainer.rngs(state)
+  losses = []
+  for _ in range(steps):
+    state, metrics = trainer.train_step(state, next(feed), rngs)
+    losses.append(float(metrics["loss"]))
+  return trainer, state, datasets, losses
