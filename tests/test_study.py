@@ -153,3 +153,10 @@ def test_quick_study_end_to_end(tmp_path):
   assert record["reused"] is True and record["report"]["test"]["accuracy"] == rows["ssm"]["metrics"][
       "test_accuracy"]["values"][0]
   assert not (tmp_path / "no_workdirs_here").exists()
+  # A field that does not change the trained result (a cadence) may differ; one that does may not.
+  cadence = dataclasses.replace(elsewhere, overrides={**options.overrides, "log_every_steps": 5})
+  assert study.train_one(study.RUNS_BY_NAME["ssm"], 0, cadence)["reused"] is True
+  assert not (tmp_path / "no_workdirs_here").exists()
+  changed = dataclasses.replace(elsewhere, overrides={**options.overrides, "learning_rate": 1e-4})
+  record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, changed)
+  assert record["reused"] is False and record["report"]["config"]["learning_rate"] == 1e-4

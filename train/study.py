@@ -42,6 +42,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import ml_collections
 
 from train import provenance
+from train import workdir as workdir_lib
 
 # Short names of the config modules the runs start from.
 BASE_CONFIGS = {
@@ -218,24 +219,28 @@ def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]
                             "base_config": BASE_CONFIGS[run.base], "overrides": run.overrides,
                             "quick": options.quick, "dataset": config.dataset,
                             "workdir": os.path.abspath(workdir)}
-  wanted = json.loads(json.dumps(config.to_dict(), default=str))
+  wanted = workdir_lib.as_json_dict(config)
   # A finished run is reused from its record in the output dir (committed with the results,
-  # so a study continues on another machine) or from its workdir, if it was made by this config.
+  # so a study continues on another machine and another day) or from its workdir, if it was
+  # made by a config that differs from this one in no field that changes the trained result
+  # (train.workdir.RESULT_INDEPENDENT_FIELDS may differ, e.g. the log and eval cadences).
   saved_record = run_file(options.output_dir, run, seed)
   if os.path.exists(saved_record) and not options.retrain:
     with open(saved_record, encoding="utf-8") as f:
       saved = json.load(f)
-    if saved.get("status") == "ok" and saved.get("report", {}).get("config") == wanted:
+    if (saved.get("status") == "ok"
+        and not workdir_lib.result_differences(saved.get("report", {}).get("config", {}), wanted)):
       saved["reused"] = True
       return saved
   if os.path.exists(report_path) and not options.retrain:
     with open(report_path, encoding="utf-8") as f:
       report = json.load(f)
-    if report.get("config") == wanted:
+    differences = workdir_lib.result_differences(report.get("config", {}), wanted)
+    if not differences:
       record.update(status="ok", reused=True, report=report)
       return record
-    print(f"[study] {run.name} seed {seed}: config changed since {report_path}; retraining.",
-          flush=True)
+    print(f"[study] {run.name} seed {seed}: config changed since {report_path} "
+          f"({', '.join(name for name, _, _ in differences[:5])}); retraining.", flush=True)
     options = dataclasses.replace(options, retrain=True)
   if options.retrain and os.path.isdir(workdir):
     # A stale checkpoint of another config must not be resumed.
