@@ -274,6 +274,16 @@ def test_predict_restore_failure_is_one_line(trained, tmp_path):
   assert lines[-1].startswith("ERROR: no readable checkpoint")
 
 
+def test_predict_loads_only_the_parameters_of_a_workdir(trained, tmp_path):
+  from train import model_dir  # pylint: disable=import-outside-toplevel
+  workdir = _copy_workdir(trained, tmp_path)
+  loaded = model_dir.load_workdir(workdir, "latest")
+  assert jax.tree_util.tree_leaves(loaded.state.opt_state) == []  # No optimizer state in memory.
+  expected = _latest_params(workdir, loaded.config)
+  assert jax.tree_util.tree_all(jax.tree_util.tree_map(
+      np.array_equal, jax.tree_util.tree_map(np.asarray, loaded.state.params), expected))
+
+
 # ---------------------------------------------------------------- data
 
 GOOD = '"{label}","{i}","Mon Apr 06 22:19:45 PDT 2009","NO_QUERY","user","{text}"\n'

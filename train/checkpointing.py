@@ -114,12 +114,18 @@ class Checkpointer:
     return target
 
   def _restore(self, manager: ocp.CheckpointManager, target: Any, kind: str,
-               state_args=None) -> Tuple[Any, Optional[dict]]:
+               params_only: bool) -> Tuple[Any, Optional[dict]]:
     """Newest readable checkpoint of ``manager`` -> (state, progress); (target, None) if none.
 
-    ``state_args`` replaces the default ``StandardRestore(abstract_like(target))`` of the state.
+    ``params_only``: ``target`` is the parameter tree and only ``state.params`` is read from
+    disk (an Orbax partial restore: the optimizer state is never loaded).
     """
-    if state_args is None:
+    if params_only:
+      item = {"params": abstract_like(target)}
+      state_args = ocp.args.PyTreeRestore(
+          item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+          partial_restore=True)
+    else:
       state_args = ocp.args.StandardRestore(abstract_like(target))
     for step in sorted(manager.all_steps(), reverse=True):
       try:
@@ -129,7 +135,7 @@ class Checkpointer:
         progress = dict(restored["progress"])
         if int(progress.get("step", -1)) != step:
           raise ValueError(f"progress says step {progress.get('step')}, directory says {step}")
-        return restored["state"], progress
+        return (restored["state"]["params"] if params_only else restored["state"]), progress
       except Exception as e:  # pylint: disable=broad-except
         moved_to = self._set_aside(manager, kind, step) if self.repair else None
         self.problems.append({"kind": kind, "step": step, "error": one_line(e), "moved_to": moved_to})
@@ -140,19 +146,23 @@ class Checkpointer:
               "falling back to the previous one.", file=sys.stderr, flush=True)
     return target, None
 
-  def restore_latest(self, target: Any) -> Tuple[Any, Optional[dict]]:
-    """The newest readable latest-checkpoint, restored with ``target``'s shapes and shardings."""
-    return self._restore(self._latest, target, "latest")
+  def restore_latest(self, target: Any, *, params_only: bool = False) -> Tuple[Any, Optional[dict]]:
+    """The newest readable latest-checkpoint, restored with ``target``'s shapes and shardings.
 
-  def restore_best(self, target: Any) -> Tuple[Any, Optional[dict]]:
+    ``params_only``: ``target`` is a parameter tree and only the parameters are read.
+    """
+    return self._restore(self._latest, target, "latest", params_only)
+
+  def restore_best(self, target: Any, *, params_only: bool = False) -> Tuple[Any, Optional[dict]]:
     """The best-by-validation checkpoint if readable, else the newest readable latest one.
 
     ``self.evaluated`` says which was used: {"kind": "best" | "latest" | None, "step"}.
+    ``params_only``: ``target`` is a parameter tree and only the parameters are read.
     """
-    state, progress = self._restore(self._best, target, "best")
+    state, progress = self._restore(self._best, target, "best", params_only)
     kind = "best"
     if progress is None:
-      state, progress = self._restore(self._latest, target, "latest")
+      state, progress = self._restore(self._latest, target, "latest", params_only)
       kind = "latest"
     self.evaluated = {"kind": kind if progress else None, "step": int(progress["step"]) if progress else None}
     return state, progress

@@ -120,7 +120,7 @@ class LoadedModel:
   Attributes:
     config: the training config.
     tokenizer: encodes raw text as in training.
-    state: TrainState whose ``params`` are the model's (optimizer state only for workdirs).
+    state: TrainState holding the model's ``params`` only (no optimizer state, for both kinds).
     source: the directory it came from.
     step: the training step of the parameters (None if unknown).
   """
@@ -139,22 +139,37 @@ class LoadedModel:
                                  batching.config_bounds(self.config, split.max_length))
 
 
+def _inference_state(model, params: Any) -> TrainState:
+  """A TrainState holding ``params`` only: no optimizer state (``optax.identity``)."""
+  return TrainState.create(apply_fn=model.apply, params=jax.tree_util.tree_map(jnp.asarray, params),
+                           tx=optax.identity(), dropout_rng=jax.random.PRNGKey(0))
+
+
 def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
-  """The ``checkpoint`` ("best" | "latest") of a training workdir."""
+  """The parameters of the ``checkpoint`` ("best" | "latest") of a training workdir.
+
+  Only the parameters are read from the checkpoint (not the optimizer state).
+  """
   config = read_config(workdir, "--workdir must be a training workdir (python -m train.main --workdir=...).")
   tokenizer = load_run_tokenizer(config, workdir)
   model = models.create_model(config, tokenizer.vocab_size)
-  target = create_train_state(config, model, jax.random.PRNGKey(0), total_steps=1)
+  target = _initial_params(config, model)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   checkpointer = checkpointing.Checkpointer(checkpoint_dir, keep=1, async_save=False)
   if checkpoint == "best":
-    state, progress = checkpointer.restore_best(target)
+    params, progress = checkpointer.restore_best(target, params_only=True)
   else:
-    state, progress = checkpointer.restore_latest(target)
+    params, progress = checkpointer.restore_latest(target, params_only=True)
   checkpointer.close()
   if progress is None:
     raise FileNotFoundError(f"no readable checkpoint under {checkpoint_dir}")
-  return LoadedModel(config, tokenizer, state, os.path.abspath(workdir), int(progress["step"]))
+  return LoadedModel(config, tokenizer, _inference_state(model, params), os.path.abspath(workdir),
+                     int(progress["step"]))
+
+
+def _initial_params(config: ml_collections.ConfigDict, model) -> Any:
+  """Freshly initialized parameters: the tree (structure, shapes, dtypes) a checkpoint must match."""
+  return create_train_state(config, model, jax.random.PRNGKey(0), total_steps=1).params
 
 
 def load_exported(model_dir: str) -> LoadedModel:
@@ -167,14 +182,12 @@ def load_exported(model_dir: str) -> LoadedModel:
   tokenizer = load_run_tokenizer(config, model_dir)
   model = models.create_model(config, tokenizer.vocab_size)
   params, metadata = load_params(params_path)
-  expected = jax.eval_shape(lambda: create_train_state(config, model, jax.random.PRNGKey(0), 1).params)
+  expected = jax.eval_shape(lambda: _initial_params(config, model))
   if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(
       e.shape != p.shape for e, p in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params))):
     raise ValueError(f"{params_path} does not match the model of {os.path.join(model_dir, CONFIG_FILE)}")
-  state = TrainState.create(apply_fn=model.apply, params=jax.tree_util.tree_map(jnp.asarray, params),
-                            tx=optax.identity(), dropout_rng=jax.random.PRNGKey(0))
   step = int(metadata["step"]) if metadata.get("step", "").isdigit() else None
-  return LoadedModel(config, tokenizer, state, os.path.abspath(model_dir), step)
+  return LoadedModel(config, tokenizer, _inference_state(model, params), os.path.abspath(model_dir), step)
 
 
 def load(workdir: Optional[str], model_dir: Optional[str], checkpoint: str = "best") -> LoadedModel:
