@@ -144,7 +144,7 @@ def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
   config = read_config(workdir, "--workdir must be a training workdir (python -m train.main --workdir=...).")
   tokenizer = load_run_tokenizer(config, workdir)
   model = models.create_model(config, tokenizer.vocab_size)
-  target = create_train_state(config, model, jax.random.PRNGKey(0), total_steps=1)
+  target = create_train_state(config, model, jax.random.key(0), total_steps=1)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   checkpointer = checkpointing.Checkpointer(checkpoint_dir, keep=1, async_save=False)
   if checkpoint == "best":
@@ -167,12 +167,12 @@ def load_exported(model_dir: str) -> LoadedModel:
   tokenizer = load_run_tokenizer(config, model_dir)
   model = models.create_model(config, tokenizer.vocab_size)
   params, metadata = load_params(params_path)
-  expected = jax.eval_shape(lambda: create_train_state(config, model, jax.random.PRNGKey(0), 1).params)
+  expected = jax.eval_shape(lambda: create_train_state(config, model, jax.random.key(0), 1).params)
   if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(
       e.shape != p.shape for e, p in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params))):
     raise ValueError(f"{params_path} does not match the model of {os.path.join(model_dir, CONFIG_FILE)}")
   state = TrainState.create(apply_fn=model.apply, params=jax.tree_util.tree_map(jnp.asarray, params),
-                            tx=optax.identity(), dropout_rng=jax.random.PRNGKey(0))
+                            tx=optax.identity(), dropout_rng=jax.random.key_data(jax.random.key(0)))
   step = int(metadata["step"]) if metadata.get("step", "").isdigit() else None
   return LoadedModel(config, tokenizer, state, os.path.abspath(model_dir), step)
 
