@@ -42,9 +42,9 @@ class TrainState(train_state.TrainState):
   """Flax TrainState plus the base dropout key (per-step keys are folded from the step).
 
   ``dropout_rng`` holds the raw key data (uint32 (2,), ``jax.random.key_data``), not a typed
-  key: the checkpoint then holds a plain array that Orbax saves and restores like any other
-  leaf, in the layout of the checkpoints written so far, and ``train_step``'s ``jnp.where``
-  over the state (which has no rule for key dtypes) applies to it unchanged.
+  key: checkpoints store it as a plain array, as every checkpoint written so far does, so
+  Orbax saves and restores it like any other leaf (a typed key would need its own handling)
+  and old checkpoints still restore. ``train_step`` wraps it back into a typed key.
   """
 
   dropout_rng: jax.Array
