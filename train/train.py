@@ -217,11 +217,14 @@ class MetricsWindow:
     self.pending.append(metrics)
     self.examples += num_examples
 
-  def restart(self, *, count_examples_from_zero: bool) -> None:
-    """Restarts the throughput clock (after compilation, validation or a save), and the example count."""
+  def restart_clock(self) -> None:
+    """Restarts the throughput clock, e.g. after a validation or a save (their time is not training)."""
     self.start_time = time.perf_counter()
-    if count_examples_from_zero:
-      self.examples = 0
+
+  def reset(self) -> None:
+    """Restarts the throughput clock and the example count (after compilation, after a flush)."""
+    self.restart_clock()
+    self.examples = 0
 
   def flush(self, step: int, last_saved: Optional[int]) -> dict:
     """Averages the pending metrics on the host, writes them and restarts the window.
@@ -252,7 +255,7 @@ class MetricsWindow:
     self.writer.write(step, "train", summary)
     self.bar.set_postfix(loss=f"{summary['loss']:.4f}", acc=f"{summary['accuracy']:.3f}",
                          ex_s=f"{summary['examples_per_s']:.0f}")
-    self.restart(count_examples_from_zero=True)
+    self.reset()
     return summary
 
 
@@ -349,7 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
       _show_first_losses(bar, step, start_step, metrics, config.log_every_steps)
       if step == start_step + 1:  # Exclude compilation from the throughput.
         jax.block_until_ready(metrics)
-        window.restart(count_examples_from_zero=True)
+        window.reset()
         segment_start = window.start_time
       is_last = step == total_steps
       evaluate = is_last or step % config.eval_every_steps == 0
@@ -372,7 +375,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
         checkpointer.save_latest(step, state, progress_dict(step))
         last_saved = step
       if evaluate or save:
-        window.restart(count_examples_from_zero=False)
+        window.restart_clock()
         segment_start = window.start_time
     bar.close()
     checkpointer.wait()
