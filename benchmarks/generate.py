@@ -72,7 +72,7 @@ def main(argv):
   config = model_config()
   model = MambaLM(config)
   dummy = np.ones((1, PROMPT_LENGTH), np.int32)
-  params = jax.jit(model.init)({"params": jax.random.PRNGKey(0)}, dummy)["params"]
+  params = jax.jit(model.init)({"params": jax.random.key(0)}, dummy)["params"]
   points = []
   for batch_size in map(int, _BATCH_SIZES.value):
     for new_tokens in map(int, _NEW_TOKENS.value):

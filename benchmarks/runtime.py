@@ -90,12 +90,12 @@ def build_model(name: str, max_length: int):
     config.model.max_length = max(config.model.max_length, max_length)
   model = model_factory.create_model(config, VOCAB_SIZE)
   tokens = jnp.ones((1, 8), jnp.int32)
-  variables = jax.jit(model.init)({"params": jax.random.PRNGKey(_SEED.value)}, tokens, tokens)
+  variables = jax.jit(model.init)({"params": jax.random.key(_SEED.value)}, tokens, tokens)
   return model, variables
 
 
 def random_batch(batch_size: int, length: int, seed: int):
-  tokens = jax.random.randint(jax.random.PRNGKey(seed), (batch_size, length), 1, VOCAB_SIZE)
+  tokens = jax.random.randint(jax.random.key(seed), (batch_size, length), 1, VOCAB_SIZE)
   return tokens, jnp.ones_like(tokens)
 
 
@@ -154,7 +154,7 @@ def time_step(model, variables) -> Dict[str, Any]:
 
   b = _BATCH_SIZE.value
   cache = init_cache(model.config, b)
-  tokens = jax.random.randint(jax.random.PRNGKey(_SEED.value), (b,), 1, VOCAB_SIZE)
+  tokens = jax.random.randint(jax.random.key(_SEED.value), (b,), 1, VOCAB_SIZE)
   step = jax.jit(lambda v, t, c: model.apply(v, t, c, method=model.step))
   _, cache = jax.block_until_ready(step(variables, tokens, cache))  # Warm-up.
   times = time_calls(lambda: step(variables, tokens, cache), _STEP_REPEATS.value,

@@ -108,7 +108,6 @@ class Mode:
     self.trainer = trainer
     # Each mode trains its own copy of the initial parameters (train_step donates the state).
     self.state = jax.tree_util.tree_map(jnp.copy, trainer.initial_state)
-    self.rngs = trainer.rngs(self.state)
     self.order = batching.TrainOrder(split, config.batch_size, seed=config.seed,
                                      bounds=batching.config_bounds(config, split.max_length))
     self.feed = input_feed.train_feed(config, split, start_step=0, mesh=trainer.mesh)
@@ -130,7 +129,7 @@ class Mode:
 
   def _step(self, batch) -> float:
     start = time.perf_counter()
-    self.state, metrics = self.trainer.train_step(self.state, batch, self.rngs)
+    self.state, metrics = self.trainer.train_step(self.state, batch)
     jax.block_until_ready(metrics)
     return time.perf_counter() - start
 
@@ -146,7 +145,7 @@ class Mode:
     for _ in range(steps):
       batch = next(self.feed)
       start = time.perf_counter()
-      self.state, metrics = self.trainer.train_step(self.state, batch, self.rngs)
+      self.state, metrics = self.trainer.train_step(self.state, batch)
       jax.block_until_ready(metrics)
       elapsed = time.perf_counter() - start
       total += elapsed

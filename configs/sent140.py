@@ -8,20 +8,24 @@ configs start from this one and override what they change.
 
 import ml_collections
 
-from train.data.defaults import data_config
-
 
 def get_config() -> ml_collections.ConfigDict:
   """The reference configuration."""
-  # ---- Data (read by train.data.pipeline.get_datasets) ----
-  # data_config() supplies, each documented in train/data/defaults.py: dataset ("sentiment140"),
-  # data_dir / prepared_dir (None: env vars, then defaults), split_fractions (0.98, 0.01, 0.01),
-  # tokenizer_max_sentences, max_train_examples (None: all) and seed. Restated here where the study fixes them:
-  config = data_config()
-  config.dataset = "sentiment140"  # "sentiment140" (real tweets) or "synthetic" (toy task).
+  config = ml_collections.ConfigDict()
+  # ---- Data (train.data.pipeline.get_datasets; configs/tiny.py switches to the synthetic task) ----
+  config.dataset = "sentiment140"  # "sentiment140" (real tweets) or "synthetic" (toy task, train.data.synthetic).
+  # Folder with the raw files (official zip, extracted CSVs or any 6-column CSV[.gz]);
+  # None: env SENT140_DATA_DIR, else the TFDS manual-download folder.
+  config.data_dir = ml_collections.FieldReference(None, field_type=str)  # See the comment above.
+  # Where the prepared data goes; None: env MAMBA_JAX_DATA_CACHE, else ./data_cache.
+  config.prepared_dir = ml_collections.FieldReference(None, field_type=str)  # See the comment above.
+  config.download = True  # Fetch the official zip into the data folder when neither raw files nor matching prepared data are there.
   config.vocab_size = 32000  # SentencePiece vocabulary size (id 0 is padding).
   config.max_length = 64  # Tokens per tweet after truncation / right padding.
   config.split_fractions = (0.98, 0.01, 0.01)  # train / validation / test shares of the 1.6M tweets.
+  config.tokenizer_max_sentences = 1_000_000  # Train-split sentences sampled for SentencePiece.
+  # Deterministic subsample of the train split (quick runs); None: all.
+  config.max_train_examples = ml_collections.FieldReference(None, field_type=int)  # See the comment above.
   config.write_tfds = True  # Also write the TFDS array_record dataset (the trainer only needs the token cache).
 
   # ---- Model (train.models.create_model) ----

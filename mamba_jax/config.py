@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 import jax.numpy as jnp
 
+from mamba_jax.classifier_fields import check_classifier_fields
 from mamba_jax.ssm import SCAN_METHODS
 
-POOLINGS = ("mean", "last")
-
-
-def check_classifier_fields(config: Any, positive: Sequence[str]) -> None:
-  """Checks what every classifier config has: pooling, dropout, and these fields >= 1.
-
-  Raises:
-    ValueError naming the first offending field.
-  """
-  if config.pooling not in POOLINGS:
-    raise ValueError(f"pooling must be one of {POOLINGS}, got {config.pooling!r}")
-  for name in positive:
-    if getattr(config, name) < 1:
-      raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
-  if not 0.0 <= config.dropout < 1.0:
-    raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+# Activation dtypes: the matmuls run in these; parameters, the residual stream, the SSM state and
+# the features and logits the models return stay float32 (so float64 could not be honoured).
+ACTIVATION_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +52,7 @@ class MambaConfig:
   # the original order, is summed with the forward mixer's (see mamba_jax.block). No
   # recurrent step: the backward direction needs the whole sequence.
   bidirectional: bool = False
-  dtype: Any = jnp.float32  # Activation dtype; parameters and SSM state stay float32.
+  dtype: Any = jnp.float32  # Activation dtype, one of ACTIVATION_DTYPES; parameters and SSM state stay float32.
 
   def __post_init__(self):
     check_classifier_fields(
@@ -73,6 +61,9 @@ class MambaConfig:
       raise ValueError(
           f"scan_method must be 'auto' or one of {SCAN_METHODS}, got {self.scan_method!r}"
       )
+    if jnp.dtype(self.dtype).name not in ACTIVATION_DTYPES:
+      raise ValueError(f"dtype must be one of {ACTIVATION_DTYPES} (activations; parameters, residual "
+                       f"stream and SSM state stay float32), got {jnp.dtype(self.dtype).name}")
     if self.dt_rank != "auto" and not (isinstance(self.dt_rank, int) and self.dt_rank > 0):
       raise ValueError(f"dt_rank must be 'auto' or a positive int, got {self.dt_rank!r}")
 

@@ -143,11 +143,11 @@ def generate(model: MambaLM, params, prompt_ids: Union[Sequence[Sequence[int]], 
   if not 0.0 < top_p <= 1.0:
     raise ValueError(f"top_p must be in (0, 1] (1: off), got {top_p}")
   if temperature > 0 and key is None:
-    raise ValueError("sampling (temperature > 0) needs a PRNG key: key=jax.random.PRNGKey(0)")
+    raise ValueError("sampling (temperature > 0) needs a PRNG key: key=jax.random.key(0)")
   if eos_id is not None and not 0 <= eos_id < cfg.vocab_size:
     raise ValueError(f"eos_id must be a token id in [0, {cfg.vocab_size}), got {eos_id}")
   tokens, mask = pad_prompts(prompt_ids, cfg.vocab_size)
-  key = jax.random.PRNGKey(0) if key is None else key  # Unused when greedy.
+  key = jax.random.key(0) if key is None else key  # Unused when greedy.
   out = _decode(params, tokens, mask, key, model=model, max_new_tokens=int(max_new_tokens),
                 temperature=float(temperature), top_k=int(top_k), top_p=float(top_p), eos_id=eos_id)
   return np.asarray(out)

@@ -106,7 +106,7 @@ def test_synthetic_datasets_deterministic_and_consistent():
 
 def test_synthetic_labels_follow_the_rule():
   """Label = sign of the sentiment-word sum with 'not' flipping the next word."""
-  d = synthetic.make_datasets(ml_collections.ConfigDict(dict(max_length=20, seed=1)))
+  d = synthetic.make_datasets(ml_collections.ConfigDict(dict(max_length=20, seed=1, max_train_examples=None)))
   split = d.splits["validation"]
   for text, label in zip(split.texts, split.labels):
     words, score = text.split(), 0

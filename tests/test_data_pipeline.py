@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from train.data import defaults, normalization, pipeline, records as records_lib, sources
+from configs import sent140
+from train.data import normalization, pipeline, records as records_lib, sources
 from train.data.datasets import SPLIT_NAMES
 
 WORDS = "good bad day night love hate phone work home movie music rain sun tired happy sad".split()
@@ -29,7 +30,7 @@ def data_dir(tmp_path_factory):
 
 
 def _config(data_dir, prepared_dir, **overrides):
-  config = defaults.data_config()
+  config = sent140.get_config()
   config.data_dir = data_dir
   config.prepared_dir = prepared_dir
   config.vocab_size = 400
@@ -105,7 +106,7 @@ def test_max_train_examples_subsamples_deterministically(data_dir, tmp_path):
 
 
 def test_synthetic_and_unknown_dataset():
-  config = defaults.data_config()
+  config = sent140.get_config()
   config.dataset = "synthetic"
   config.max_length = 10
   assert pipeline.get_datasets(config).splits["train"].tokens.shape[1] == 10

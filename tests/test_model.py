@@ -192,6 +192,13 @@ class InitializationTest(parameterized.TestCase):
     with pytest.raises(ValueError, match="dt_rank"):
       _config(dt_rank=0)
 
+  def test_float64_activations_are_rejected(self):
+    """float64 could not be honoured (features and logits stay float32): a clear error instead."""
+    with pytest.raises(ValueError, match=r"dtype must be one of \('float32', 'bfloat16', 'float16'\).*float64"):
+      _config(dtype=jnp.float64)
+    for dtype in (jnp.float32, jnp.bfloat16, jnp.float16, "float32"):
+      self.assertEqual(_config(dtype=dtype).dtype, dtype)
+
 
 class DtypeAndTrainingModeTest(chex.TestCase):
 

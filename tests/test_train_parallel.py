@@ -78,7 +78,7 @@ def test_bfloat16_activations_keep_float32_params():
   trainer = train.Trainer(config, model, total_steps=10)
   feed = input_feed.train_feed(config, datasets.splits["train"], start_step=0, mesh=trainer.mesh)
   state = trainer.initial_state
-  state, metrics = trainer.train_step(state, next(feed), trainer.rngs(state))
+  state, metrics = trainer.train_step(state, next(feed))
   assert np.isfinite(float(metrics["loss"]))
   assert bool(metrics["finite"])
   assert {x.dtype for x in jax.tree_util.tree_leaves(state.params)} == {jnp.dtype(jnp.float32)}

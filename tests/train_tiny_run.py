@@ -44,9 +44,8 @@ def train_steps(config, steps: int):
   trainer = train.Trainer(config, model, total_steps=100)
   feed = input_feed.train_feed(config, datasets.splits["train"], start_step=0, mesh=trainer.mesh)
   state = trainer.initial_state
-  rngs = trainer.rngs(state)
   losses = []
   for _ in range(steps):
-    state, metrics = trainer.train_step(state, next(feed), rngs)
+    state, metrics = trainer.train_step(state, next(feed))
     losses.append(float(metrics["loss"]))
   return trainer, state, datasets, losses

@@ -34,6 +34,7 @@ import optax
 import safetensors.flax
 import safetensors.numpy
 
+from configs import sent140
 from train import checkpointing, input_feed, models
 from train.data import batching
 from train.data.datasets import Split
@@ -106,11 +107,17 @@ def tokenizer_file(directory: str) -> Optional[str]:
 
 
 def read_config(directory: str, what: str) -> ml_collections.ConfigDict:
+  """The run's ``config.json``; fields added to the configs since it was written take the reference
+  config's (configs/sent140.py) values, so code may read every field of today's configs."""
   path = os.path.join(directory, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: {what}")
   with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(json.load(f))
+  for name, value in sent140.get_config().items():
+    if name not in config:
+      config[name] = value
+  return config
 
 
 @dataclasses.dataclass
@@ -142,7 +149,7 @@ class LoadedModel:
 def _inference_state(model, params: Any) -> TrainState:
   """A TrainState holding ``params`` only: no optimizer state (``optax.identity``)."""
   return TrainState.create(apply_fn=model.apply, params=jax.tree_util.tree_map(jnp.asarray, params),
-                           tx=optax.identity(), dropout_rng=jax.random.PRNGKey(0))
+                           tx=optax.identity(), dropout_rng=jax.random.key_data(jax.random.key(0)))
 
 
 def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
@@ -169,7 +176,7 @@ def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
 
 def _initial_params(config: ml_collections.ConfigDict, model) -> Any:
   """Freshly initialized parameters: the tree (structure, shapes, dtypes) a checkpoint must match."""
-  return create_train_state(config, model, jax.random.PRNGKey(0), total_steps=1).params
+  return create_train_state(config, model, jax.random.key(0), total_steps=1).params
 
 
 def load_exported(model_dir: str) -> LoadedModel:

@@ -6,7 +6,6 @@ Every model maps tokens (b, l) int32 and mask (b, l) to logits (b, c) float32
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import jax
@@ -15,12 +14,14 @@ import ml_collections
 import numpy as np
 from flax import linen as nn
 
-# model_type -> (module, config class, classifier class). Baselines are imported
-# lazily so that the Mamba path works without them.
-MODEL_REGISTRY = {
-    "mamba": ("mamba_jax", "MambaConfig", "MambaClassifier"),
-    "transformer": ("mamba_jax.baselines.transformer", "TransformerConfig", "TransformerClassifier"),
-    "lstm": ("mamba_jax.baselines.lstm", "LSTMConfig", "LSTMClassifier"),
+from mamba_jax import MambaClassifier, MambaConfig
+from mamba_jax.baselines import LSTMClassifier, LSTMConfig, TransformerClassifier, TransformerConfig
+
+# model_type -> (config class, classifier class).
+MODELS = {
+    "mamba": (MambaConfig, MambaClassifier),
+    "transformer": (TransformerConfig, TransformerClassifier),
+    "lstm": (LSTMConfig, LSTMClassifier),
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 NUM_CLASSES = 2  # Trained on negative / positive only; "neutral" comes from a confidence threshold.
@@ -34,21 +35,15 @@ def activation_dtype(name: str) -> Any:
 
 def create_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
   """``<Model>Classifier(<Model>Config(vocab_size, num_classes=2, dtype, **config.model))``."""
-  if config.model_type not in MODEL_REGISTRY:
-    raise ValueError(
-        f"config.model_type must be one of {sorted(MODEL_REGISTRY)}, got {config.model_type!r}")
-  module_name, config_name, model_name = MODEL_REGISTRY[config.model_type]
-  try:
-    module = importlib.import_module(module_name)
-  except ImportError as e:
-    raise ImportError(f"model_type {config.model_type!r} needs {module_name}: {e}") from e
-  config_cls, model_cls = getattr(module, config_name), getattr(module, model_name)
-  fields = dict(config.model.to_dict()) if config.get("model") is not None else {}
+  if config.model_type not in MODELS:
+    raise ValueError(f"config.model_type must be one of {sorted(MODELS)}, got {config.model_type!r}")
+  config_cls, model_cls = MODELS[config.model_type]
+  fields = config.model.to_dict()
   try:
     model_config = config_cls(
         vocab_size=vocab_size, num_classes=NUM_CLASSES, dtype=activation_dtype(config.dtype), **fields)
   except TypeError as e:
-    raise ValueError(f"config.model does not fit {config_name}: {e}") from e
+    raise ValueError(f"config.model does not fit {config_cls.__name__}: {e}") from e
   return model_cls(model_config)
 
 

@@ -1,7 +1,7 @@
 r"""Builds the prepared Sentiment140 data (TFDS array_record files, tokenizer, token cache).
 
   python -m train.prepare_data --config=configs/sent140.py [--config.data_dir=...]
-  python -m train.prepare_data            # the data defaults of train/data/defaults.py
+  python -m train.prepare_data            # the reference config, configs/sent140.py
 
 Prints rows per split and label, duplicates, malformed rows, truncation share and vocab size.
 A second run finds everything built and only loads it. --rebuild starts from scratch;
@@ -20,7 +20,7 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from train.data import defaults, pipeline, sources
+from train.data import pipeline, sources
 from train.data.datasets import SPLIT_NAMES
 
 
@@ -48,11 +48,11 @@ def format_summary(summary: dict) -> str:
 
 def main(argv):
   del argv
-  config = flags.FLAGS.config if flags.FLAGS.config is not None else defaults.data_config()
+  config = flags.FLAGS.config
   start = time.perf_counter()
   try:
-    if flags.FLAGS.rebuild and config.get("dataset", "sentiment140") == "sentiment140":
-      files = sources.find_sources(sources.resolve_data_dir(config.get("data_dir", None)), download=False)
+    if flags.FLAGS.rebuild and config.dataset == "sentiment140":
+      files = sources.find_sources(sources.resolve_data_dir(config.data_dir), download=False)
       shutil.rmtree(pipeline.PreparedPaths.for_sources(config, files).data_dir, ignore_errors=True)
     datasets = pipeline.get_datasets(config)
   except (sources.DataNotFoundError, ValueError) as error:
@@ -86,7 +86,8 @@ def main(argv):
 
 def _define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
-  config_flags.DEFINE_config_file("config", None, "Config file; default: train/data/defaults.py data_config().")
+  config_flags.DEFINE_config_file("config", "configs/sent140.py", "Config whose data fields select the data.",
+                                  lock_config=False)
   flags.DEFINE_bool("rebuild", False, "Delete this config's prepared data first.")
   flags.DEFINE_string("report", None, "Write the summary, wall time and peak memory to this JSON file.")
 

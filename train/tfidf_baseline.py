@@ -45,20 +45,19 @@ def load_texts(config) -> Tuple[Dict[str, Tuple[List[str], np.ndarray]], Dict[st
   # pylint: disable=import-outside-toplevel
   from train.data import pipeline, records as records_lib, sources, synthetic
 
-  if config.get("dataset", "sentiment140") == "synthetic":
+  if config.dataset == "synthetic":
     datasets = synthetic.make_datasets(config)
     splits = {name: (list(s.texts), np.asarray(s.labels, np.int32))
               for name, s in datasets.splits.items()}
     return splits, {"dataset": "synthetic"}
-  files = sources.find_sources(sources.resolve_data_dir(config.get("data_dir", None)),
-                               download=bool(config.get("download", True)))
+  files = sources.find_sources(sources.resolve_data_dir(config.data_dir), download=bool(config.download))
   records = records_lib.build_records(files, config.split_fractions)
   splits = {name: (records.splits[name].normalized_texts,
                    np.asarray(records.splits[name].labels, np.int32)) for name in SPLITS}
   summary = {"dataset": "sentiment140", "sources": records.sources,
              "malformed": records.malformed, "duplicates": records.duplicates,
              "split_fractions": [float(f) for f in config.split_fractions]}
-  max_train = config.get("max_train_examples", None)
+  max_train = config.max_train_examples
   texts, labels = splits["train"]
   if max_train and int(max_train) < len(labels):
     # Same rows as pipeline.load's subsample (same seed, same file order).
@@ -174,8 +173,8 @@ def main(argv):
   print({name: len(labels) for name, (_, labels) in splits.items()}, flush=True)
   report = fit_and_evaluate(
       splits, [float(c) for c in flags.FLAGS.c_values], min_df=flags.FLAGS.min_df,
-      max_iter=flags.FLAGS.max_iter, ece_bins=int(config.get("ece_bins", 15)),
-      neutral_threshold=float(config.get("neutral_threshold", 0.7)))
+      max_iter=flags.FLAGS.max_iter, ece_bins=int(config.ece_bins),
+      neutral_threshold=float(config.neutral_threshold))
   report["data"] = data_summary
   report["total_time_s"] = time.perf_counter() - start
   report["peak_memory_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

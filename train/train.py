@@ -4,18 +4,19 @@ Glossary: b batch, l length, c classes.
 
 ``train_and_evaluate(config, workdir)`` trains ``config.model_type`` on
 ``config.dataset``, resuming from ``<workdir>/checkpoints`` when present, and
-writes ``<workdir>/eval_report.json`` (see notes/contracts.md). The batch is
-split over every device (``jax.sharding`` mesh, parameters replicated).
+writes ``<workdir>/eval_report.json`` (its fields: ``train.evaluation.eval_report``;
+the workdir's files: ``train.model_dir``). The batch is split over every device
+(``jax.sharding`` mesh, parameters replicated).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import os
 import shutil
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 class TrainState(train_state.TrainState):
-  """Flax TrainState plus the base dropout key (per-step keys are folded from the step)."""
+  """Flax TrainState plus the base dropout key (per-step keys are folded from the step).
+
+  ``dropout_rng`` holds the raw key data (uint32 (2,), ``jax.random.key_data``), not a typed
+  key: checkpoints store it as a plain array, as every checkpoint written so far does, so
+  Orbax saves and restores it like any other leaf (a typed key would need its own handling)
+  and old checkpoints still restore. ``train_step`` wraps it back into a typed key.
+  """
 
   dropout_rng: jax.Array
 
@@ -53,9 +60,12 @@ def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
                        total_steps: int, init_from: Optional[str] = None) -> TrainState:
   """Initializes parameters (float32) and the optimizer for ``total_steps`` steps.
 
+  ``rng``: a key (``jax.random.key``; a legacy uint32 ``PRNGKey`` gives the same values).
   ``init_from``: a pretrained Mamba checkpoint folder whose backbone replaces the
   initial backbone (``train.pretrained_init``); None: all freshly initialized.
   """
+  if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    rng = jax.random.wrap_key_data(rng)
   params_rng, dropout_rng = jax.random.split(rng)
   dummy = jnp.ones((1, config.max_length), jnp.int32)
   init = jax.jit(functools.partial(model.init, train=False))
@@ -63,7 +73,8 @@ def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
   if init_from:
     params = pretrained_init.init_from_pretrained(init_from, model, params)
   tx = create_optimizer(config, total_steps, params)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx, dropout_rng=dropout_rng)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                           dropout_rng=jax.random.key_data(dropout_rng))
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
@@ -77,21 +88,23 @@ def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Ar
   return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1e-8)
 
 
-def train_step(state: TrainState, batch: dict, rngs: dict, *, label_smoothing: float = 0.0,
+def train_step(state: TrainState, batch: dict, *, label_smoothing: float = 0.0,
                nan_after_step: int = -1) -> tuple[TrainState, dict]:
   """One AdamW step on ``batch``; a step whose loss or gradient is not finite leaves the state unchanged.
+
+  The step's dropout key is ``fold_in(state.dropout_rng, state.step)``: the key lives in the
+  state only, so a resumed run draws the same dropout masks as an uninterrupted one.
 
   Args:
     state: the TrainState.
     batch: tokens (b, l), mask (b, l), label (b,), weight (b,).
-    rngs: {"dropout": base key}; the step's key is ``fold_in(base, state.step)``.
     label_smoothing: epsilon of ``optax.smooth_labels``.
     nan_after_step: test hook; from this step on the loss is multiplied by NaN (-1: off).
 
   Returns:
     (new state, metrics: loss, accuracy, grad_norm, finite (bool), weight).
   """
-  dropout_rng = jax.random.fold_in(rngs["dropout"], state.step)
+  dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_rng), state.step)
 
   def loss_fn(params):
     logits = state.apply_fn({"params": params}, batch["tokens"], batch["mask"], train=True,
@@ -159,22 +172,13 @@ class Trainer:
     replicated = input_feed.replicated(self.mesh)
     sharded = input_feed.batch_sharding(self.mesh)
     self.initial_state = jax.device_put(
-        create_train_state(config, model, jax.random.PRNGKey(config.seed), total_steps,
+        create_train_state(config, model, jax.random.key(config.seed), total_steps,
                            init_from=config.init_from), replicated)
     step_fn = functools.partial(train_step, label_smoothing=config.label_smoothing,
-                                nan_after_step=config.get("debug_nan_after_step", -1))
-    self.train_step = jax.jit(step_fn, in_shardings=(replicated, sharded, replicated),
+                                nan_after_step=config.debug_nan_after_step)
+    self.train_step = jax.jit(step_fn, in_shardings=(replicated, sharded),
                               out_shardings=(replicated, replicated), donate_argnums=(0,))
     self.eval_step = jax.jit(eval_step, in_shardings=(replicated, sharded), out_shardings=replicated)
-
-  def rngs(self, state: TrainState) -> dict:
-    """The ``rngs`` argument of ``train_step``: a copy of the state's base dropout key.
-
-    A copy, because ``train_step`` donates ``state``: passing ``state.dropout_rng`` itself
-    would hand XLA the same buffer twice.
-    """
-    return {"dropout": jax.device_put(np.asarray(jax.device_get(state.dropout_rng)),
-                                      input_feed.replicated(self.mesh))}
 
   def probabilities(self, state: TrainState, split, name: str = "") -> np.ndarray:
     """Softmax probabilities (N, c) of ``split`` in its order, evaluated in length buckets.
@@ -186,29 +190,73 @@ class Trainer:
                                  progress_desc=f"evaluate {name}" if name else None)
 
 
-def _flush(pending: list, step: int, start_time: float, examples: int, writer: MetricWriter,
-           schedule, bar: tqdm, checkpoint_dir: str, last_saved: Optional[int]) -> dict:
-  """Averages the pending step metrics on the host, raising NonFiniteLossError on NaN/inf."""
-  host = jax.device_get(pending)
-  pending.clear()
-  first_step = step - len(host) + 1
-  for offset, m in enumerate(host):
-    if not bool(m["finite"]):
-      bad = first_step + offset
-      where = (f"the last good checkpoint is step {last_saved} in {checkpoint_dir}"
-               if last_saved is not None else "no checkpoint was written before it")
-      raise NonFiniteLossError(
-          f"training loss became {float(m['loss'])} (gradient norm {float(m['grad_norm'])}) at step {bad} "
-          f"(learning rate {float(schedule(bad - 1)):.3g}); stopping. The update was not applied; {where}. "
-          "Try a lower learning_rate, a smaller grad_clip_norm or dtype='float32'.")
-  summary = {name: float(np.mean([m[name] for m in host])) for name in ("loss", "accuracy", "grad_norm")}
-  summary["learning_rate"] = float(schedule(step - 1))
-  elapsed = max(time.perf_counter() - start_time, 1e-9)
-  summary["examples_per_s"] = examples / elapsed
-  writer.write(step, "train", summary)
-  bar.set_postfix(loss=f"{summary['loss']:.4f}", acc=f"{summary['accuracy']:.3f}",
-                  ex_s=f"{summary['examples_per_s']:.0f}")
-  return summary
+@dataclasses.dataclass
+class MetricsWindow:
+  """The step metrics since the last flush: averaged, checked and written at each flush.
+
+  Attributes:
+    writer: where the averaged "train" metrics go.
+    schedule: step -> learning rate (logged beside the metrics).
+    bar: the progress bar whose postfix shows the latest averages.
+    checkpoint_dir: named in the error when a step's loss is not finite.
+    pending: the device-side metrics dicts of the steps since the last flush.
+    start_time: ``time.perf_counter()`` when the window's clock started.
+    examples: training examples seen since the window's clock started.
+  """
+
+  writer: MetricWriter
+  schedule: Callable[[int], float]
+  bar: tqdm
+  checkpoint_dir: str
+  pending: list = dataclasses.field(default_factory=list)
+  start_time: float = dataclasses.field(default_factory=time.perf_counter)
+  examples: int = 0
+
+  def add(self, metrics: dict, num_examples: int) -> None:
+    """Records one step's metrics (left on the device until the flush) and its batch size."""
+    self.pending.append(metrics)
+    self.examples += num_examples
+
+  def restart_clock(self) -> None:
+    """Restarts the throughput clock, e.g. after a validation or a save (their time is not training)."""
+    self.start_time = time.perf_counter()
+
+  def reset(self) -> None:
+    """Restarts the throughput clock and the example count (after compilation, after a flush)."""
+    self.restart_clock()
+    self.examples = 0
+
+  def flush(self, step: int, last_saved: Optional[int]) -> dict:
+    """Averages the pending metrics on the host, writes them and restarts the window.
+
+    ``step`` is the last pending step; ``last_saved`` the latest checkpoint's step (None: none yet).
+
+    Returns:
+      {loss, accuracy, grad_norm, learning_rate, examples_per_s}.
+    Raises:
+      NonFiniteLossError: a pending step's loss or gradient norm is NaN/inf.
+    """
+    host = jax.device_get(self.pending)
+    self.pending.clear()
+    first_step = step - len(host) + 1
+    for offset, m in enumerate(host):
+      if not bool(m["finite"]):
+        bad = first_step + offset
+        where = (f"the last good checkpoint is step {last_saved} in {self.checkpoint_dir}"
+                 if last_saved is not None else "no checkpoint was written before it")
+        raise NonFiniteLossError(
+            f"training loss became {float(m['loss'])} (gradient norm {float(m['grad_norm'])}) at step {bad} "
+            f"(learning rate {float(self.schedule(bad - 1)):.3g}); stopping. The update was not applied; "
+            f"{where}. Try a lower learning_rate, a smaller grad_clip_norm or dtype='float32'.")
+    summary = {name: float(np.mean([m[name] for m in host])) for name in ("loss", "accuracy", "grad_norm")}
+    summary["learning_rate"] = float(self.schedule(step - 1))
+    elapsed = max(time.perf_counter() - self.start_time, 1e-9)
+    summary["examples_per_s"] = self.examples / elapsed
+    self.writer.write(step, "train", summary)
+    self.bar.set_postfix(loss=f"{summary['loss']:.4f}", acc=f"{summary['accuracy']:.3f}",
+                         ex_s=f"{summary['examples_per_s']:.0f}")
+    self.reset()
+    return summary
 
 
 def _show_first_losses(bar: tqdm, step: int, start_step: int, metrics: dict, log_every_steps: int) -> None:
@@ -219,35 +267,6 @@ def _show_first_losses(bar: tqdm, step: int, start_step: int, metrics: dict, log
   done = step - start_step
   if done < log_every_steps and done & (done - 1) == 0:
     bar.set_postfix(loss=f"{float(jax.device_get(metrics['loss'])):.4f}")
-
-
-def measured_figures(workdir: str, trained_steps: int, train_seconds: float, examples_per_s: float) -> dict:
-  """train_time_s / examples_per_s of this run, or those of the earlier report when nothing was trained.
-
-  Starting a finished run again only evaluates; its measured speed stays the one measured.
-  """
-  figures = {"train_time_s": train_seconds, "examples_per_s": examples_per_s}
-  path = os.path.join(workdir, "eval_report.json")
-  if trained_steps == 0 and os.path.exists(path):
-    try:
-      with open(path, encoding="utf-8") as f:
-        earlier = json.load(f)
-      figures = {name: earlier[name] for name in figures}
-    except (OSError, ValueError, KeyError):
-      pass  # An unreadable earlier report: this run's (zero) figures it is.
-  return figures
-
-
-def evaluated_checkpoint(checkpointer: checkpointing.Checkpointer, eval_progress: Optional[dict]) -> dict:
-  """Which checkpoint the final evaluation used and why, for the eval report.
-
-  {"intended": "best", "used": "best" | "latest" | "final_state", "step", "is_intended",
-   "problems": [unreadable checkpoints met in this run: kind, step, error, moved_to]}.
-  """
-  used = checkpointer.evaluated["kind"] if eval_progress is not None else "final_state"
-  return {"intended": "best", "used": used or "final_state",
-          "step": checkpointer.evaluated["step"], "is_intended": used == "best",
-          "problems": list(checkpointer.problems)}
 
 
 def _copy_tokenizer(datasets, workdir: str) -> Optional[str]:
@@ -301,7 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
   abstract_state = checkpointing.abstract_like(trainer.initial_state)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   checkpointer = checkpointing.Checkpointer(checkpoint_dir, keep=config.keep_checkpoints,
-                                            async_save=config.get("async_checkpointing", True),
+                                            async_save=config.async_checkpointing,
                                             repair=is_chief)
   state, progress = checkpointer.restore_latest(trainer.initial_state)
   start_step = int(progress["step"]) if progress else 0
@@ -313,14 +332,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
                total_steps, steps_per_epoch, jax.device_count(), bounds)
 
   writer = MetricWriter(workdir, resume_step=start_step)
-  rngs = trainer.rngs(state)
   feed = input_feed.train_feed(config, train_split, start_step=start_step, mesh=trainer.mesh)
   last_saved = checkpointer.latest_step()
-  pending: list = []
   train_seconds = 0.0
-  window_start, window_examples = time.perf_counter(), 0
   bar = tqdm(total=total_steps, initial=start_step, desc=f"train {config.model_type}", unit="step",
              mininterval=1.0, disable=not is_chief)
+  window = MetricsWindow(writer, schedule, bar, checkpoint_dir)
 
   def progress_dict(step):
     return {"step": step, "best_validation_accuracy": best_accuracy, "total_steps": total_steps,
@@ -329,21 +346,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
   try:
     segment_start = time.perf_counter()
     for step in range(start_step + 1, total_steps + 1):
-      state, metrics = trainer.train_step(state, next(feed), rngs)
-      pending.append(metrics)
+      state, metrics = trainer.train_step(state, next(feed))
+      window.add(metrics, config.batch_size)
       bar.update(1)
       _show_first_losses(bar, step, start_step, metrics, config.log_every_steps)
-      window_examples += config.batch_size
       if step == start_step + 1:  # Exclude compilation from the throughput.
         jax.block_until_ready(metrics)
-        segment_start = window_start = time.perf_counter()
-        window_examples = 0
+        window.reset()
+        segment_start = window.start_time
       is_last = step == total_steps
       evaluate = is_last or step % config.eval_every_steps == 0
       save = is_last or step % config.checkpoint_every_steps == 0
       if is_last or evaluate or save or step % config.log_every_steps == 0:
-        _flush(pending, step, window_start, window_examples, writer, schedule, bar, checkpoint_dir, last_saved)
-        window_start, window_examples = time.perf_counter(), 0
+        window.flush(step, last_saved)
       if evaluate or save:
         train_seconds += time.perf_counter() - segment_start
       if evaluate:
@@ -360,7 +375,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
         checkpointer.save_latest(step, state, progress_dict(step))
         last_saved = step
       if evaluate or save:
-        segment_start = window_start = time.perf_counter()
+        window.restart_clock()
+        segment_start = window.start_time
     bar.close()
     checkpointer.wait()
   except NonFiniteLossError:
@@ -374,12 +390,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
   timed_steps = max(trained_steps - 1, 0)  # The first step (compilation) is not timed.
   examples_per_s = timed_steps * config.batch_size / train_seconds if train_seconds > 0 else 0.0
 
-  figures = measured_figures(workdir, trained_steps, train_seconds, examples_per_s)
+  figures = evaluation.measured_figures(workdir, trained_steps, train_seconds, examples_per_s)
   eval_state, eval_progress = checkpointer.restore_best(abstract_state)
-  evaluated = evaluated_checkpoint(checkpointer, eval_progress)
+  evaluated = evaluation.evaluated_checkpoint(checkpointer, eval_progress)
   if eval_progress is None:
     eval_state, eval_progress = state, progress_dict(total_steps)
-  report = {
+  metrics = evaluation.split_metrics(functools.partial(trainer.probabilities, eval_state), splits,
+                                     config.neutral_threshold, config.ece_bins)
+  report = provenance.to_jsonable(evaluation.eval_report(config, run={
       "model_type": config.model_type,
       "num_params": num_params,
       "steps": total_steps,
@@ -388,27 +406,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
       "devices": jax.device_count(),
       "device_kind": jax.devices()[0].device_kind,
       "evaluated_checkpoint": evaluated,
-      **figures,
-      "epoch_time_s": (steps_per_epoch * config.batch_size / figures["examples_per_s"]
-                       if figures["examples_per_s"] else None),
-      "validation": evaluation.classification_metrics(
-          trainer.probabilities(eval_state, splits["validation"], "validation"), splits["validation"].labels,
-          config.ece_bins),
-      "test": evaluation.classification_metrics(
-          trainer.probabilities(eval_state, splits["test"], "test"), splits["test"].labels, config.ece_bins),
-      "manual_test": evaluation.manual_test_report(
-          trainer.probabilities(eval_state, splits["manual_test"], "manual_test"), splits["manual_test"].labels,
-          config.neutral_threshold, config.ece_bins),
       "best_validation_accuracy": best_accuracy,
       "wall_time_s": time.perf_counter() - run_start,
       "tokenizer_path": tokenizer_copy,
-      "data_summary": provenance.to_jsonable(datasets.summary),
-      "config": config.to_dict(),
-  }
-  report = provenance.to_jsonable(report)
+      "data_summary": datasets.summary,
+  }, figures=figures, metrics=metrics, epoch_examples=steps_per_epoch * config.batch_size))
   if is_chief:
-    with open(os.path.join(workdir, "eval_report.json"), "w", encoding="utf-8") as f:
-      json.dump(report, f, indent=2)
+    evaluation.write_eval_report(workdir, report)
     if trained_steps:  # A finished run started again already logged its test row.
       writer.write(total_steps, "test", report["test"])
   checkpointer.close()

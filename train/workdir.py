@@ -39,6 +39,7 @@ RESULT_INDEPENDENT_FIELDS = (
     "process_id",  # Which process this is.
     "cpu_collectives",  # CPU collectives implementation of a multi-process run.
     "write_tfds",  # Whether the TFDS files are also written; the token cache is the same.
+    "download",  # Whether missing raw files may be downloaded; the same files either way.
 )
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "eval_report.json", CONFIG_FILE)

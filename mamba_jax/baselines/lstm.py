@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from mamba_jax import initializers as inits
-from mamba_jax.config import check_classifier_fields
+from mamba_jax.classifier_fields import check_classifier_fields
 from mamba_jax.pooling import pool
 
 Array = jax.Array

@@ -25,7 +25,7 @@ import numpy as np
 from flax import linen as nn
 
 from mamba_jax import initializers as inits
-from mamba_jax.config import check_classifier_fields
+from mamba_jax.classifier_fields import check_classifier_fields
 from mamba_jax.pooling import pool
 
 Array = jax.Array

@@ -80,7 +80,7 @@ class PreparedPaths:
   @classmethod
   def for_sources(cls, config, files: sources.SourceFiles) -> "PreparedPaths":
     fingerprint = tokenizer_fingerprint(config, files.fingerprint())
-    data_dir = os.path.join(resolve_prepared_dir(config.get("prepared_dir", None)),
+    data_dir = os.path.join(resolve_prepared_dir(config.prepared_dir),
                             f"sentiment140-{_digest(fingerprint['data'])}")
     tokenizer_dir = os.path.join(data_dir, f"spm-bpe{int(config.vocab_size)}-{_digest(fingerprint)}")
     return cls(tokenizer_dir, int(config.max_length), fingerprint)
@@ -93,7 +93,7 @@ def find_prepared_without_sources(config) -> Optional[PreparedPaths]:
   """A complete token cache in the prepared dir whose settings match the config, for machines that
   hold only the prepared data (e.g. a GPU box): the newest match, or None."""
   wanted = tokenizer_fingerprint(config, None)
-  root = resolve_prepared_dir(config.get("prepared_dir", None))
+  root = resolve_prepared_dir(config.prepared_dir)
   matches = []
   for info_path in glob.glob(os.path.join(root, "sentiment140-*", "spm-bpe*", "tokenizer.json")):
     with open(info_path) as f:
@@ -191,8 +191,8 @@ def _compressed_bytes_per_split(npz_path: str) -> dict[str, int]:
 
 def build(config, *, log=print) -> PreparedPaths:
   """Builds whatever of the prepared data is missing for this config; returns its paths."""
-  data_dir = sources.resolve_data_dir(config.get("data_dir", None))
-  origin = sources.data_dir_origin(config.get("data_dir", None))
+  data_dir = sources.resolve_data_dir(config.data_dir)
+  origin = sources.data_dir_origin(config.data_dir)
   chosen_but_missing = origin is not None and not os.path.isdir(data_dir)
   try:
     files = sources.find_sources(data_dir, download=False)
@@ -205,11 +205,11 @@ def build(config, *, log=print) -> PreparedPaths:
       raise sources.DataNotFoundError(
           f"the data folder {data_dir} (from {origin}) does not exist, and no prepared data matches this "
           "config; fix the path, or create the folder and put the Sentiment140 files in it") from None
-    if not config.get("download", True):
+    if not config.download:
       raise
     files = sources.find_sources(data_dir, download=True)
   paths = PreparedPaths.for_sources(config, files)
-  write_tfds_files = bool(config.get("write_tfds", True))
+  write_tfds_files = bool(config.write_tfds)
   if paths.is_built() and (not write_tfds_files or find_tfds_dataset(paths.tfds_dir)):
     return paths
   timings = {}
@@ -308,7 +308,7 @@ def load(config, paths: PreparedPaths) -> Datasets:
       split_arrays[name] = Split(tokens=tokens, labels=labels, texts=texts)
   with open(paths.summary) as f:
     summary = json.load(f)
-  max_train = config.get("max_train_examples", None)
+  max_train = config.max_train_examples
   train = split_arrays["train"]
   if max_train and int(max_train) < len(train):
     rng = np.random.Generator(np.random.PCG64(SUBSAMPLE_SEED))
@@ -322,7 +322,7 @@ def load(config, paths: PreparedPaths) -> Datasets:
 
 def get_datasets(config, *, log=print) -> Datasets:
   """All four splits, tokenized; builds the prepared data on first use (see module docstring)."""
-  dataset = config.get("dataset", "sentiment140")
+  dataset = config.dataset
   if dataset == "synthetic":
     return synthetic.make_datasets(config)
   if dataset != "sentiment140":

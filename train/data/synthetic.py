@@ -83,21 +83,23 @@ def _make_split(name: str, size: int, seed: int, max_length: int,
 
 
 def make_datasets(config) -> Datasets:
-  """Builds all four splits in memory; deterministic in config.seed (default 0).
+  """Builds all four splits in memory; deterministic in config.seed.
 
-  Optional config fields: max_length (64), seed, max_train_examples,
-  synthetic_train_size / synthetic_eval_size (train; validation and test; manual_test is 498).
+  Reads config.max_length, seed and max_train_examples, and, where the config has them
+  (configs/tiny.py, the study's synthetic runs), synthetic_train_size (train) and
+  synthetic_eval_size (validation and test); without them the sizes are DEFAULT_SIZES.
+  manual_test has 498 examples always.
   """
-  max_length = int(config.get("max_length", 64))
+  max_length = int(config.max_length)
   if max_length < MIN_WORDS:
     raise ValueError(f"max_length must be >= {MIN_WORDS} for the synthetic task, got {max_length}")
-  seed = int(config.get("seed", 0))
+  seed = int(config.seed)
   sizes = dict(DEFAULT_SIZES)
-  if config.get("synthetic_train_size", None):
+  if "synthetic_train_size" in config:
     sizes["train"] = int(config.synthetic_train_size)
-  if config.get("synthetic_eval_size", None):
+  if "synthetic_eval_size" in config:
     sizes["validation"] = sizes["test"] = int(config.synthetic_eval_size)
-  if config.get("max_train_examples", None):
+  if config.max_train_examples:
     sizes["train"] = min(sizes["train"], int(config.max_train_examples))
   tokenizer = SyntheticTokenizer(max_length)
   splits = {name: _make_split(name, size, seed, max_length, tokenizer) for name, size in sizes.items()}
