@@ -1,6 +1,6 @@
 """Prints the fastest scan method of one case of a ``benchmarks.scan`` report.
 
-  python -m benchmarks.fastest_method --report=results/scan_nvidia_h200.json \
+  python -m benchmarks.fastest_method --report=results/scan_h200.json \
       --case="tweet float32 fwd_bwd" [--exclude=pallas]
 
 A case is "<shape> <dtype> <mode>" as in the report's "fastest" section; only

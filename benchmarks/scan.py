@@ -33,10 +33,8 @@ which is not a real method, so it is skipped unless --pallas_interpret is given
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import statistics
 import sys
@@ -179,11 +177,6 @@ def jaxlib_version() -> Optional[str]:
     return None
 
 
-def device_slug() -> str:
-  kind = jax.devices()[0].device_kind
-  return re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or jax.default_backend()
-
-
 def run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, args) -> dict:
   b, l, d, n = shape
   record = dict(shape=shape_name, b=b, l=l, d=d, n=n, dtype=dtype_name, mode=mode, method=method)
@@ -260,9 +253,9 @@ def to_markdown(report: dict) -> str:
       f"# Selective scan benchmark on {meta['device_kind']} ({meta['backend']})",
       "",
       f"- command: `{meta['command']}`",
-      f"- jax {meta['jax_version']}, jaxlib {meta['jaxlib_version']}, commit {meta['git_commit']}, "
-      f"{meta['timestamp']}",
-      f"- host {meta['host']} with {meta['cpu_count']} CPUs, load average at the end "
+      f"- jax {meta['jax_version']}, jaxlib {meta['jaxlib_version']}, commit {meta['commit']}, "
+      f"{meta['date_utc']} UTC",
+      f"- host {meta['host_cpu']} with {meta['cpu_count']} CPUs, load average at the end "
       f"{meta['load_average_at_end']}",
       f"- copy bandwidth {meta['copy_bandwidth_gb_s']:.1f} GB/s "
       "(memory floor = floor bytes / this)",
@@ -323,6 +316,7 @@ def main(argv=None) -> dict:
   args = parser.parse_args(argv)
 
   backend = jax.default_backend()
+  device = jax.devices()[0]
   shapes = [parse_shape(s) for s in args.shapes.split(",") if s]
   methods = [m for m in args.methods.split(",") if m]
   for m in methods:
@@ -344,7 +338,7 @@ def main(argv=None) -> dict:
 
   copy_bytes = args.copy_bytes or (2**30 if backend == "gpu" else 2**28)
   bandwidth = copy_bandwidth(copy_bytes, args.repeats)
-  print(f"{jax.devices()[0].device_kind}: copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+  print(f"{device.device_kind}: copy bandwidth {bandwidth / 1e9:.1f} GB/s")
 
   records = []
   for shape_name, shape in shapes:
@@ -360,12 +354,9 @@ def main(argv=None) -> dict:
 
   report = dict(
       meta=dict(
-          device_kind=jax.devices()[0].device_kind, backend=backend,
-          jax_version=jax.__version__, jaxlib_version=jaxlib_version(),
-          git_commit=provenance.git_commit(("mamba_jax", "benchmarks")), command="python -m benchmarks.scan " + " ".join(
-              sys.argv[1:] if argv is None else argv),
-          timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          host=platform.node(), cpu_count=os.cpu_count(),
+          **provenance.environment(device, "python -m benchmarks.scan " + " ".join(
+              sys.argv[1:] if argv is None else argv), commit_paths=("mamba_jax", "benchmarks")),
+          device_kind=device.device_kind, backend=backend, jaxlib_version=jaxlib_version(),
           load_average_at_end=os.getloadavg() if hasattr(os, "getloadavg") else None,
           copy_bandwidth_gb_s=bandwidth / 1e9, copy_bytes=copy_bytes,
           repeats=args.repeats, max_seconds_per_case=args.max_seconds_per_case),
@@ -373,7 +364,7 @@ def main(argv=None) -> dict:
       targets=check_targets(records),
       fastest=fastest_methods(records),
   )
-  out = args.out or os.path.join("results", f"scan_{device_slug()}.json")
+  out = args.out or os.path.join("results", f"scan_{provenance.device_tag(device)}.json")
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
   with open(out, "w") as f:
     json.dump(report, f, indent=1)

@@ -13,6 +13,8 @@ import os
 import statistics
 from typing import Any, Dict, List, Optional, Sequence
 
+import jax
+
 from train import provenance
 from train.study.runs import RUNS_BY_NAME, STUDY_RUNS, StudyOptions
 
@@ -236,20 +238,12 @@ def plot_runtime(runtime_files: List[str], path: str) -> List[str]:
   return [file for file, _ in loaded]
 
 
-def environment(command: str) -> Dict[str, Any]:
-  import jax  # pylint: disable=import-outside-toplevel
-
-  return {"command": command, "commit": provenance.git_commit(), "jax_version": jax.__version__,
-          "device": f"{jax.devices()[0].platform}: {jax.devices()[0].device_kind}",
-          "date_utc": provenance.utc_now()}
-
-
 def write_summary(options: StudyOptions) -> Dict[str, Any]:
   """Aggregates every run record in the output dir into summary.json, study.md and plots."""
   records = load_records(options.output_dir)
   datasets = sorted({r.get("dataset", "?") for r in records}) or [options.dataset or "sentiment140"]
   summary = {
-      "environment": environment(options.command),
+      "environment": provenance.environment(jax.devices()[0], options.command),
       "quick": options.quick or any(r.get("quick", False) for r in records),
       "dataset": ", ".join(datasets),
       "rows": aggregate(records),
