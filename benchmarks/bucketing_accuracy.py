@@ -16,12 +16,15 @@ mode, the difference of the means against the seed spread, and examples/s.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
+
+from absl import app
+from absl import flags
+import jax
 
 from configs import sent140
 from train import provenance, train
@@ -34,15 +37,16 @@ METRICS = {
 }
 
 
-def run_config(mode: str, seed: int, args) -> Any:
+def run_config(mode: str, seed: int, settings) -> Any:
+  """configs/sent140.py with bucketing per ``mode`` and the budget of ``settings`` (the flags)."""
   config = sent140.get_config()
   config.bucket_by_length = MODES[mode]
   config.seed = seed
-  config.max_train_examples = args.max_train_examples
-  config.num_epochs = args.num_epochs
-  config.warmup_steps = args.warmup_steps
-  config.eval_every_steps = args.eval_every_steps
-  config.checkpoint_every_steps = args.eval_every_steps
+  config.max_train_examples = settings.max_train_examples
+  config.num_epochs = settings.num_epochs
+  config.warmup_steps = settings.warmup_steps
+  config.eval_every_steps = settings.eval_every_steps
+  config.checkpoint_every_steps = settings.eval_every_steps
   config.write_tfds = False  # The trainer reads the token cache.
   return config
 
@@ -93,49 +97,52 @@ def markdown(result: Dict[str, Any]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> Dict[str, Any]:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--seeds", default="0,1")
-  parser.add_argument("--max_train_examples", type=int, default=200_000)
-  parser.add_argument("--num_epochs", type=int, default=1)
-  parser.add_argument("--warmup_steps", type=int, default=100, help="of the ~390 steps of 200k tweets")
-  parser.add_argument("--eval_every_steps", type=int, default=200)
-  parser.add_argument("--workdir_root", default="workdirs/bucketing_accuracy")
-  parser.add_argument("--output", default="results/bucketing_accuracy_cpu", help="path stem of .json/.md")
-  parser.add_argument("--other_load", default="none", help="what else ran on the machine (for the record)")
-  args = parser.parse_args(argv)
-  seeds = [int(s) for s in args.seeds.split(",") if s]
-  import jax  # After argument parsing: --help stays fast.
-
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  settings = flags.FLAGS
+  seeds = [int(s) for s in settings.seeds if s]
   reports: Dict[str, List[Dict[str, Any]]] = {mode: [] for mode in MODES}
   for seed in seeds:
     for mode in MODES:
-      workdir = os.path.join(args.workdir_root, f"{mode}_seed{seed}")
+      workdir = os.path.join(settings.workdir_root, f"{mode}_seed{seed}")
       path = os.path.join(workdir, "eval_report.json")
       if os.path.exists(path):
         print(f"{mode} seed {seed}: finished earlier ({path})", flush=True)
       else:
         print(f"{mode} seed {seed}: training in {workdir}", flush=True)
-        train.train_and_evaluate(run_config(mode, seed, args), workdir)
+        train.train_and_evaluate(run_config(mode, seed, settings), workdir)
       with open(path, encoding="utf-8") as f:
         reports[mode].append(json.load(f))
-  command = " ".join(["python -m benchmarks.bucketing_accuracy"] + list(sys.argv[1:] if argv is None else argv))
+  command = " ".join(["python -m benchmarks.bucketing_accuracy"] + sys.argv[1:])
   result = {"environment": provenance.environment(jax.devices()[0], command),
-            "max_train_examples": args.max_train_examples, "num_epochs": args.num_epochs,
-            "warmup_steps": args.warmup_steps, "seeds": seeds, "other_load": args.other_load,
+            "max_train_examples": settings.max_train_examples, "num_epochs": settings.num_epochs,
+            "warmup_steps": settings.warmup_steps, "seeds": seeds, "other_load": settings.other_load,
             "summary": summarize(reports),
             "runs": {mode: [{"seed": s, "steps": r["steps"],
                              **{m: _get(r, p) for m, p in METRICS.items()}}
                             for s, r in zip(seeds, runs)] for mode, runs in reports.items()}}
-  os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
-  with open(args.output + ".json", "w", encoding="utf-8") as f:
+  os.makedirs(os.path.dirname(settings.output) or ".", exist_ok=True)
+  with open(settings.output + ".json", "w", encoding="utf-8") as f:
     json.dump(provenance.to_jsonable(result), f, indent=1)
   text = markdown(result)
-  with open(args.output + ".md", "w", encoding="utf-8") as f:
+  with open(settings.output + ".md", "w", encoding="utf-8") as f:
     f.write(text)
   print(text)
-  return result
+
+
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_list("seeds", ["0", "1"], "Seeds; each trains both modes.")
+  flags.DEFINE_integer("max_train_examples", 200_000, "Train tweets (a deterministic subset).")
+  flags.DEFINE_integer("num_epochs", 1, "Epochs of each run.")
+  flags.DEFINE_integer("warmup_steps", 100, "Of the ~390 steps of 200k tweets.")
+  flags.DEFINE_integer("eval_every_steps", 200, "Evaluation (and checkpoint) cadence.")
+  flags.DEFINE_string("workdir_root", "workdirs/bucketing_accuracy", "Runs: <root>/<mode>_seed<seed>.")
+  flags.DEFINE_string("output", "results/bucketing_accuracy_cpu", "Path stem of .json/.md.")
+  flags.DEFINE_string("other_load", "none", "What else ran on the machine (for the record).")
 
 
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  app.run(main)

@@ -1,6 +1,6 @@
 """Prints the fastest scan method of one case of a ``benchmarks.scan`` report.
 
-  python -m benchmarks.fastest_method --report=results/scan_nvidia_h200.json \
+  python -m benchmarks.fastest_method --report=results/scan_h200.json \
       --case="tweet float32 fwd_bwd" [--exclude=pallas]
 
 A case is "<shape> <dtype> <mode>" as in the report's "fastest" section; only
@@ -11,10 +11,12 @@ Exit code 2 with one line on stderr when the report or the case is missing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
+
+from absl import app
+from absl import flags
 
 
 def fastest_method(records: Iterable[dict], case: str, exclude: Iterable[str] = ()) -> Optional[str]:
@@ -26,28 +28,35 @@ def fastest_method(records: Iterable[dict], case: str, exclude: Iterable[str] = 
   return min(timed)[1] if timed else None
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--report", required=True, help="JSON written by python -m benchmarks.scan")
-  parser.add_argument("--case", required=True, help='"<shape> <dtype> <mode>", e.g. "tweet float32 fwd_bwd"')
-  parser.add_argument("--exclude", default="", help="comma list of methods not to pick")
-  args = parser.parse_args(argv)
-  if len(args.case.split()) != 3:
-    print(f"--case must be '<shape> <dtype> <mode>'; got {args.case!r}", file=sys.stderr)
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  report, case = flags.FLAGS.report, flags.FLAGS.case
+  if len(case.split()) != 3:
+    print(f"--case must be '<shape> <dtype> <mode>'; got {case!r}", file=sys.stderr)
     return 2
   try:
-    with open(args.report, encoding="utf-8") as f:
+    with open(report, encoding="utf-8") as f:
       records = json.load(f)["results"]
   except (OSError, ValueError, KeyError) as e:
-    print(f"cannot read the scan report {args.report}: {e}", file=sys.stderr)
+    print(f"cannot read the scan report {report}: {e}", file=sys.stderr)
     return 2
-  method = fastest_method(records, args.case, [m for m in args.exclude.split(",") if m])
+  method = fastest_method(records, case, flags.FLAGS.exclude)
   if method is None:
-    print(f"no timed method for case {args.case!r} in {args.report}", file=sys.stderr)
+    print(f"no timed method for case {case!r} in {report}", file=sys.stderr)
     return 2
   print(method)
   return 0
 
 
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_string("report", None, "JSON written by python -m benchmarks.scan.")
+  flags.DEFINE_string("case", None, '"<shape> <dtype> <mode>", e.g. "tweet float32 fwd_bwd".')
+  flags.DEFINE_list("exclude", [], "Comma list of methods not to pick.")
+  flags.mark_flags_as_required(["report", "case"])
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  _define_flags()
+  app.run(main)

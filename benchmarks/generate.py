@@ -36,12 +36,7 @@ from train import provenance
 VOCAB_SIZE = 32000
 PROMPT_LENGTH = 16
 
-_NEW_TOKENS = flags.DEFINE_list("new_tokens", ["64", "1024"], "Generated tokens per prompt.")
-_BATCH_SIZES = flags.DEFINE_list("batch_sizes", ["1", "8"], "Prompts decoded together.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per point (after the warm-up).")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Where generate_<device>.json goes.")
-_DEVICE_TAG = flags.DEFINE_string(
-    "device_tag", None, "File name tag; default 'cpu' or the accelerator kind (e.g. 'h100').")
+FLAGS = flags.FLAGS
 
 
 def model_config() -> MambaConfig:
@@ -74,9 +69,9 @@ def main(argv):
   dummy = np.ones((1, PROMPT_LENGTH), np.int32)
   params = jax.jit(model.init)({"params": jax.random.key(0)}, dummy)["params"]
   points = []
-  for batch_size in map(int, _BATCH_SIZES.value):
-    for new_tokens in map(int, _NEW_TOKENS.value):
-      point = time_point(model, params, batch_size, new_tokens, _REPEATS.value)
+  for batch_size in map(int, FLAGS.batch_sizes):
+    for new_tokens in map(int, FLAGS.new_tokens):
+      point = time_point(model, params, batch_size, new_tokens, FLAGS.repeats)
       print(f"b={batch_size} t={new_tokens}: {point['tokens_per_s']:.0f} tokens/s "
             f"({point['ms_per_step']:.2f} ms/step)", flush=True)
       points.append(point)
@@ -88,14 +83,25 @@ def main(argv):
       "points": points,
       "environment": provenance.environment(device, " ".join(["python -m benchmarks.generate"] + sys.argv[1:])),
   }
-  tag = _DEVICE_TAG.value or provenance.device_tag(device)
-  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
-  path = os.path.join(_OUTPUT_DIR.value, f"generate_{tag}.json")
+  tag = FLAGS.device_tag or provenance.device_tag(device)
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  path = os.path.join(FLAGS.output_dir, f"generate_{tag}.json")
   with open(path, "w", encoding="utf-8") as f:
     json.dump(provenance.to_jsonable(report), f, indent=2)
     f.write("\n")
   print(f"wrote {path}")
 
 
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_list("new_tokens", ["64", "1024"], "Generated tokens per prompt.")
+  flags.DEFINE_list("batch_sizes", ["1", "8"], "Prompts decoded together.")
+  flags.DEFINE_integer("repeats", 3, "Timed runs per point (after the warm-up).")
+  flags.DEFINE_string("output_dir", "results", "Where generate_<device>.json goes.")
+  flags.DEFINE_string(
+      "device_tag", None, "File name tag; default 'cpu' or the accelerator kind (e.g. 'h100').")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -51,24 +51,7 @@ MODEL_CONFIGS = {
 STEP_MODELS = ("mamba", "ssm")  # Models with a recurrent step(token, cache).
 VOCAB_SIZE = 32000
 
-_MODELS = flags.DEFINE_list("models", list(MODEL_CONFIGS), "Models to time.")
-_LENGTHS = flags.DEFINE_list(
-    "lengths", ["16", "64", "256", "1024", "4096", "16384"], "Sequence lengths.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Sequences per forward.")
-_REPEATS = flags.DEFINE_integer("repeats", 10, "Timed runs per point (after the warm-up).")
-_MIN_REPEATS = flags.DEFINE_integer("min_repeats", 3, "Timed runs per point at least ...")
-_SECONDS_PER_POINT = flags.DEFINE_float(
-    "seconds_per_point", 20.0, "... but stop adding runs once a point has taken this long.")
-_STEP_REPEATS = flags.DEFINE_integer("step_repeats", 200, "Timed recurrent steps.")
-_CPU_MAX_LENGTH = flags.DEFINE_integer("cpu_max_length", 4096, "Longest length run on the CPU.")
-_MAX_MEMORY_GIB = flags.DEFINE_float(
-    "max_memory_gib", None,
-    "Skip points whose compiled program needs more (XLA estimate); default 6 on the CPU "
-    "(a host OOM kills the process instead of raising), unlimited on accelerators.")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "results", "Where runtime_<device>.{json,md} go.")
-_DEVICE_TAG = flags.DEFINE_string(
-    "device_tag", None, "File name tag; default 'cpu' or the accelerator kind (e.g. 'h100').")
-_SEED = flags.DEFINE_integer("seed", 0, "Parameter init and token ids.")
+FLAGS = flags.FLAGS
 
 
 # ----------------------------------------------------------------------------- environment
@@ -90,7 +73,7 @@ def build_model(name: str, max_length: int):
     config.model.max_length = max(config.model.max_length, max_length)
   model = model_factory.create_model(config, VOCAB_SIZE)
   tokens = jnp.ones((1, 8), jnp.int32)
-  variables = jax.jit(model.init)({"params": jax.random.key(_SEED.value)}, tokens, tokens)
+  variables = jax.jit(model.init)({"params": jax.random.key(FLAGS.seed)}, tokens, tokens)
   return model, variables
 
 
@@ -118,9 +101,9 @@ def time_calls(run: Callable[[], Any], repeats: int, min_repeats: int,
 
 def time_forward(model, variables, length: int, max_memory_bytes: Optional[float]) -> Dict[str, Any]:
   """One (model, length) point: status, median seconds per forward, and the raw times."""
-  b = _BATCH_SIZE.value
+  b = FLAGS.batch_size
   point: Dict[str, Any] = {"length": length, "batch_size": b}
-  tokens, mask = random_batch(b, length, _SEED.value + length)
+  tokens, mask = random_batch(b, length, FLAGS.seed + length)
   forward = jax.jit(lambda v, t, m: model.apply(v, t, m, train=False))
   try:
     t0 = time.perf_counter()
@@ -134,8 +117,8 @@ def time_forward(model, variables, length: int, max_memory_bytes: Optional[float
         point["status"] = "skipped_memory"
         return point
     jax.block_until_ready(compiled(variables, tokens, mask))  # Warm-up, not timed.
-    times = time_calls(lambda: compiled(variables, tokens, mask), _REPEATS.value,
-                       _MIN_REPEATS.value, _SECONDS_PER_POINT.value)
+    times = time_calls(lambda: compiled(variables, tokens, mask), FLAGS.repeats,
+                       FLAGS.min_repeats, FLAGS.seconds_per_point)
   except Exception as e:  # pylint: disable=broad-except
     if not is_out_of_memory(e):
       point.update(status="error", error=f"{type(e).__name__}: {str(e)[:300]}")
@@ -152,13 +135,13 @@ def time_step(model, variables) -> Dict[str, Any]:
   """Median latency of one recurrent step (b tokens, one per sequence)."""
   from mamba_jax import init_cache  # pylint: disable=import-outside-toplevel
 
-  b = _BATCH_SIZE.value
+  b = FLAGS.batch_size
   cache = init_cache(model.config, b)
-  tokens = jax.random.randint(jax.random.key(_SEED.value), (b,), 1, VOCAB_SIZE)
+  tokens = jax.random.randint(jax.random.key(FLAGS.seed), (b,), 1, VOCAB_SIZE)
   step = jax.jit(lambda v, t, c: model.apply(v, t, c, method=model.step))
   _, cache = jax.block_until_ready(step(variables, tokens, cache))  # Warm-up.
-  times = time_calls(lambda: step(variables, tokens, cache), _STEP_REPEATS.value,
-                     _STEP_REPEATS.value, float("inf"))
+  times = time_calls(lambda: step(variables, tokens, cache), FLAGS.step_repeats,
+                     FLAGS.step_repeats, float("inf"))
   return {"batch_size": b, "median_s": statistics.median(times), "repeats": len(times),
           "p90_s": float(np.percentile(times, 90))}
 
@@ -295,26 +278,26 @@ def markdown(results: Dict[str, Any]) -> str:
 def run_benchmark() -> Dict[str, Any]:
   device = jax.devices()[0]
   on_cpu = device.platform == "cpu"
-  lengths = sorted(int(l) for l in _LENGTHS.value)
-  unknown = [m for m in _MODELS.value if m not in MODEL_CONFIGS]
+  lengths = sorted(int(l) for l in FLAGS.lengths)
+  unknown = [m for m in FLAGS.models if m not in MODEL_CONFIGS]
   if unknown:
     raise app.UsageError(f"Unknown --models {unknown}; choose from {sorted(MODEL_CONFIGS)}.")
-  max_gib = _MAX_MEMORY_GIB.value if _MAX_MEMORY_GIB.value is not None else (6.0 if on_cpu else None)
+  max_gib = FLAGS.max_memory_gib if FLAGS.max_memory_gib is not None else (6.0 if on_cpu else None)
   max_bytes = None if max_gib is None else max_gib * 2**30
   results: Dict[str, Any] = {
       "environment": provenance.environment(device, " ".join(["python -m benchmarks.runtime"] + sys.argv[1:])),
-      "batch_size": _BATCH_SIZE.value, "lengths": lengths,
-      "max_memory_gib": max_gib, "cpu_max_length": _CPU_MAX_LENGTH.value if on_cpu else None,
+      "batch_size": FLAGS.batch_size, "lengths": lengths,
+      "max_memory_gib": max_gib, "cpu_max_length": FLAGS.cpu_max_length if on_cpu else None,
       "forward": {}, "step": {}, "num_params": {},
   }
-  for name in _MODELS.value:
+  for name in FLAGS.models:
     model, variables = build_model(name, max(lengths))
     results["num_params"][name] = model_factory.count_params(variables["params"])
     points = []
     for length in lengths:
-      if on_cpu and length > _CPU_MAX_LENGTH.value:
+      if on_cpu and length > FLAGS.cpu_max_length:
         points.append({"length": length, "status": "not_run",
-                       "reason": f"CPU capped at {_CPU_MAX_LENGTH.value}"})
+                       "reason": f"CPU capped at {FLAGS.cpu_max_length}"})
         continue
       point = time_forward(model, variables, length, max_bytes)
       print(f"{name:12s} l={length:6d} {_cell(point):>24s} ms", flush=True)
@@ -332,9 +315,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   results = run_benchmark()
-  tag = _DEVICE_TAG.value or provenance.device_tag(jax.devices()[0])
-  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
-  stem = os.path.join(_OUTPUT_DIR.value, f"runtime_{tag}")
+  tag = FLAGS.device_tag or provenance.device_tag(jax.devices()[0])
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  stem = os.path.join(FLAGS.output_dir, f"runtime_{tag}")
   with open(stem + ".json", "w") as f:
     json.dump(results, f, indent=1)
   with open(stem + ".md", "w") as f:
@@ -342,5 +325,28 @@ def main(argv):
   print(f"Wrote {stem}.json and {stem}.md")
 
 
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_list("models", list(MODEL_CONFIGS), "Models to time.")
+  flags.DEFINE_list(
+      "lengths", ["16", "64", "256", "1024", "4096", "16384"], "Sequence lengths.")
+  flags.DEFINE_integer("batch_size", 32, "Sequences per forward.")
+  flags.DEFINE_integer("repeats", 10, "Timed runs per point (after the warm-up).")
+  flags.DEFINE_integer("min_repeats", 3, "Timed runs per point at least ...")
+  flags.DEFINE_float(
+      "seconds_per_point", 20.0, "... but stop adding runs once a point has taken this long.")
+  flags.DEFINE_integer("step_repeats", 200, "Timed recurrent steps.")
+  flags.DEFINE_integer("cpu_max_length", 4096, "Longest length run on the CPU.")
+  flags.DEFINE_float(
+      "max_memory_gib", None,
+      "Skip points whose compiled program needs more (XLA estimate); default 6 on the CPU "
+      "(a host OOM kills the process instead of raising), unlimited on accelerators.")
+  flags.DEFINE_string("output_dir", "results", "Where runtime_<device>.{json,md} go.")
+  flags.DEFINE_string(
+      "device_tag", None, "File name tag; default 'cpu' or the accelerator kind (e.g. 'h100').")
+  flags.DEFINE_integer("seed", 0, "Parameter init and token ids.")
+
+
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -32,17 +32,16 @@ which is not a real method, so it is skipped unless --pallas_interpret is given
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from absl import app
+from absl import flags
 import jax
 import jax.numpy as jnp
 
@@ -179,12 +178,7 @@ def jaxlib_version() -> Optional[str]:
     return None
 
 
-def device_slug() -> str:
-  kind = jax.devices()[0].device_kind
-  return re.sub(r"[^a-z0-9]+", "_", kind.lower()).strip("_") or jax.default_backend()
-
-
-def run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, args) -> dict:
+def run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, settings) -> dict:
   b, l, d, n = shape
   record = dict(shape=shape_name, b=b, l=l, d=d, n=n, dtype=dtype_name, mode=mode, method=method)
   try:
@@ -198,7 +192,7 @@ def run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, arg
                                     + analysis.temp_size_in_bytes)
       record["temp_bytes"] = int(analysis.temp_size_in_bytes)
       record["materializes_bldn"] = analysis.temp_size_in_bytes >= b * l * d * n * 4
-    times = time_call(compiled, inputs, args.repeats, args.max_seconds_per_case)
+    times = time_call(compiled, inputs, settings.repeats, settings.max_seconds_per_case)
     record["median_ms"] = statistics.median(times)
     record["runs"] = len(times)
     record["peak_bytes_in_use"] = peak_memory()
@@ -260,9 +254,9 @@ def to_markdown(report: dict) -> str:
       f"# Selective scan benchmark on {meta['device_kind']} ({meta['backend']})",
       "",
       f"- command: `{meta['command']}`",
-      f"- jax {meta['jax_version']}, jaxlib {meta['jaxlib_version']}, commit {meta['git_commit']}, "
-      f"{meta['timestamp']}",
-      f"- host {meta['host']} with {meta['cpu_count']} CPUs, load average at the end "
+      f"- jax {meta['jax_version']}, jaxlib {meta['jaxlib_version']}, commit {meta['commit']}, "
+      f"{meta['date_utc']} UTC",
+      f"- host {meta['host_cpu']} with {meta['cpu_count']} CPUs, load average at the end "
       f"{meta['load_average_at_end']}",
       f"- copy bandwidth {meta['copy_bandwidth_gb_s']:.1f} GB/s "
       "(memory floor = floor bytes / this)",
@@ -303,38 +297,24 @@ def fastest_methods(records: List[dict]) -> Dict[str, str]:
   return {k: v[1] for k, v in best.items()}
 
 
-def main(argv=None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--shapes", default=",".join(GPU_SHAPES),
-                      help=f"comma list of {sorted(NAMED_SHAPES)} or bxlxdxn")
-  parser.add_argument("--methods", default="pallas,associative,sequential",
-                      help="comma list; pallas may carry kernel settings, "
-                      "e.g. pallas:block_d=32:num_warps=2")
-  parser.add_argument("--dtypes", default="float32,bfloat16")
-  parser.add_argument("--modes", default="fwd,fwd_bwd")
-  parser.add_argument("--repeats", type=int, default=10)
-  parser.add_argument("--max_seconds_per_case", type=float, default=10.0,
-                      help="stop repeating a case after this long (at least 3 runs)")
-  parser.add_argument("--copy_bytes", type=int, default=None,
-                      help="bytes of the bandwidth measurement (default 1 GiB GPU, 256 MiB else)")
-  parser.add_argument("--pallas_interpret", action="store_true",
-                      help="allow the pallas method off-GPU (interpret mode; for smoke tests)")
-  parser.add_argument("--out", default=None, help="JSON path (default results/scan_<device>.json)")
-  args = parser.parse_args(argv)
-
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  settings = flags.FLAGS
   backend = jax.default_backend()
-  shapes = [parse_shape(s) for s in args.shapes.split(",") if s]
-  methods = [m for m in args.methods.split(",") if m]
+  device = jax.devices()[0]
+  shapes = [parse_shape(s) for s in settings.shapes if s]
+  methods = [m for m in settings.methods if m]
   for m in methods:
     parse_method(m)
-  if backend != "gpu" and not args.pallas_interpret:
+  if backend != "gpu" and not settings.pallas_interpret:
     skipped = [m for m in methods if parse_method(m)[0] == "pallas"]
     if skipped:
       print(f"Skipping {skipped} on backend {backend!r} (interpret mode is not a real method; "
             "pass --pallas_interpret to run it anyway).")
     methods = [m for m in methods if m not in skipped]
-  dtypes = [t for t in args.dtypes.split(",") if t]
-  modes = [m for m in args.modes.split(",") if m]
+  dtypes = [t for t in settings.dtypes if t]
+  modes = [m for m in settings.modes if m]
   for t in dtypes:
     if t not in DTYPES:
       raise SystemExit(f"Unknown dtype {t!r}; expected some of {sorted(DTYPES)}.")
@@ -342,9 +322,9 @@ def main(argv=None) -> dict:
     if m not in MODES:
       raise SystemExit(f"Unknown mode {m!r}; expected some of {MODES}.")
 
-  copy_bytes = args.copy_bytes or (2**30 if backend == "gpu" else 2**28)
-  bandwidth = copy_bandwidth(copy_bytes, args.repeats)
-  print(f"{jax.devices()[0].device_kind}: copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+  copy_bytes = settings.copy_bytes or (2**30 if backend == "gpu" else 2**28)
+  bandwidth = copy_bandwidth(copy_bytes, settings.repeats)
+  print(f"{device.device_kind}: copy bandwidth {bandwidth / 1e9:.1f} GB/s")
 
   records = []
   for shape_name, shape in shapes:
@@ -352,7 +332,7 @@ def main(argv=None) -> dict:
       inputs = make_inputs(shape, DTYPES[dtype_name])
       for mode in modes:
         for method in methods:
-          record = run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, args)
+          record = run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, settings)
           records.append(record)
           print(json.dumps(record), flush=True)
       del inputs
@@ -360,20 +340,17 @@ def main(argv=None) -> dict:
 
   report = dict(
       meta=dict(
-          device_kind=jax.devices()[0].device_kind, backend=backend,
-          jax_version=jax.__version__, jaxlib_version=jaxlib_version(),
-          git_commit=provenance.git_commit(("mamba_jax", "benchmarks")), command="python -m benchmarks.scan " + " ".join(
-              sys.argv[1:] if argv is None else argv),
-          timestamp=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          host=platform.node(), cpu_count=os.cpu_count(),
+          **provenance.environment(device, "python -m benchmarks.scan " + " ".join(sys.argv[1:]),
+                                   commit_paths=("mamba_jax", "benchmarks")),
+          device_kind=device.device_kind, backend=backend, jaxlib_version=jaxlib_version(),
           load_average_at_end=os.getloadavg() if hasattr(os, "getloadavg") else None,
           copy_bandwidth_gb_s=bandwidth / 1e9, copy_bytes=copy_bytes,
-          repeats=args.repeats, max_seconds_per_case=args.max_seconds_per_case),
+          repeats=settings.repeats, max_seconds_per_case=settings.max_seconds_per_case),
       results=records,
       targets=check_targets(records),
       fastest=fastest_methods(records),
   )
-  out = args.out or os.path.join("results", f"scan_{device_slug()}.json")
+  out = settings.out or os.path.join("results", f"scan_{provenance.device_tag(device)}.json")
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
   with open(out, "w") as f:
     json.dump(report, f, indent=1)
@@ -381,8 +358,25 @@ def main(argv=None) -> dict:
     f.write(to_markdown(report))
   print(to_markdown(report))
   print(f"Wrote {out} and {os.path.splitext(out)[0]}.md")
-  return report
+
+
+def _define_flags() -> None:
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_list("shapes", list(GPU_SHAPES), f"Comma list of {sorted(NAMED_SHAPES)} or bxlxdxn.")
+  flags.DEFINE_list("methods", ["pallas", "associative", "sequential"],
+                    "Comma list; pallas may carry kernel settings, e.g. pallas:block_d=32:num_warps=2.")
+  flags.DEFINE_list("dtypes", ["float32", "bfloat16"], f"Comma list of {sorted(DTYPES)}.")
+  flags.DEFINE_list("modes", ["fwd", "fwd_bwd"], f"Comma list of {list(MODES)}.")
+  flags.DEFINE_integer("repeats", 10, "Timed runs per case.")
+  flags.DEFINE_float("max_seconds_per_case", 10.0,
+                     "Stop repeating a case after this long (at least 3 runs).")
+  flags.DEFINE_integer("copy_bytes", None,
+                       "Bytes of the bandwidth measurement (default 1 GiB GPU, 256 MiB else).")
+  flags.DEFINE_bool("pallas_interpret", False,
+                    "Allow the pallas method off-GPU (interpret mode; for smoke tests).")
+  flags.DEFINE_string("out", None, "JSON path (default results/scan_<device>.json).")
 
 
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  app.run(main)

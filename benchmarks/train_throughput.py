@@ -34,15 +34,16 @@ Glossary: b batch, l padded length.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import os
 import statistics
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
+from absl import app
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -215,68 +216,57 @@ def write_length_histogram(split: Split, path: str = HISTOGRAM_PATH) -> None:
   print(f"Wrote {path}")
 
 
-def main(argv=None) -> Dict[str, Any]:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--configs", default=None,
-                      help=f"comma list of {sorted(CONFIGS)} (default: all; --quick: {QUICK['configs']})")
-  parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (modes alternate order)")
-  parser.add_argument("--steps", type=int, default=12, help="consecutive timed steps per mode and round")
-  parser.add_argument("--steps_per_bound", type=int, default=2, help="timed steps per bound and round")
-  parser.add_argument("--batch_size", type=int, default=None, help="default: each config's")
-  parser.add_argument("--synthetic_lengths", action="store_true",
-                      help="random tokens with the real length histogram instead of the prepared data")
-  parser.add_argument("--num_examples", type=int, default=200_000,
-                      help="examples of the synthetic split (--synthetic_lengths)")
-  parser.add_argument("--quick", action="store_true",
-                      help="small models, max_length 32, one short round (< 1 minute; a smoke test)")
-  parser.add_argument("--write_length_histogram", action="store_true",
-                      help=f"write {os.path.relpath(HISTOGRAM_PATH)} from the real train split and exit")
-  parser.add_argument("--output_dir", default="results")
-  parser.add_argument("--device_tag", default=None, help="file name tag (default cpu / the accelerator)")
-  args = parser.parse_args(argv)
+def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
+  """Builds, compiles and times every config in both modes; writes and returns the report.
 
-  names = [n for n in (args.configs or (QUICK["configs"] if args.quick else ",".join(CONFIGS))).split(",") if n]
+  Args:
+    settings: the parsed flags (``flags.FLAGS`` when run as a program).
+    command: the command line, recorded in the report.
+  """
+  names = [n for n in (settings.configs or (QUICK["configs"] if settings.quick else ",".join(CONFIGS))).split(",")
+           if n]
   unknown = sorted(set(names) - set(CONFIGS))
   if unknown:
-    raise SystemExit(f"Unknown --configs {unknown}; choose from {sorted(CONFIGS)}.")
+    raise app.UsageError(f"Unknown --configs {unknown}; choose from {sorted(CONFIGS)}.")
+  rounds, steps, steps_per_bound = settings.rounds, settings.steps, settings.steps_per_bound
+  batch_size, num_examples = settings.batch_size, settings.num_examples
   overrides: Dict[str, Any] = {}
   max_length, bucket_bounds = None, None
-  if args.quick:
+  if settings.quick:
     max_length, bucket_bounds = QUICK["max_length"], QUICK["bucket_bounds"]
-    args.rounds, args.steps, args.steps_per_bound = QUICK["rounds"], QUICK["steps"], QUICK["steps_per_bound"]
-    args.batch_size = args.batch_size or QUICK["batch_size"]
-    args.num_examples = min(args.num_examples, QUICK["num_examples"])
+    rounds, steps, steps_per_bound = QUICK["rounds"], QUICK["steps"], QUICK["steps_per_bound"]
+    batch_size = batch_size or QUICK["batch_size"]
+    num_examples = min(num_examples, QUICK["num_examples"])
     overrides = QUICK["model_overrides"]
 
-  reference = make_config(names[0], bucketed=True, batch_size=args.batch_size, model_overrides=overrides,
+  reference = make_config(names[0], bucketed=True, batch_size=batch_size, model_overrides=overrides,
                           max_length=max_length, bucket_bounds=bucket_bounds)
   histogram = load_histogram()
   full_train_examples = int(histogram.sum())  # The real train split, for the full-run estimate.
-  if args.synthetic_lengths or args.quick:
+  if settings.synthetic_lengths or settings.quick:
     vocab_size = reference.vocab_size
     if max_length:  # Longer tweets are truncated, as the tokenizer would.
       histogram = np.concatenate([histogram[:max_length], [histogram[max_length:].sum()]])
-    split = synthetic_split(histogram, args.num_examples, vocab_size, seed=reference.seed)
+    split = synthetic_split(histogram, num_examples, vocab_size, seed=reference.seed)
     data = f"synthetic tokens, {len(split):,} examples, real train length histogram"
   else:
     reference.write_tfds = False
     datasets = pipeline.get_datasets(reference)
     split, vocab_size = datasets.splits["train"], datasets.tokenizer.vocab_size
     data = f"prepared Sentiment140 train split, {len(split):,} examples"
-    if args.write_length_histogram:
+    if settings.write_length_histogram:
       write_length_histogram(split)
       return {}
 
-  command = " ".join(["python -m benchmarks.train_throughput"] + list(sys.argv[1:] if argv is None else argv))
   device = jax.devices()[0]
   report: Dict[str, Any] = {"environment": provenance.environment(device, command), "data": data,
-                            "rounds": args.rounds, "steps": args.steps, "steps_per_bound": args.steps_per_bound,
+                            "rounds": rounds, "steps": steps, "steps_per_bound": steps_per_bound,
                             "batch_size": reference.batch_size, "max_length": split.max_length,
                             "bounds": list(batching.config_bounds(reference, split.max_length)),
                             "model_overrides": overrides, "models": {}, "speedup": {}}
   runs = {}
   for name in names:
-    configs = {mode: make_config(name, bucketed=mode == "bucketed", batch_size=args.batch_size,
+    configs = {mode: make_config(name, bucketed=mode == "bucketed", batch_size=batch_size,
                                  model_overrides=overrides, max_length=max_length, bucket_bounds=bucket_bounds)
                for mode in MODES}
     trainer = train.Trainer(configs["fixed"], models.create_model(configs["fixed"], vocab_size), 10**6)
@@ -284,11 +274,11 @@ def main(argv=None) -> Dict[str, Any]:
     for mode in MODES:
       runs[name][mode].compile_all()
       print(f"{name:12s} {mode:9s} compiled {runs[name][mode].compile_s:.1f} s", flush=True)
-  for r in range(args.rounds):
+  for r in range(rounds):
     for name in names:
       for mode in (MODES if r % 2 == 0 else MODES[::-1]):
-        runs[name][mode].time_window(args.steps)
-        runs[name][mode].time_bounds(args.steps_per_bound, r)
+        runs[name][mode].time_window(steps)
+        runs[name][mode].time_bounds(steps_per_bound, r)
         print(f"round {r} {name:12s} {mode:9s} window {runs[name][mode].window_rates[-1]:.0f} ex/s", flush=True)
 
   for name in names:
@@ -302,9 +292,9 @@ def main(argv=None) -> Dict[str, Any]:
     report["speedup"][name] = entry["bucketed"]["examples_per_s"] / entry["fixed"]["examples_per_s"]
   report["load_average_at_end"] = os.getloadavg()[0]
 
-  tag = args.device_tag or provenance.device_tag(device)
-  os.makedirs(args.output_dir, exist_ok=True)
-  stem = os.path.join(args.output_dir, f"train_throughput_{tag}")
+  tag = settings.device_tag or provenance.device_tag(device)
+  os.makedirs(settings.output_dir, exist_ok=True)
+  stem = os.path.join(settings.output_dir, f"train_throughput_{tag}")
   with open(stem + ".json", "w", encoding="utf-8") as f:
     json.dump(report, f, indent=1)
   text = markdown(report)
@@ -315,5 +305,50 @@ def main(argv=None) -> Dict[str, Any]:
   return report
 
 
+def run(args: Sequence[str]) -> Dict[str, Any]:
+  """The benchmark with these command-line flags (e.g. ``["--quick"]``) inside this process.
+
+  The flags are parsed into a FlagValues of their own, so they do not clash with the
+  flags of the calling program (e.g. a test).
+  """
+  settings = flags.FlagValues()
+  _define_flags(settings)
+  settings(["benchmarks.train_throughput", *args])
+  return benchmark(settings, _command(args))
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  benchmark(flags.FLAGS, _command(sys.argv[1:]))
+
+
+def _command(args: Sequence[str]) -> str:
+  return " ".join(["python -m benchmarks.train_throughput", *args])
+
+
+def _define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
+  flags.DEFINE_string("configs", None, f"Comma list of {sorted(CONFIGS)} (default: all; --quick: "
+                      f"{QUICK['configs']}).", flag_values=flag_values)
+  flags.DEFINE_integer("rounds", 3, "Interleaved rounds (modes alternate order).", flag_values=flag_values)
+  flags.DEFINE_integer("steps", 12, "Consecutive timed steps per mode and round.", flag_values=flag_values)
+  flags.DEFINE_integer("steps_per_bound", 2, "Timed steps per bound and round.", flag_values=flag_values)
+  flags.DEFINE_integer("batch_size", None, "Default: each config's.", flag_values=flag_values)
+  flags.DEFINE_bool("synthetic_lengths", False, "Random tokens with the real length histogram instead of "
+                    "the prepared data.", flag_values=flag_values)
+  flags.DEFINE_integer("num_examples", 200_000, "Examples of the synthetic split (--synthetic_lengths).",
+                       flag_values=flag_values)
+  flags.DEFINE_bool("quick", False, "Small models, max_length 32, one short round (< 1 minute; a smoke "
+                    "test).", flag_values=flag_values)
+  flags.DEFINE_bool("write_length_histogram", False, f"Write {os.path.relpath(HISTOGRAM_PATH)} from the "
+                    "real train split and exit.", flag_values=flag_values)
+  flags.DEFINE_string("output_dir", "results", "Where train_throughput_<device>.{json,md} go.",
+                      flag_values=flag_values)
+  flags.DEFINE_string("device_tag", None, "File name tag (default cpu / the accelerator).",
+                      flag_values=flag_values)
+
+
 if __name__ == "__main__":
-  main()
+  _define_flags()
+  app.run(main)

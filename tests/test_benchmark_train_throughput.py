@@ -19,7 +19,7 @@ def test_synthetic_split_follows_the_histogram():
 
 
 def test_quick_run_writes_speedups(tmp_path):
-  report = train_throughput.main(["--quick", f"--output_dir={tmp_path}"])
+  report = train_throughput.run(["--quick", f"--output_dir={tmp_path}"])
   saved = json.load(open(tmp_path / "train_throughput_cpu.json"))
   assert set(saved["speedup"]) == set(train_throughput.QUICK["configs"].split(","))
   for name, entry in saved["models"].items():

@@ -78,19 +78,31 @@ def host_cpu() -> str:
   return platform.processor() or platform.machine()
 
 
-def environment(device, command: str) -> Dict[str, Any]:
-  """Device, host, versions, commit, the command and the load average when it started."""
+def host_environment(command: str, commit_paths: Sequence[str] = ()) -> Dict[str, Any]:
+  """Host, commit, the command and the load average when it started (no JAX needed).
+
+  Args:
+    command: the command line that made the result.
+    commit_paths: only changes under these paths make the commit "+dirty" (see git_commit).
+  """
+  return {
+      "host_cpu": host_cpu(),
+      "cpu_count": os.cpu_count(),
+      "commit": git_commit(commit_paths),
+      "command": command,
+      "date_utc": utc_now(),
+      "load_average_at_start": os.getloadavg()[0],
+  }
+
+
+def environment(device, command: str, commit_paths: Sequence[str] = ()) -> Dict[str, Any]:
+  """Device, versions, and host_environment: what a result that ran on JAX records."""
   import jax  # Imported here: the rest of this module is used without JAX (e.g. by the TF-IDF baseline).
 
   kind = host_cpu() if device.platform == "cpu" else device.device_kind
   return {
       "device": f"{device.platform}: {kind}",
       "device_count": jax.device_count(),
-      "host_cpu": host_cpu(),
-      "cpu_count": os.cpu_count(),
       "jax_version": jax.__version__,
-      "commit": git_commit(),
-      "command": command,
-      "date_utc": utc_now(),
-      "load_average_at_start": os.getloadavg()[0],
+      **host_environment(command, commit_paths),
   }

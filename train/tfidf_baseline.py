@@ -123,14 +123,6 @@ def fit_and_evaluate(splits, c_values: Sequence[float], *, min_df: int = 2, max_
   return provenance.to_jsonable(report)
 
 
-def environment() -> Dict[str, Any]:
-  import sklearn  # pylint: disable=import-outside-toplevel
-
-  return {"command": " ".join(["python -m train.tfidf_baseline"] + sys.argv[1:]),
-          "commit": provenance.git_commit(), "sklearn_version": sklearn.__version__,
-          "cpu_count": os.cpu_count(), "date_utc": provenance.utc_now()}
-
-
 def markdown(report: Dict[str, Any]) -> str:
   env, manual = report["environment"], report["manual_test"]
   pct = lambda x: f"{100 * x:.2f}%"
@@ -161,6 +153,8 @@ def markdown(report: Dict[str, Any]) -> str:
 
 
 def main(argv):
+  import sklearn  # pylint: disable=import-outside-toplevel
+
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = flags.FLAGS.config
@@ -178,7 +172,9 @@ def main(argv):
   report["data"] = data_summary
   report["total_time_s"] = time.perf_counter() - start
   report["peak_memory_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  report["environment"] = environment()
+  report["environment"] = {
+      **provenance.host_environment(" ".join(["python -m train.tfidf_baseline"] + sys.argv[1:])),
+      "sklearn_version": sklearn.__version__}
   os.makedirs(flags.FLAGS.output_dir, exist_ok=True)
   stem = os.path.join(flags.FLAGS.output_dir, "tfidf_baseline")
   with open(stem + ".json", "w", encoding="utf-8") as f:

@@ -1,0 +1,101 @@
+"""Training the study: each (run, seed) trained or reused, its record written, then the summary.
+
+A (run, seed) trains with ``train.train.train_and_evaluate`` in
+``<workdir_root>/<run>/seed<seed>`` and its record goes to
+``<output_dir>/runs/<run>__seed<seed>.json``. A finished run is reused (see ``train_one``)
+unless ``--retrain``; an interrupted one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import traceback
+from typing import Any, Dict
+
+from train import workdir as workdir_lib
+from train.study.report import write_summary
+from train.study.runs import BASE_CONFIGS, FULL_SEEDS, QUICK_SEEDS, StudyOptions, StudyRun
+from train.study.runs import build_config, select_runs
+
+
+def run_file(output_dir: str, run: StudyRun, seed: int) -> str:
+  """The path of the record of one (run, seed): <output_dir>/runs/<run>__seed<seed>.json."""
+  return os.path.join(output_dir, "runs", f"{run.name}__seed{seed}.json")
+
+
+def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]:
+  """Trains (or reuses) one (run, seed) and returns its study record."""
+  from train import train as trainer  # pylint: disable=import-outside-toplevel
+
+  workdir = os.path.join(options.workdir_root, run.name, f"seed{seed}")
+  report_path = os.path.join(workdir, "eval_report.json")
+  config = build_config(run, seed, options)
+  record: Dict[str, Any] = {"run": run.name, "seed": seed, "description": run.description,
+                            "base_config": BASE_CONFIGS[run.base], "overrides": run.overrides,
+                            "quick": options.quick, "dataset": config.dataset,
+                            "workdir": os.path.abspath(workdir)}
+  wanted = workdir_lib.as_json_dict(config)
+  # A finished run is reused from its record in the output dir (committed with the results,
+  # so a study continues on another machine and another day) or from its workdir, if it was
+  # made by a config that differs from this one in no field that changes the trained result
+  # (train.workdir.RESULT_INDEPENDENT_FIELDS may differ, e.g. the log and eval cadences).
+  saved_record = run_file(options.output_dir, run, seed)
+  if os.path.exists(saved_record) and not options.retrain:
+    with open(saved_record, encoding="utf-8") as f:
+      saved = json.load(f)
+    if (saved.get("status") == "ok"
+        and not workdir_lib.result_differences(saved.get("report", {}).get("config", {}), wanted)):
+      saved["reused"] = True
+      return saved
+  if os.path.exists(report_path) and not options.retrain:
+    with open(report_path, encoding="utf-8") as f:
+      report = json.load(f)
+    differences = workdir_lib.result_differences(report.get("config", {}), wanted)
+    if not differences:
+      record.update(status="ok", reused=True, report=report)
+      return record
+    print(f"[study] {run.name} seed {seed}: config changed since {report_path} "
+          f"({', '.join(name for name, _, _ in differences[:5])}); retraining.", flush=True)
+    options = dataclasses.replace(options, retrain=True)
+  if options.retrain and os.path.isdir(workdir):
+    # A stale checkpoint of another config must not be resumed.
+    import shutil  # pylint: disable=import-outside-toplevel
+    shutil.rmtree(workdir)
+  start = time.perf_counter()
+  try:
+    report = trainer.train_and_evaluate(config, workdir)
+  except Exception as e:  # pylint: disable=broad-except
+    # One failed run (e.g. a NaN loss) must not lose the rest of the study.
+    record.update(status="failed", error=f"{type(e).__name__}: {e}",
+                  traceback=traceback.format_exc(limit=5))
+    print(f"[study] {run.name} seed {seed} FAILED: {record['error']}", flush=True)
+    return record
+  record.update(status="ok", reused=False, wall_time_s=time.perf_counter() - start, report=report)
+  return record
+
+
+def run_study(options: StudyOptions) -> Dict[str, Any]:
+  """Trains every selected (run, seed), then rewrites the summary, table and plots."""
+  runs = select_runs(options.runs)
+  seeds = list(options.seeds) if options.seeds is not None else list(
+      QUICK_SEEDS if options.quick else FULL_SEEDS)
+  from train import models  # pylint: disable=import-outside-toplevel
+  for run in runs:  # Fail fast on a bad override, before hours of training.
+    models.create_model(build_config(run, seeds[0], options), vocab_size=2)
+  os.makedirs(os.path.join(options.output_dir, "runs"), exist_ok=True)
+  for run in runs:
+    for seed in seeds:
+      print(f"[study] {run.name} seed {seed}", flush=True)
+      record = train_one(run, seed, options)
+      with open(run_file(options.output_dir, run, seed), "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+      if record["status"] == "ok":
+        report = record["report"]
+        print(f"[study] {run.name} seed {seed}: test acc {report['test']['accuracy']:.4f}, "
+              f"manual {report['manual_test']['binary']['accuracy']:.4f}"
+              f"{' (reused)' if record['reused'] else ''}", flush=True)
+  return write_summary(options)
+
