@@ -1,0 +1,69 @@
+"""The released model under models/: it loads on a fresh clone, predicts, and matches its card.
+
+No training and no prepared data are needed: the model directory holds the parameters, the
+tokenizer and the config. The manual-test check reads the original 498-tweet test file
+(``$SENT140_DATA_DIR``, else ``../shared/data/sentiment140``) and is skipped without it.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from train import evaluate, model_dir, predict
+from train.data import sources
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+MODEL = REPO / "models" / "sent140_mamba"
+REAL_DATA_DIR = os.environ.get(sources.ENV_DATA_DIR, str(REPO.parent / "shared" / "data" / "sentiment140"))
+
+
+@pytest.fixture(scope="module")
+def card():
+  with open(MODEL / "evaluation.json", encoding="utf-8") as f:
+    return json.load(f)
+
+
+def test_release_is_small_and_complete():
+  names = sorted(p.name for p in MODEL.iterdir())
+  assert names == sorted([model_dir.PARAMS_FILE, model_dir.CONFIG_FILE, "tokenizer.model",
+                          "evaluation.json", "README.md"])
+  assert sum(p.stat().st_size for p in MODEL.iterdir()) <= 10 * 2**20
+
+
+def test_obvious_tweets_get_the_obvious_label():
+  predictor = predict.Predictor(model_dir=str(MODEL))
+  probs, num_tokens = predictor.probabilities([
+      "I love this, best day ever :)", "so happy and thankful for my friends",
+      "worst day ever, I hate this", "I am so sad and tired, everything went wrong"])
+  assert (num_tokens > 0).all()
+  assert probs.argmax(axis=1).tolist() == [1, 1, 0, 0]
+  assert (probs.max(axis=1) > 0.7).all()
+
+
+@pytest.mark.real_data
+def test_manual_test_accuracy_is_the_one_in_the_card(card):
+  path = os.path.join(REAL_DATA_DIR, sources.MANUAL_TEST_CSV)
+  if not os.path.isfile(path):
+    pytest.skip(f"{path} not found (set ${sources.ENV_DATA_DIR} to the Sentiment140 folder)")
+  loaded = model_dir.load_exported(str(MODEL))
+  rows = evaluate.read_labelled_file(path)
+  assert len(rows.texts) == 498 and rows.encoding == "latin-1"
+  report = evaluate.score(loaded, rows, float(loaded.config.neutral_threshold))
+  recorded = card["splits"]["manual_test"]["stored"]
+  assert report["binary"]["num_examples"] == recorded["binary"]["num_examples"] == 359
+  assert report["binary"]["accuracy"] == pytest.approx(recorded["binary"]["accuracy"], abs=1e-9)
+  assert report["three_way"]["accuracy"] == pytest.approx(recorded["three_way"]["accuracy"], abs=1e-9)
+
+
+def test_predict_cli_on_a_fresh_clone():
+  """What the README shows: ./run.sh python -m train.predict --model=models/sent140_mamba "tweet"."""
+  result = subprocess.run(
+      [sys.executable, "-m", "train.predict", f"--model={MODEL}", "I love this", "worst day ever"],
+      cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == 2 and "positive" in lines[0] and "negative" in lines[1]
