@@ -23,7 +23,6 @@ Glossary: b batch, l length.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -38,16 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import configs
 from train import models as model_factory
 from train import provenance
 
-# Study model name -> config module (each a get_config() on top of configs/sent140.py).
-MODEL_CONFIGS = {
-    "mamba": "configs.sent140",
-    "transformer": "configs.transformer",
-    "lstm": "configs.lstm",
-    "ssm": "configs.ssm",
-}
 STEP_MODELS = ("mamba", "ssm")  # Models with a recurrent step(token, cache).
 VOCAB_SIZE = 32000
 
@@ -68,7 +61,7 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def build_model(name: str, max_length: int):
   """(module, variables) of a study model with random parameters."""
-  config = importlib.import_module(MODEL_CONFIGS[name]).get_config()
+  config = configs.BY_MODEL[name].get_config()
   if config.model.get("positions") == "learned":
     config.model.max_length = max(config.model.max_length, max_length)
   model = model_factory.create_model(config, VOCAB_SIZE)
@@ -279,9 +272,9 @@ def run_benchmark() -> Dict[str, Any]:
   device = jax.devices()[0]
   on_cpu = device.platform == "cpu"
   lengths = sorted(int(l) for l in FLAGS.lengths)
-  unknown = [m for m in FLAGS.models if m not in MODEL_CONFIGS]
+  unknown = [m for m in FLAGS.models if m not in configs.BY_MODEL]
   if unknown:
-    raise app.UsageError(f"Unknown --models {unknown}; choose from {sorted(MODEL_CONFIGS)}.")
+    raise app.UsageError(f"Unknown --models {unknown}; choose from {sorted(configs.BY_MODEL)}.")
   max_gib = FLAGS.max_memory_gib if FLAGS.max_memory_gib is not None else (6.0 if on_cpu else None)
   max_bytes = None if max_gib is None else max_gib * 2**30
   results: Dict[str, Any] = {
@@ -327,7 +320,7 @@ def main(argv):
 
 def _define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
-  flags.DEFINE_list("models", list(MODEL_CONFIGS), "Models to time.")
+  flags.DEFINE_list("models", list(configs.BY_MODEL), "Models to time.")
   flags.DEFINE_list(
       "lengths", ["16", "64", "256", "1024", "4096", "16384"], "Sequence lengths.")
   flags.DEFINE_integer("batch_size", 32, "Sequences per forward.")

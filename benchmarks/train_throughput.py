@@ -34,7 +34,6 @@ Glossary: b batch, l padded length.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import statistics
@@ -48,16 +47,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import configs
 from train import input_feed, models, provenance, train
 from train.data import batching, pipeline
 from train.data.datasets import Split
 
-CONFIGS = {
-    "mamba": "configs.sent140",
-    "transformer": "configs.transformer",
-    "lstm": "configs.lstm",
-    "ssm": "configs.ssm",
-}
 HISTOGRAM_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sent140_train_lengths.json")
 MODES = ("fixed", "bucketed")
 # --quick: small models and batches, a short window; still every config, both modes, every bound.
@@ -86,7 +80,7 @@ def synthetic_split(histogram: np.ndarray, num_examples: int, vocab_size: int, s
 
 def make_config(name: str, *, bucketed: bool, batch_size: int | None, model_overrides: Dict[str, Any],
                 max_length: int | None = None, bucket_bounds=None):
-  config = importlib.import_module(CONFIGS[name]).get_config()
+  config = configs.BY_MODEL[name].get_config()
   config.bucket_by_length = bucketed
   if max_length:
     config.max_length = max_length
@@ -223,11 +217,11 @@ def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
     settings: the parsed flags (``flags.FLAGS`` when run as a program).
     command: the command line, recorded in the report.
   """
-  names = [n for n in (settings.configs or (QUICK["configs"] if settings.quick else ",".join(CONFIGS))).split(",")
+  names = [n for n in (settings.configs or (QUICK["configs"] if settings.quick else ",".join(configs.BY_MODEL))).split(",")
            if n]
-  unknown = sorted(set(names) - set(CONFIGS))
+  unknown = sorted(set(names) - set(configs.BY_MODEL))
   if unknown:
-    raise app.UsageError(f"Unknown --configs {unknown}; choose from {sorted(CONFIGS)}.")
+    raise app.UsageError(f"Unknown --configs {unknown}; choose from {sorted(configs.BY_MODEL)}.")
   rounds, steps, steps_per_bound = settings.rounds, settings.steps, settings.steps_per_bound
   batch_size, num_examples = settings.batch_size, settings.num_examples
   overrides: Dict[str, Any] = {}
@@ -266,11 +260,12 @@ def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
                             "model_overrides": overrides, "models": {}, "speedup": {}}
   runs = {}
   for name in names:
-    configs = {mode: make_config(name, bucketed=mode == "bucketed", batch_size=batch_size,
-                                 model_overrides=overrides, max_length=max_length, bucket_bounds=bucket_bounds)
-               for mode in MODES}
-    trainer = train.Trainer(configs["fixed"], models.create_model(configs["fixed"], vocab_size), 10**6)
-    runs[name] = {mode: Mode(configs[mode], split, trainer) for mode in MODES}
+    mode_configs = {mode: make_config(name, bucketed=mode == "bucketed", batch_size=batch_size,
+                                      model_overrides=overrides, max_length=max_length,
+                                      bucket_bounds=bucket_bounds)
+                    for mode in MODES}
+    trainer = train.Trainer(mode_configs["fixed"], models.create_model(mode_configs["fixed"], vocab_size), 10**6)
+    runs[name] = {mode: Mode(mode_configs[mode], split, trainer) for mode in MODES}
     for mode in MODES:
       runs[name][mode].compile_all()
       print(f"{name:12s} {mode:9s} compiled {runs[name][mode].compile_s:.1f} s", flush=True)
@@ -282,7 +277,7 @@ def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
         print(f"round {r} {name:12s} {mode:9s} window {runs[name][mode].window_rates[-1]:.0f} ex/s", flush=True)
 
   for name in names:
-    entry = {"num_params": runs[name]["fixed"].num_params, "config": CONFIGS[name]}
+    entry = {"num_params": runs[name]["fixed"].num_params, "config": configs.BY_MODEL[name].__name__}
     for mode in MODES:
       summary = runs[name][mode].summary()
       summary["full_run_estimate_min"] = (runs[name][mode].config.num_epochs * full_train_examples
@@ -329,7 +324,7 @@ def _command(args: Sequence[str]) -> str:
 
 def _define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
-  flags.DEFINE_string("configs", None, f"Comma list of {sorted(CONFIGS)} (default: all; --quick: "
+  flags.DEFINE_string("configs", None, f"Comma list of {sorted(configs.BY_MODEL)} (default: all; --quick: "
                       f"{QUICK['configs']}).", flag_values=flag_values)
   flags.DEFINE_integer("rounds", 3, "Interleaved rounds (modes alternate order).", flag_values=flag_values)
   flags.DEFINE_integer("steps", 12, "Consecutive timed steps per mode and round.", flag_values=flag_values)

@@ -102,6 +102,18 @@ def test_changed_config_stops_before_training_and_names_fields(tmp_path):
   assert json.load(open(os.path.join(folder, "config.json")))["model"]["d_model"] == 32
 
 
+def test_stored_config_of_an_older_version_is_completed_only_where_results_cannot_change():
+  reference = tiny.get_config()
+  stored = workdir_lib.as_json_dict(reference)
+  del stored["download"]  # A config.json written before the field existed.
+  completed = workdir_lib.complete_stored_config(stored, reference, "old/config.json")
+  assert completed.download == reference.download
+  assert completed.model.to_dict() == reference.model.to_dict()
+  del stored["batch_size"]
+  with pytest.raises(ValueError, match=r"old/config.json lacks the config fields batch_size"):
+    workdir_lib.complete_stored_config(stored, reference, "old/config.json")
+
+
 def test_cli_changed_config_exits_2_with_the_fields(tmp_path):
   folder = _fake_run(tmp_path, tiny.get_config())
   result = _run(["train.main", "--config=configs/tiny.py", f"--workdir={folder}", "--config.seed=7"])

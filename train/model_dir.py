@@ -36,9 +36,10 @@ import safetensors.numpy
 
 from configs import sent140
 from train import checkpointing, input_feed, models
+from train import workdir as workdir_lib
 from train.data import batching
 from train.data.datasets import Split
-from train.train import TrainState, create_train_state, eval_step, predict_probabilities
+from train.train import TrainState, eval_step, init_params, predict_probabilities
 
 PARAMS_FILE = "params.safetensors"
 CONFIG_FILE = "config.json"
@@ -107,17 +108,14 @@ def tokenizer_file(directory: str) -> Optional[str]:
 
 
 def read_config(directory: str, what: str) -> ml_collections.ConfigDict:
-  """The run's ``config.json``; fields added to the configs since it was written take the reference
-  config's (configs/sent140.py) values, so code may read every field of today's configs."""
+  """The run's ``config.json``, completed by :func:`train.workdir.complete_stored_config` with the
+  reference config (configs/sent140.py: the top-level fields every config shares)."""
   path = os.path.join(directory, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: {what}")
   with open(path, encoding="utf-8") as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  for name, value in sent140.get_config().items():
-    if name not in config:
-      config[name] = value
-  return config
+    stored = json.load(f)
+  return workdir_lib.complete_stored_config(stored, sent140.get_config(), path)
 
 
 @dataclasses.dataclass
@@ -160,7 +158,7 @@ def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
   config = read_config(workdir, "--workdir must be a training workdir (python -m train.main --workdir=...).")
   tokenizer = load_run_tokenizer(config, workdir)
   model = models.create_model(config, tokenizer.vocab_size)
-  target = _initial_params(config, model)
+  target = _parameter_shapes(config, model)
   checkpoint_dir = os.path.join(workdir, "checkpoints")
   checkpointer = checkpointing.Checkpointer(checkpoint_dir, keep=1, async_save=False)
   if checkpoint == "best":
@@ -174,9 +172,9 @@ def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
                      int(progress["step"]))
 
 
-def _initial_params(config: ml_collections.ConfigDict, model) -> Any:
-  """Freshly initialized parameters: the tree (structure, shapes, dtypes) a checkpoint must match."""
-  return create_train_state(config, model, jax.random.key(0), total_steps=1).params
+def _parameter_shapes(config: ml_collections.ConfigDict, model) -> Any:
+  """The model's parameter tree as shapes and dtypes (``jax.eval_shape``: nothing is computed)."""
+  return jax.eval_shape(lambda: init_params(config, model, jax.random.key(0)))
 
 
 def load_exported(model_dir: str) -> LoadedModel:
@@ -189,7 +187,7 @@ def load_exported(model_dir: str) -> LoadedModel:
   tokenizer = load_run_tokenizer(config, model_dir)
   model = models.create_model(config, tokenizer.vocab_size)
   params, metadata = load_params(params_path)
-  expected = jax.eval_shape(lambda: _initial_params(config, model))
+  expected = _parameter_shapes(config, model)
   if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(
       e.shape != p.shape for e, p in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params))):
     raise ValueError(f"{params_path} does not match the model of {os.path.join(model_dir, CONFIG_FILE)}")

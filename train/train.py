@@ -16,7 +16,7 @@ import functools
 import os
 import shutil
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,12 @@ def total_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -
   return int(config.num_epochs * steps_per_epoch)
 
 
+def init_params(config: ml_collections.ConfigDict, model, params_rng: jax.Array) -> Any:
+  """Freshly initialized float32 parameters of ``model`` (inputs (1, config.max_length))."""
+  dummy = jnp.ones((1, config.max_length), jnp.int32)
+  return jax.jit(functools.partial(model.init, train=False))({"params": params_rng}, dummy, dummy)["params"]
+
+
 def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
                        total_steps: int, init_from: Optional[str] = None) -> TrainState:
   """Initializes parameters (float32) and the optimizer for ``total_steps`` steps.
@@ -67,9 +73,7 @@ def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
   if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
     rng = jax.random.wrap_key_data(rng)
   params_rng, dropout_rng = jax.random.split(rng)
-  dummy = jnp.ones((1, config.max_length), jnp.int32)
-  init = jax.jit(functools.partial(model.init, train=False))
-  params = init({"params": params_rng}, dummy, dummy)["params"]
+  params = init_params(config, model, params_rng)
   if init_from:
     params = pretrained_init.init_from_pretrained(init_from, model, params)
   tx = create_optimizer(config, total_steps, params)

@@ -80,6 +80,30 @@ def result_differences(stored: dict, current: dict) -> list[tuple[str, Any, Any]
   return differences
 
 
+def complete_stored_config(stored: dict, reference: ml_collections.ConfigDict,
+                           source: str) -> ml_collections.ConfigDict:
+  """A stored ``config.json`` (of ``source``) as a ConfigDict with every field of today's configs.
+
+  A config written before a field existed lacks it. Result-independent top-level fields
+  (``RESULT_INDEPENDENT_FIELDS``, e.g. ``download``) take ``reference``'s value: they cannot
+  change what the stored parameters compute. A missing result-changing field is an error,
+  never a silent default. (``model.*`` fields are completed by the model config classes'
+  own defaults, as for a config file that leaves them out.)
+
+  Raises:
+    ValueError: a top-level field outside ``RESULT_INDEPENDENT_FIELDS`` is missing.
+  """
+  config = ml_collections.ConfigDict(stored)
+  missing = [name for name in reference if name not in config]
+  result_changing = [name for name in missing if name not in RESULT_INDEPENDENT_FIELDS]
+  if result_changing:
+    raise ValueError(f"{source} lacks the config fields {', '.join(result_changing)}: it was written by "
+                     "an incompatible version of mamba-jax; retrain or export again")
+  for name in missing:
+    config[name] = reference[name]
+  return config
+
+
 def has_checkpoints(workdir: str) -> bool:
   """Whether ``<workdir>/checkpoints`` holds any saved step (latest or best)."""
   for kind in ("latest", "best"):

@@ -1,6 +1,6 @@
 """What the study runs: the run table, the options of one invocation, and each run's config.
 
-Every run is a base config (``BASE_CONFIGS``) plus dotted-key overrides; ``build_config``
+Every run is a base config (``configs.BY_MODEL``) plus dotted-key overrides; ``build_config``
 adds the study-wide settings (``--quick``, ``--dataset``, ``--set``) and the seed.
 """
 
@@ -9,18 +9,11 @@ from __future__ import annotations
 import ast
 import dataclasses
 import fnmatch
-import importlib
 from typing import Any, Dict, List, Optional, Sequence
 
 import ml_collections
 
-# Short names of the config modules the runs start from.
-BASE_CONFIGS = {
-    "mamba": "configs.sent140",
-    "transformer": "configs.transformer",
-    "lstm": "configs.lstm",
-    "ssm": "configs.ssm",
-}
+import configs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +21,7 @@ class StudyRun:
   """One row of the study: a base config plus dotted-key overrides."""
 
   name: str
-  base: str  # Key of BASE_CONFIGS.
+  base: str  # Key of configs.BY_MODEL.
   description: str
   overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -121,7 +114,7 @@ def set_field(config: ml_collections.ConfigDict, dotted_key: str, value: Any) ->
 
 def build_config(run: StudyRun, seed: int, options: StudyOptions) -> ml_collections.ConfigDict:
   """The config of one (run, seed): base config, run overrides, study-wide settings, seed."""
-  config = importlib.import_module(BASE_CONFIGS[run.base]).get_config()
+  config = configs.BY_MODEL[run.base].get_config()
   settings: Dict[str, Any] = {}
   if options.quick:
     settings.update(QUICK_OVERRIDES)

@@ -15,9 +15,10 @@ import time
 import traceback
 from typing import Any, Dict
 
+import configs
 from train import workdir as workdir_lib
 from train.study.report import write_summary
-from train.study.runs import BASE_CONFIGS, FULL_SEEDS, QUICK_SEEDS, StudyOptions, StudyRun
+from train.study.runs import FULL_SEEDS, QUICK_SEEDS, StudyOptions, StudyRun
 from train.study.runs import build_config, select_runs
 
 
@@ -34,7 +35,7 @@ def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]
   report_path = os.path.join(workdir, "eval_report.json")
   config = build_config(run, seed, options)
   record: Dict[str, Any] = {"run": run.name, "seed": seed, "description": run.description,
-                            "base_config": BASE_CONFIGS[run.base], "overrides": run.overrides,
+                            "base_config": configs.BY_MODEL[run.base].__name__, "overrides": run.overrides,
                             "quick": options.quick, "dataset": config.dataset,
                             "workdir": os.path.abspath(workdir)}
   wanted = workdir_lib.as_json_dict(config)
