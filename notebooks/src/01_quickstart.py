@@ -238,23 +238,24 @@ assert all(r["label"] in ("negative", "positive") for r in strict)
 # %% [markdown]
 # ## 7. Load the checkpoint back
 #
-# The same thing by hand: build the model from the saved config, make a train state of the
-# right shapes, and restore the best checkpoint into it with `train.checkpointing`. The
-# restored parameters reproduce the predictor's probabilities.
+# The same thing by hand: build the model from the saved config, describe its parameter
+# tree (`jax.eval_shape`: shapes and dtypes, nothing computed), and restore only the
+# parameters of the best checkpoint into it with `train.checkpointing` (the optimizer state
+# stays on disk). The restored parameters reproduce the predictor's probabilities.
 
 # %%
 saved_config = predictor.config  # Read back from WORKDIR/config.json.
 model = models.create_model(saved_config, predictor.tokenizer.vocab_size)
-target = training.create_train_state(saved_config, model, jax.random.PRNGKey(0), total_steps=1)
+shapes = jax.eval_shape(lambda: models.init_params(saved_config, model, jax.random.key(0)))
 checkpointer = checkpointing.Checkpointer(str(WORKDIR / "checkpoints"), keep=1, async_save=False)
-state, progress = checkpointer.restore_best(target)
+params, progress = checkpointer.restore_best(shapes, params_only=True)
 checkpointer.close()
 print(f"restored step {progress['step']} (best validation accuracy {progress['best_validation_accuracy']:.3f}), "
-      f"{models.count_params(state.params):,} parameters")
+      f"{models.count_params(params):,} parameters")
 
 tokens = np.asarray(predictor.tokenizer.encode(tweets)).astype(np.int32)
 mask = (tokens != 0).astype(np.int32)
-logits = model.apply({"params": state.params}, tokens, mask, train=False)
+logits = model.apply({"params": params}, tokens, mask, train=False)
 restored = np.asarray(jax.nn.softmax(logits))
 np.testing.assert_allclose(restored, predictor.probabilities(tweets)[0], rtol=1e-5, atol=1e-6)
 print("P(positive) from the restored parameters:", restored[:, 1])
