@@ -22,7 +22,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _num_params(config):
   model = models.create_model(config, 54)
   tokens = jnp.ones((1, 8), jnp.int32)
-  shapes = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0)}, tokens, tokens))
+  shapes = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, tokens, tokens))
   return models.count_params(shapes["params"]), shapes["params"]
 
 
@@ -147,6 +147,11 @@ def test_quick_study_end_to_end(tmp_path):
   # Rerunning a finished (run, seed) reuses its eval report instead of training again.
   record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, options)
   assert record["reused"] is True
+  # Starting the whole study again trains nothing and leaves the committed records as written.
+  before = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
+  study.run_study(options)
+  assert {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")} == before
+  assert all(json.loads(data)["reused"] is False for data in before.values())
   # ... also on another machine, where only the committed run record exists (no workdir).
   elsewhere = dataclasses.replace(options, workdir_root=str(tmp_path / "no_workdirs_here"))
   record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, elsewhere)
