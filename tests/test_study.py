@@ -40,6 +40,7 @@ def test_every_run_builds_its_model_with_its_overrides():
   assert counts["mamba_d_state_1"] < counts["mamba_d_state_4"] < counts["mamba"] < counts[
       "mamba_d_state_64"]
   assert counts["mamba_expand_1"] < counts["mamba"]
+  assert counts["mamba"] < counts["mamba_bidirectional"] < counts["mamba_4_layers"] < counts["mamba_d_model_128"]
   assert counts["ssm"] < counts["mamba_no_bc_selection"] < counts["mamba"]
   assert "conv_kernel" not in params["mamba_no_conv"][1]["layers_0"]["mixer"]
   assert "dt_proj" not in params["ssm"][1]["layers_0"]["mixer"]
