@@ -74,8 +74,11 @@ def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
   if init_from:
     params = pretrained_init.init_from_pretrained(init_from, model, params)
   tx = create_optimizer(config, total_steps, params)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                           dropout_rng=jax.random.key_data(dropout_rng))
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                            dropout_rng=jax.random.key_data(dropout_rng))
+  # A strongly typed step, as a checkpoint restores it: the jitted steps compiled for this state
+  # serve a restored one too (a weakly typed 0 made the final evaluation compile again).
+  return state.replace(step=jnp.asarray(0, jnp.int32))
 
 
 def train_step(state: TrainState, batch: dict, *, task=CLASSIFICATION, label_smoothing: float = 0.0,
@@ -160,9 +163,10 @@ class Trainer:
     input_feed.check_batch_size(config.eval_batch_size, "eval_batch_size")
     replicated = input_feed.replicated(self.mesh)
     sharded = input_feed.batch_sharding(self.mesh)
-    self.initial_state = jax.device_put(
-        create_train_state(config, model, jax.random.key(config.seed), total_steps,
-                           init_from=config.init_from), replicated)
+    state = create_train_state(config, model, jax.random.key(config.seed), total_steps,
+                               init_from=config.init_from)
+    distributed.wait_for_all("train_state")  # The processes' first computation together follows.
+    self.initial_state = jax.device_put(state, replicated)
     step_fn = functools.partial(train_step, task=self.task, label_smoothing=config.label_smoothing,
                                 nan_after_step=config.debug_nan_after_step)
     self.train_step = jax.jit(step_fn, in_shardings=(replicated, sharded),
