@@ -71,6 +71,9 @@ def test_lm_trains_and_reports_perplexity(lm_run):
     assert report[split]["num_tokens"] > 1000
     # Better than guessing uniformly over the vocabulary (where the untrained model is).
     assert report[split]["perplexity"] < VOCAB, report[split]
+  # What python -m train.main prints for it.
+  assert models.task_of(lm_config()).summary(report) == (
+      f"test perplexity {report['test']['perplexity']:.2f}, next-token accuracy {report['test']['accuracy']:.4f}")
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     rows = [json.loads(line) for line in f]
   validation = [r for r in rows if r["split"] == "validation"]

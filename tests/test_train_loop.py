@@ -106,6 +106,7 @@ def test_resume_after_sigkill_gives_identical_parameters(trained, tmp_path):
   assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
   assert "Resuming from step" in resumed.stdout
   report = json.load(open(os.path.join(workdir, "eval_report.json")))
+  assert f"test accuracy {report['test']['accuracy']:.4f}, manual_test binary accuracy" in resumed.stdout
   assert report["resumed_from_step"] >= 16
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     train_steps = [json.loads(line)["step"] for line in f if '"train"' in line]

@@ -174,3 +174,30 @@ class Checkpointer:
   def close(self) -> None:
     self._latest.close()
     self._best.close()
+
+
+def restore_params(checkpoint_dir: str, shapes: Any, checkpoint: str = "best") -> Tuple[Any, int]:
+  """The parameters only (no optimizer state) of a finished or running training workdir.
+
+  Args:
+    checkpoint_dir: ``<workdir>/checkpoints``.
+    shapes: the parameter tree (shapes and dtypes, e.g. ``train.models.parameter_shapes``).
+    checkpoint: "best" (the best-by-validation one, else the newest latest one) or "latest".
+
+  Returns:
+    (params, step of the checkpoint).
+
+  Raises:
+    FileNotFoundError: no readable checkpoint under ``checkpoint_dir``.
+  """
+  checkpointer = Checkpointer(checkpoint_dir, keep=1, async_save=False)
+  try:
+    if checkpoint == "best":
+      params, progress = checkpointer.restore_best(shapes, params_only=True)
+    else:
+      params, progress = checkpointer.restore_latest(shapes, params_only=True)
+  finally:
+    checkpointer.close()
+  if progress is None:
+    raise FileNotFoundError(f"no readable checkpoint under {checkpoint_dir}")
+  return params, int(progress["step"])

@@ -19,8 +19,8 @@ DEFAULT_THRESHOLDS = tuple(np.round(np.arange(0.5, 1.0001, 0.025), 3).tolist())
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-  """Row-wise softmax in float64: (N, c) -> (N, c)."""
-  z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+  """Row-wise softmax in float64: (N, c) -> (N, c); N may be 0."""
+  z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True, initial=-np.inf)
   e = np.exp(z)
   return e / e.sum(axis=-1, keepdims=True)
 

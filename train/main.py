@@ -18,7 +18,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import config_checks, train
+from train import config_checks, models, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
@@ -51,15 +51,7 @@ def main(argv):
   except (ValueError, FileNotFoundError) as e:
     print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr)
     sys.exit(2)
-  if "manual_test" in report:
-    manual = report["manual_test"]
-    print(f"test accuracy {report['test']['accuracy']:.4f}, manual_test binary accuracy "
-          f"{manual['binary']['accuracy']:.4f}, three-way {manual['three_way']['accuracy']:.4f} "
-          f"(threshold {manual['three_way']['threshold']}), ", end="")
-  else:  # A language model (configs/sent140_lm.py).
-    print(f"test perplexity {report['test']['perplexity']:.2f}, next-token accuracy "
-          f"{report['test']['accuracy']:.4f}, ", end="")
-  print(f"{report['examples_per_s']:.0f} examples/s; "
+  print(f"{models.task_of(FLAGS.config).summary(report)}, {report['examples_per_s']:.0f} examples/s; "
         f"report: {os.path.join(os.path.abspath(workdir), 'eval_report.json')}")
   evaluated = report["evaluated_checkpoint"]
   if not evaluated["is_intended"]:

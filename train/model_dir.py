@@ -162,23 +162,9 @@ def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
   config = read_config(workdir, "--workdir must be a training workdir (python -m train.main --workdir=...).")
   tokenizer = load_run_tokenizer(config, workdir)
   model = models.create_model(config, tokenizer.vocab_size)
-  target = _parameter_shapes(config, model)
-  checkpoint_dir = os.path.join(workdir, "checkpoints")
-  checkpointer = checkpointing.Checkpointer(checkpoint_dir, keep=1, async_save=False)
-  if checkpoint == "best":
-    params, progress = checkpointer.restore_best(target, params_only=True)
-  else:
-    params, progress = checkpointer.restore_latest(target, params_only=True)
-  checkpointer.close()
-  if progress is None:
-    raise FileNotFoundError(f"no readable checkpoint under {checkpoint_dir}")
-  return LoadedModel(config, tokenizer, _inference_state(model, params), os.path.abspath(workdir),
-                     int(progress["step"]))
-
-
-def _parameter_shapes(config: ml_collections.ConfigDict, model) -> Any:
-  """The model's parameter tree as shapes and dtypes (``jax.eval_shape``: nothing is computed)."""
-  return jax.eval_shape(lambda: models.init_params(config, model, jax.random.key(0)))
+  params, step = checkpointing.restore_params(os.path.join(workdir, "checkpoints"),
+                                              models.parameter_shapes(config, model), checkpoint)
+  return LoadedModel(config, tokenizer, _inference_state(model, params), os.path.abspath(workdir), step)
 
 
 def load_exported(model_dir: str) -> LoadedModel:
@@ -191,7 +177,7 @@ def load_exported(model_dir: str) -> LoadedModel:
   tokenizer = load_run_tokenizer(config, model_dir)
   model = models.create_model(config, tokenizer.vocab_size)
   params, metadata = load_params(params_path)
-  expected = _parameter_shapes(config, model)
+  expected = models.parameter_shapes(config, model)
   if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(
       e.shape != p.shape for e, p in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params))):
     raise ValueError(f"{params_path} does not match the model of {os.path.join(model_dir, CONFIG_FILE)}")

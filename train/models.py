@@ -66,6 +66,11 @@ def init_params(config: ml_collections.ConfigDict, model: nn.Module, params_rng:
   return jax.jit(functools.partial(model.init, train=False))({"params": params_rng}, dummy, dummy)["params"]
 
 
+def parameter_shapes(config: ml_collections.ConfigDict, model: nn.Module) -> Any:
+  """``model``'s parameter tree as shapes and dtypes (``jax.eval_shape``: nothing is computed)."""
+  return jax.eval_shape(lambda: init_params(config, model, jax.random.key(0)))
+
+
 def count_params(params: Any) -> int:
   """Total number of scalars in a parameter pytree."""
   return int(sum(np.prod(np.shape(x)) for x in jax.tree_util.tree_leaves(params)))

@@ -20,7 +20,6 @@ import json
 import os
 from typing import Optional
 
-import jax
 import ml_collections
 from absl import logging
 
@@ -57,16 +56,12 @@ def _workdir_backbone(path: str, vocab_size: int) -> tuple:
     raise ValueError(f"config.init_from {path} is a workdir of model_type {config.get('model_type')!r}; "
                      "a backbone comes from a 'mamba_lm' workdir (configs/sent140_lm.py)")
   model = models.create_model(config, vocab_size)
-  shapes = jax.eval_shape(lambda: models.init_params(config, model, jax.random.key(0)))
-  checkpointer = checkpointing.Checkpointer(os.path.join(path, "checkpoints"), keep=1, async_save=False,
-                                            repair=False)
   try:
-    params, progress = checkpointer.restore_best(shapes, params_only=True)
-  finally:
-    checkpointer.close()
-  if progress is None:
-    raise ValueError(f"config.init_from {path}: no readable checkpoint under {path}/checkpoints")
-  return model.config, params, int(progress["step"])
+    params, step = checkpointing.restore_params(os.path.join(path, "checkpoints"),
+                                                models.parameter_shapes(config, model))
+  except FileNotFoundError as e:
+    raise ValueError(f"config.init_from {path}: {e}") from None
+  return model.config, params, step
 
 
 def init_from_pretrained(path: str, model, params):

@@ -67,6 +67,14 @@ class Classification:
     """``evaluation.classification_metrics`` of the logits (N, c) of ``split``."""
     return evaluation.classification_metrics(evaluation.softmax(outputs), split.labels, ece_bins)
 
+  @staticmethod
+  def summary(report: dict) -> str:
+    """The final eval report in one line (what ``python -m train.main`` prints)."""
+    manual = report["manual_test"]
+    return (f"test accuracy {report['test']['accuracy']:.4f}, manual_test binary accuracy "
+            f"{manual['binary']['accuracy']:.4f}, three-way {manual['three_way']['accuracy']:.4f} "
+            f"(threshold {manual['three_way']['threshold']})")
+
 
 class NextToken:
   """Language modelling on the tweets' text: the features at position t predict token t + 1.
@@ -153,3 +161,8 @@ class NextToken:
     loss = nll / max(count, 1.0)
     return {"loss": float(loss), "perplexity": float(np.exp(loss)), "accuracy": float(correct / max(count, 1.0)),
             "num_tokens": int(count), "num_examples": int(len(outputs))}
+
+  @staticmethod
+  def summary(report: dict) -> str:
+    """The final eval report in one line (what ``python -m train.main`` prints)."""
+    return f"test perplexity {report['test']['perplexity']:.2f}, next-token accuracy {report['test']['accuracy']:.4f}"

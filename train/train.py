@@ -147,8 +147,7 @@ def predict_outputs(p_eval_step, state: TrainState, split, batch_size: int, mesh
 def predict_probabilities(p_eval_step, state: TrainState, split, batch_size: int, mesh,
                           bounds=None, progress_desc: Optional[str] = None) -> np.ndarray:
   """Softmax probabilities (N, c) of a classifier on every example of ``split``, in its order."""
-  logits = predict_outputs(p_eval_step, state, split, batch_size, mesh, bounds, progress_desc)
-  return evaluation.softmax(logits) if len(logits) else logits
+  return evaluation.softmax(predict_outputs(p_eval_step, state, split, batch_size, mesh, bounds, progress_desc))
 
 
 class Trainer:
@@ -185,8 +184,7 @@ class Trainer:
 
   def probabilities(self, state: TrainState, split, name: str = "") -> np.ndarray:
     """A classifier's softmax probabilities (N, c) of ``split`` in its order."""
-    logits = self.outputs(state, split, name)
-    return evaluation.softmax(logits) if len(logits) else logits
+    return evaluation.softmax(self.outputs(state, split, name))
 
   def evaluate(self, state: TrainState, split, name: str = "") -> dict:
     """The task's metrics of ``split`` (``accuracy`` and ``loss`` among them)."""

@@ -43,7 +43,18 @@ def reusable_record(run: StudyRun, seed: int, options: StudyOptions) -> Optional
 
 
 def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]:
-  """Trains (or reuses) one (run, seed) and returns its study record."""
+  """Trains (or reuses) one (run, seed) and returns its study record.
+
+  A finished run is reused from its record in the output dir (committed with the results,
+  so a study continues on another machine and another day) or from its workdir, if it was
+  made by a config that differs from this one in no field that changes the trained result
+  (train.workdir.RESULT_INDEPENDENT_FIELDS may differ, e.g. the log and eval cadences).
+  """
+  return reusable_record(run, seed, options) or _train_or_reuse_workdir(run, seed, options)
+
+
+def _train_or_reuse_workdir(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]:
+  """The record of (run, seed) from its workdir's eval report if that is reusable, else from training."""
   from train import train as trainer  # pylint: disable=import-outside-toplevel
 
   workdir = os.path.join(options.workdir_root, run.name, f"seed{seed}")
@@ -54,13 +65,6 @@ def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]
                             "quick": options.quick, "dataset": config.dataset,
                             "workdir": os.path.abspath(workdir)}
   wanted = workdir_lib.as_json_dict(config)
-  # A finished run is reused from its record in the output dir (committed with the results,
-  # so a study continues on another machine and another day) or from its workdir, if it was
-  # made by a config that differs from this one in no field that changes the trained result
-  # (train.workdir.RESULT_INDEPENDENT_FIELDS may differ, e.g. the log and eval cadences).
-  saved = reusable_record(run, seed, options)
-  if saved is not None:
-    return saved
   if os.path.exists(report_path) and not options.retrain:
     with open(report_path, encoding="utf-8") as f:
       report = json.load(f)
@@ -100,8 +104,9 @@ def run_study(options: StudyOptions) -> Dict[str, Any]:
   for run in runs:
     for seed in seeds:
       print(f"[study] {run.name} seed {seed}", flush=True)
-      record = train_one(run, seed, options)
-      if reusable_record(run, seed, options) is None:  # A committed record stays as it was written.
+      record = reusable_record(run, seed, options)  # A committed record stays as it was written.
+      if record is None:
+        record = _train_or_reuse_workdir(run, seed, options)
         with open(run_file(options.output_dir, run, seed), "w", encoding="utf-8") as f:
           json.dump(record, f, indent=1)
       if record["status"] == "ok":
