@@ -34,6 +34,8 @@ class MambaLM(nn.Module):
 
   def setup(self):
     cfg = self.config
+    if cfg.bidirectional:
+      raise ValueError("MambaLM is causal: MambaConfig.bidirectional would let it see the tokens it predicts")
     self.backbone = MambaBackbone(cfg)
     nn.share_scope(self, self.backbone)  # Parameters: embed, layers_N, norm_f (+ lm_head), as the classifier.
     if not cfg.tie_embeddings:
@@ -47,6 +49,18 @@ class MambaLM(nn.Module):
     if self.config.tie_embeddings:
       return features @ self.backbone.embedding_table().T
     return self.lm_head(features)
+
+  def logits_of(self, features: Array, ids: Array) -> Array:
+    """Logits of the vocabulary entries ``ids`` only: features (..., m) float32 and ids (k,)
+    shared by every position, or (..., k) per position -> (..., k) float32 (a sampled softmax)."""
+    if self.config.tie_embeddings:
+      rows = self.backbone.embedding_table()[ids]
+    else:
+      rows = self.lm_head.variables["params"]["kernel"].T[ids]
+    rows = rows.astype(jnp.float32)
+    if ids.ndim == 1:
+      return features @ rows.T
+    return jnp.einsum("...m,...km->...k", features, rows)
 
   def encode(
       self, tokens: Array, mask: Array, train: bool = False, return_cache: bool = False

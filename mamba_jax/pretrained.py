@@ -435,29 +435,40 @@ def _flatten(tree: Mapping, prefix: Tuple[str, ...] = ()) -> Dict[Tuple[str, ...
 def load_backbone(path: str, config: MambaConfig, params: Params) -> Tuple[Params, List[str], List[str]]:
   """``params`` (a MambaClassifier's or MambaLM's) with the backbone of the checkpoint at ``path``.
 
-  The embedding, every block and the final norm come from the checkpoint; what
-  the backbone does not have (a classifier's head) keeps its value in ``params``,
-  and the checkpoint's LM head is not used.
+  See :func:`merge_backbone`; the checkpoint is read with :func:`load_pretrained`.
 
-  Returns:
-    (new params, '/'-joined paths loaded, paths kept as given).
   Raises:
     CheckpointError: the checkpoint cannot be read, or its architecture differs
       from ``config`` (every differing field is named).
   """
-  _check_exportable(config)
   pretrained_config, pretrained = load_pretrained(path)
+  return merge_backbone(params, config, pretrained, pretrained_config, path)
+
+
+def merge_backbone(params: Params, config: MambaConfig, pretrained: Params, pretrained_config: MambaConfig,
+                   where: str) -> Tuple[Params, List[str], List[str]]:
+  """``params`` with the embedding, every block and the final norm of ``pretrained``.
+
+  What the backbone does not have (a classifier's head) keeps its value in ``params``,
+  and the pretrained LM head is not used. ``where`` names the source in errors.
+
+  Returns:
+    (new params, '/'-joined paths loaded, paths kept as given).
+  Raises:
+    CheckpointError: the architectures differ (every differing field is named).
+  """
+  _check_exportable(config)
   differing = [f"{field} {getattr(config, field)} here, {getattr(pretrained_config, field)} in the checkpoint"
                for field in BACKBONE_FIELDS if getattr(config, field) != getattr(pretrained_config, field)]
   if differing:
     hint = (" (a vocabulary of another size means another tokenizer)"
             if config.padded_vocab_size != pretrained_config.padded_vocab_size else "")
-    raise CheckpointError(f"{path} does not fit the model: {'; '.join(differing)}{hint}")
+    raise CheckpointError(f"{where} does not fit the model: {'; '.join(differing)}{hint}")
   source = {p: v for p, v in _flatten(pretrained).items() if p[0] != "lm_head"}
   target = _flatten(params)
   missing = sorted("/".join(p) for p in source if p not in target)
   if missing:
-    raise CheckpointError(f"the model has no parameters for {', '.join(missing)} of {path}")
+    raise CheckpointError(f"the model has no parameters for {', '.join(missing)} of {where}")
   loaded, kept, merged = [], [], {}
   for p, value in target.items():
     if p in source:

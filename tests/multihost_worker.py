@@ -1,12 +1,14 @@
-"""One process of a multi-process tiny-config run, recording what it fed and wrote.
+"""One process of a tiny-config run, recording what it fed, wrote, saved and restored.
 
   JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0 \
-      python -m tests.multihost_worker WORKDIR RECORD.json '{"num_train_steps": 24}'
+      python -m tests.multihost_worker WORKDIR RECORD.json '{"distributed": true, "num_train_steps": 24}'
 
-tests/test_train_multihost.py starts one per process id; the process settings come from
-the environment (``train.distributed``). The record holds, per step, the batch rows whose
-data live on this process's devices, and the files ``train.train`` and the metric writer
-opened for writing.
+tests/test_train_multihost.py starts one per process id (and one, not distributed, for
+the 1-process reference); the process settings come from the environment
+(``train.distributed``). The record holds, per step, the batch rows whose data live on
+this process's devices; the files ``train.train``, the metric writer, the workdir claim
+and the eval report opened for writing; and this process's copy of the parameters at
+every latest-checkpoint save and restore.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import builtins
 import json
 import os
 import sys
+import traceback
 
 import jax
 import numpy as np
 
 from tests.train_tiny_run import tiny_config
-from train import input_feed, metric_logging, train
+from train import checkpointing, evaluation, input_feed, metric_logging, train
+from train import workdir as workdir_lib
 
 
 def local_rows(batch: dict) -> dict:
@@ -64,6 +68,30 @@ def record_writes(modules, written: list, base: str) -> None:
     module.open = recording_open
 
 
+def local_params(state) -> list[float]:
+  """This process's copy of ``state.params`` (replicated: its first local shard is whole), flattened."""
+  leaves = jax.tree_util.tree_leaves(state.params)
+  return np.concatenate([np.asarray(leaf.addressable_data(0)).ravel() for leaf in leaves]).tolist()
+
+
+def record_checkpoints(saved: list, restored: list) -> None:
+  """Makes the Checkpointer append {"step", "params"} of every latest-checkpoint save / restore."""
+  save, restore = checkpointing.Checkpointer.save_latest, checkpointing.Checkpointer.restore_latest
+
+  def recording_save(self, step, state, progress):
+    saved.append({"step": step, "params": local_params(state)})
+    return save(self, step, state, progress)
+
+  def recording_restore(self, target, **kwargs):
+    state, progress = restore(self, target, **kwargs)
+    if progress:
+      restored.append({"step": progress["step"], "params": local_params(state)})
+    return state, progress
+
+  checkpointing.Checkpointer.save_latest = recording_save
+  checkpointing.Checkpointer.restore_latest = recording_restore
+
+
 def config_overrides(overrides: dict) -> dict:
   """JSON overrides -> config values (JSON lists become the tuples config fields hold)."""
   return {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
@@ -71,17 +99,25 @@ def config_overrides(overrides: dict) -> dict:
 
 def main(argv: list[str]) -> None:
   workdir, record_path, overrides = argv[1], argv[2], json.loads(argv[3])
-  config = tiny_config(distributed=True, **config_overrides(overrides))
-  fed, written = [], []
+  config = tiny_config(**config_overrides(overrides))
+  fed, written, saved, restored = [], [], [], []
   record_feed(fed)
-  record_writes([train, metric_logging], written, workdir)
+  record_writes([train, metric_logging, workdir_lib, evaluation], written, workdir)
+  record_checkpoints(saved, restored)
   train.train_and_evaluate(config, workdir)
   record = {"process_index": jax.process_index(), "process_count": jax.process_count(),
             "local_devices": jax.local_device_count(), "devices": jax.device_count(),
-            "fed": fed, "written": written}
+            "fed": fed, "written": written, "saved": saved, "restored": restored}
   with open(record_path, "w", encoding="utf-8") as f:
     json.dump(record, f)
 
 
 if __name__ == "__main__":
-  main(sys.argv)
+  try:
+    main(sys.argv)
+  except BaseException:  # pylint: disable=broad-except
+    # Exit at once: at a normal exit JAX waits (minutes) for the other processes, which may
+    # be stuck in a collective this one never joins.
+    traceback.print_exc()
+    sys.stderr.flush()
+    os._exit(1)

@@ -30,9 +30,9 @@ def _small(kind, **overrides):
 
 
 def _init(model, batch=3, length=9, seed=0):
-  tokens = jax.random.randint(jax.random.PRNGKey(seed), (batch, length), 1, VOCAB)
+  tokens = jax.random.randint(jax.random.key(seed), (batch, length), 1, VOCAB)
   mask = jnp.ones((batch, length), jnp.int32)
-  variables = model.init({"params": jax.random.PRNGKey(seed + 1)}, tokens, mask)
+  variables = model.init({"params": jax.random.key(seed + 1)}, tokens, mask)
   return variables, tokens, mask
 
 
@@ -88,7 +88,7 @@ class InterfaceTest(parameterized.TestCase):
     model = _small(kind, num_classes=3)
     variables, tokens, mask = _init(model)
     apply = jax.jit(lambda v, t, m, k: model.apply(v, t, m, train=True, rngs={"dropout": k}))
-    logits = apply(variables, tokens, mask, jax.random.PRNGKey(0))
+    logits = apply(variables, tokens, mask, jax.random.key(0))
     chex.assert_shape(logits, (3, 3))
     chex.assert_type(logits, jnp.float32)
     chex.assert_tree_all_finite(logits)
@@ -101,7 +101,7 @@ class InterfaceTest(parameterized.TestCase):
     eval_b = model.apply(variables, tokens, mask, train=False)
     np.testing.assert_array_equal(eval_a, eval_b)
     train = lambda seed: model.apply(variables, tokens, mask, train=True,
-                                     rngs={"dropout": jax.random.PRNGKey(seed)})
+                                     rngs={"dropout": jax.random.key(seed)})
     np.testing.assert_array_equal(train(1), train(1))
     self.assertGreater(float(jnp.max(jnp.abs(train(1) - train(2)))), 1e-4)
     self.assertGreater(float(jnp.max(jnp.abs(train(1) - eval_a))), 1e-4)
@@ -110,7 +110,7 @@ class InterfaceTest(parameterized.TestCase):
   def test_bfloat16_activations_keep_float32_params_and_logits(self, kind):
     model32, model16 = _small(kind), _small(kind, dtype=jnp.bfloat16)
     variables, tokens, mask = _init(model32)
-    fresh = model16.init({"params": jax.random.PRNGKey(0)}, tokens, mask)
+    fresh = model16.init({"params": jax.random.key(0)}, tokens, mask)
     for leaf in jax.tree_util.tree_leaves(fresh):
       self.assertEqual(leaf.dtype, jnp.float32)
     logits16 = model16.apply(variables, tokens, mask)
@@ -125,7 +125,7 @@ class InterfaceTest(parameterized.TestCase):
 
     def loss(params):
       logits = model.apply({"params": params}, tokens, mask, train=True,
-                           rngs={"dropout": jax.random.PRNGKey(0)})
+                           rngs={"dropout": jax.random.key(0)})
       return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), labels])
 
     grads = jax.jit(jax.grad(loss))(variables["params"])
@@ -138,7 +138,7 @@ class InterfaceTest(parameterized.TestCase):
 
 def _num_params(model, length=4):
   tokens = jnp.ones((1, length), jnp.int32)
-  shapes = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0)}, tokens, tokens))
+  shapes = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, tokens, tokens))
   return sum(x.size for x in jax.tree_util.tree_leaves(shapes["params"]))
 
 

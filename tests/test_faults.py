@@ -196,7 +196,7 @@ def _latest_params(workdir, config):
   from train import models  # pylint: disable=import-outside-toplevel
   from train.data import synthetic  # pylint: disable=import-outside-toplevel
   model = models.create_model(config, synthetic.make_datasets(config).tokenizer.vocab_size)
-  target = train.create_train_state(config, model, jax.random.PRNGKey(0), train_tiny_run.STEPS)
+  target = train.create_train_state(config, model, jax.random.key(0), train_tiny_run.STEPS)
   checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=5, async_save=False)
   state, progress = checkpointer.restore_latest(target)
   checkpointer.close()

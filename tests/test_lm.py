@@ -17,8 +17,8 @@ CONFIG = MambaConfig(vocab_size=45, pad_vocab_size_multiple=8, d_model=16, n_lay
 @pytest.fixture(scope="module")
 def lm():
   model = MambaLM(CONFIG)
-  tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 7), 1, CONFIG.vocab_size)
-  params = model.init({"params": jax.random.PRNGKey(1)}, tokens)["params"]
+  tokens = jax.random.randint(jax.random.key(0), (2, 7), 1, CONFIG.vocab_size)
+  params = model.init({"params": jax.random.key(1)}, tokens)["params"]
   return model, params, tokens
 
 
@@ -26,10 +26,10 @@ def test_vocab_is_padded_and_the_tree_is_the_classifier_backbone(lm):
   model, params, tokens = lm
   assert params["embed"]["embedding"].shape == (48, 16)
   assert model.apply({"params": params}, tokens).shape == (2, 7, 48)
-  classifier = MambaClassifier(CONFIG).init({"params": jax.random.PRNGKey(1)}, tokens, jnp.ones_like(tokens))
+  classifier = MambaClassifier(CONFIG).init({"params": jax.random.key(1)}, tokens, jnp.ones_like(tokens))
   assert sorted(classifier["params"]) == sorted(list(params) + ["head"])
   untied = MambaLM(dataclasses.replace(CONFIG, tie_embeddings=False))
-  assert untied.init({"params": jax.random.PRNGKey(1)}, tokens)["params"]["lm_head"]["kernel"].shape == (16, 48)
+  assert untied.init({"params": jax.random.key(1)}, tokens)["params"]["lm_head"]["kernel"].shape == (16, 48)
 
 
 def test_step_reproduces_parallel_logits(lm):
@@ -58,11 +58,11 @@ def test_greedy_generation_is_argmax_of_the_parallel_forward(lm):
 def test_sampling_never_leaves_the_vocab_and_top_k_1_is_greedy(lm):
   model, params, _ = lm
   prompts = [[3, 9, 4, 17], [8]]
-  hot = generate(model, params, prompts, 12, temperature=50.0, key=jax.random.PRNGKey(3))
+  hot = generate(model, params, prompts, 12, temperature=50.0, key=jax.random.key(3))
   assert hot.min() >= 0 and hot.max() < CONFIG.vocab_size
   assert len(set(hot.ravel().tolist())) > 5  # Nearly uniform at this temperature.
   greedy = generate(model, params, prompts, 12)
-  top1 = generate(model, params, prompts, 12, temperature=50.0, top_k=1, key=jax.random.PRNGKey(3))
+  top1 = generate(model, params, prompts, 12, temperature=50.0, top_k=1, key=jax.random.key(3))
   np.testing.assert_array_equal(top1, greedy)
   # eos: a row stops at its first eos and the rest of it holds eos.
   eos = int(greedy[0, 2])

@@ -23,9 +23,9 @@ def _config(**overrides):
 
 def _init(cfg, batch=3, length=9, seed=0):
   model = MambaClassifier(cfg)
-  tokens = jax.random.randint(jax.random.PRNGKey(seed), (batch, length), 1, VOCAB)
+  tokens = jax.random.randint(jax.random.key(seed), (batch, length), 1, VOCAB)
   mask = jnp.ones((batch, length), jnp.int32)
-  variables = model.init({"params": jax.random.PRNGKey(seed + 1)}, tokens, mask)
+  variables = model.init({"params": jax.random.key(seed + 1)}, tokens, mask)
   return model, variables, tokens, mask
 
 
@@ -207,7 +207,7 @@ class DtypeAndTrainingModeTest(chex.TestCase):
     model32, variables, tokens, mask = _init(cfg32)
     logits16 = MambaClassifier(cfg16).apply(variables, tokens, mask)
     self.assertEqual(logits16.dtype, jnp.float32)
-    fresh = MambaClassifier(cfg16).init({"params": jax.random.PRNGKey(0)}, tokens, mask)
+    fresh = MambaClassifier(cfg16).init({"params": jax.random.key(0)}, tokens, mask)
     for leaf in jax.tree_util.tree_leaves(fresh):
       self.assertEqual(leaf.dtype, jnp.float32)
     logits32 = model32.apply(variables, tokens, mask)
@@ -218,8 +218,8 @@ class DtypeAndTrainingModeTest(chex.TestCase):
     eval_a = model.apply(variables, tokens, mask, train=False)
     eval_b = model.apply(variables, tokens, mask, train=False)
     np.testing.assert_array_equal(eval_a, eval_b)
-    train_a = model.apply(variables, tokens, mask, train=True, rngs={"dropout": jax.random.PRNGKey(1)})
-    train_b = model.apply(variables, tokens, mask, train=True, rngs={"dropout": jax.random.PRNGKey(2)})
+    train_a = model.apply(variables, tokens, mask, train=True, rngs={"dropout": jax.random.key(1)})
+    train_b = model.apply(variables, tokens, mask, train=True, rngs={"dropout": jax.random.key(2)})
     self.assertGreater(float(jnp.max(jnp.abs(train_a - train_b))), 1e-4)
 
   @chex.variants(with_jit=True, without_jit=True)
@@ -237,7 +237,7 @@ class DtypeAndTrainingModeTest(chex.TestCase):
 
     def loss(params):
       logits = model.apply({"params": params}, tokens, mask, train=True,
-                           rngs={"dropout": jax.random.PRNGKey(0)})
+                           rngs={"dropout": jax.random.key(0)})
       return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), labels])
 
     grads = jax.grad(loss)(variables["params"])

@@ -240,9 +240,9 @@ class FusedMixerTest(parameterized.TestCase):
     kwargs = dict(vocab_size=20, d_model=6, n_layers=2, d_state=4, dropout=0.0, **ablation)
     models = {m: MambaClassifier(MambaConfig(scan_method=m, **kwargs))
               for m in ("pallas", "associative")}
-    tokens = jax.random.randint(jax.random.PRNGKey(0), (2, 7), 1, 20)
+    tokens = jax.random.randint(jax.random.key(0), (2, 7), 1, 20)
     mask = jnp.asarray([[1] * 7, [1] * 4 + [0] * 3], jnp.int32)  # One padded row.
-    params = models["associative"].init(jax.random.PRNGKey(1), tokens, mask)["params"]
+    params = models["associative"].init(jax.random.key(1), tokens, mask)["params"]
     calls = []
     fused = pallas_scan.fused_selective_scan
 

@@ -220,7 +220,7 @@ def test_classifier_starts_from_the_pretrained_backbone_with_a_fresh_head(hf_mod
   config, params = hf_model
   classifier = MambaClassifier(MambaConfig(vocab_size=64, d_model=16, n_layers=2, d_state=4))
   tokens = jnp.ones((1, 5), jnp.int32)
-  fresh = classifier.init({"params": jax.random.PRNGKey(0)}, tokens, tokens)["params"]
+  fresh = classifier.init({"params": jax.random.key(0)}, tokens, tokens)["params"]
   merged, loaded, kept = pretrained.load_backbone(HF_DIR, classifier.config, fresh)
   assert sorted(kept) == ["head/bias", "head/kernel"]
   assert len(loaded) == len(_flat(params))

@@ -22,7 +22,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _num_params(config):
   model = models.create_model(config, 54)
   tokens = jnp.ones((1, 8), jnp.int32)
-  shapes = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0)}, tokens, tokens))
+  shapes = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, tokens, tokens))
   return models.count_params(shapes["params"]), shapes["params"]
 
 
@@ -40,6 +40,7 @@ def test_every_run_builds_its_model_with_its_overrides():
   assert counts["mamba_d_state_1"] < counts["mamba_d_state_4"] < counts["mamba"] < counts[
       "mamba_d_state_64"]
   assert counts["mamba_expand_1"] < counts["mamba"]
+  assert counts["mamba"] < counts["mamba_bidirectional"] < counts["mamba_4_layers"] < counts["mamba_d_model_128"]
   assert counts["ssm"] < counts["mamba_no_bc_selection"] < counts["mamba"]
   assert "conv_kernel" not in params["mamba_no_conv"][1]["layers_0"]["mixer"]
   assert "dt_proj" not in params["ssm"][1]["layers_0"]["mixer"]
@@ -147,6 +148,11 @@ def test_quick_study_end_to_end(tmp_path):
   # Rerunning a finished (run, seed) reuses its eval report instead of training again.
   record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, options)
   assert record["reused"] is True
+  # Starting the whole study again trains nothing and leaves the committed records as written.
+  before = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
+  study.run_study(options)
+  assert {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")} == before
+  assert all(json.loads(data)["reused"] is False for data in before.values())
   # ... also on another machine, where only the committed run record exists (no workdir).
   elsewhere = dataclasses.replace(options, workdir_root=str(tmp_path / "no_workdirs_here"))
   record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, elsewhere)

@@ -64,7 +64,7 @@ def test_every_model_gives_the_same_logits_at_any_padded_length(model_type):
   lengths = batching.example_lengths(tokens)
   short = tokens[lengths <= 10][:, :10]
   assert len(short) > 8
-  params = model.init(jax.random.PRNGKey(1), short, (short != 0).astype(np.int32), train=False)
+  params = model.init(jax.random.key(1), short, (short != 0).astype(np.int32), train=False)
   padded = np.pad(short, [(0, 0), (0, 6)])
   logits_short = model.apply(params, short, (short != 0).astype(np.int32), train=False)
   logits_padded = model.apply(params, padded, (padded != 0).astype(np.int32), train=False)

@@ -25,8 +25,8 @@ def test_init_from_loads_the_backbone_and_keeps_a_fresh_head(capsys):
   config = _config()
   assert config.init_from is None
   model = models.create_model(config, 64)
-  scratch = training.create_train_state(config, model, jax.random.PRNGKey(0), 10)
-  state = training.create_train_state(config, model, jax.random.PRNGKey(0), 10, init_from=HF_DIR)
+  scratch = training.create_train_state(config, model, jax.random.key(0), 10)
+  state = training.create_train_state(config, model, jax.random.key(0), 10, init_from=HF_DIR)
   assert "loaded 22 tensors" in capsys.readouterr().out
   _, pretrained = load_pretrained(HF_DIR)
   np.testing.assert_array_equal(state.params["embed"]["embedding"], pretrained["embed"]["embedding"])

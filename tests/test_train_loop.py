@@ -30,7 +30,7 @@ def _final_params(workdir, config):
   """Params of the latest checkpoint in ``workdir`` as numpy arrays, and its step."""
   datasets = synthetic.make_datasets(config)
   model = models.create_model(config, datasets.tokenizer.vocab_size)
-  target = train.create_train_state(config, model, jax.random.PRNGKey(0), STEPS)
+  target = train.create_train_state(config, model, jax.random.key(0), STEPS)
   checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=5, async_save=False)
   state, progress = checkpointer.restore_latest(target)
   checkpointer.close()

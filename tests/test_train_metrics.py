@@ -7,7 +7,7 @@ import pytest
 
 from configs import sent140, tiny
 from train import evaluation, models, optimizer
-from train.train import weighted_cross_entropy
+from train.tasks import weighted_cross_entropy
 
 
 def test_confusion_matrix_and_macro_f1():
@@ -82,7 +82,7 @@ def test_label_smoothing_loss_value():
 def _mamba_params(config):
   model = models.create_model(config, vocab_size=30)
   dummy = jnp.ones((1, 8), jnp.int32)
-  return jax.eval_shape(model.init, jax.random.PRNGKey(0), dummy, dummy)["params"]
+  return jax.eval_shape(model.init, jax.random.key(0), dummy, dummy)["params"]
 
 
 def test_weight_decay_mask_excludes_dynamics_biases_and_norms():

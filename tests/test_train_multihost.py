@@ -1,9 +1,21 @@
-"""Multi-process settings (train.distributed): flags, JAX variables and SLURM, one-line errors.
+"""Multi-process training: CPU processes through ``jax.distributed`` train like one process.
 
-The end-to-end test of two processes training like one is not here yet: it never completed on
-this 2-core machine (see branch ``multihost``, tests/test_train_multihost.py there).
+Workers (tests/multihost_worker.py) on localhost, connected by JAX's own runtime (a
+loopback coordinator on a free port, gloo CPU collectives), train the tiny config for 24
+steps in length buckets, side by side: 1 process (the reference, same global batch),
+2 processes x 1 device (host feed) and 2 processes x 2 devices (device-resident feed; the
+mesh spans processes and devices). Each multi-process run matches the reference: every
+process fed only its own rows of each batch, the loss curve, the parameters both processes
+saved at every checkpoint, one checkpoint per step, and the eval report, written by process
+0 alone. Then the 2-process run resumes from one of its checkpoints, both processes
+restoring it, and matches again. Every worker is killed when one fails or time runs out.
+The runs share a persistent compilation cache in tmp; on CPU JAX keys it per process and
+only process 0 writes it, so in the resumed run process 0 compiles nothing and process 1
+everything (``train.distributed.wait_for_all`` keeps them together). Last, the process
+settings (``train.distributed``): flags, JAX variables and SLURM, one-line errors.
 """
 
+import collections
 import json
 import os
 import shutil
@@ -12,14 +24,12 @@ import subprocess
 import sys
 import time
 
-import jax
 import numpy as np
 import pytest
 
 from tests import multihost_worker
 from tests.train_tiny_run import tiny_config
-from train import checkpointing, distributed, input_feed, models, train
-from train.data import synthetic
+from train import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESSES = 2
@@ -28,15 +38,195 @@ RESUME_FROM = 16  # A checkpoint of the 2-process run (every 8 steps).
 # Two length buckets (8, 16): batch shapes change from step to step. One validation mid-run.
 OVERRIDES = dict(num_train_steps=STEPS, log_every_steps=1, checkpoint_every_steps=8, eval_every_steps=12,
                  keep_checkpoints=2, length_bucket_bounds=[8])
-WORKER_TIMEOUT_S = 400
+# XLA's CPU compiler dominates these runs on a small machine: without LLVM optimization and
+# with the classic fusion emitters it compiles the tiny model's steps ~3x faster.
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+RUN_TIMEOUT_S = 600  # A guard against hangs, not a speed limit.
 # Fields of the eval report that measure time or the device layout, not the model.
 LAYOUT_FIELDS = ("devices", "train_time_s", "examples_per_s", "epoch_time_s", "wall_time_s",
                  "resumed_from_step", "config")
 
 
+Worker = collections.namedtuple("Worker", ["process", "log", "record"])
+
+
 def config_of(**overrides):
   """The tiny config with OVERRIDES (lists -> tuples, as the worker does)."""
   return tiny_config(**multihost_worker.config_overrides({**OVERRIDES, **overrides}))
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_workers(cache, workdir, overrides, processes, local_devices) -> list[Worker]:
+  """Starts the workers of one run; one process is an ordinary run, several connect through JAX.
+
+  Their output goes to ``<workdir>.process<i>.log``, their records to ``<workdir>.process<i>.json``.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": cache,
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+         "XLA_FLAGS": f"--xla_force_host_platform_device_count={local_devices} {FAST_COMPILE}"}
+  if processes > 1:
+    env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}", JAX_NUM_PROCESSES=str(processes))
+  overrides = json.dumps({**overrides, "distributed": processes > 1})
+  workers = []
+  for index in range(processes):
+    log, record = f"{workdir}.process{index}.log", f"{workdir}.process{index}.json"
+    with open(log, "w", encoding="utf-8") as f:
+      workers.append(Worker(subprocess.Popen(
+          [sys.executable, "-m", "tests.multihost_worker", workdir, record, overrides], cwd=REPO,
+          env={**env, "JAX_PROCESS_ID": str(index)}, stdin=subprocess.DEVNULL, stdout=f,
+          stderr=subprocess.STDOUT), log, record))
+  return workers
+
+
+def read(path: str) -> str:
+  with open(path, encoding="utf-8") as f:
+    return f.read()
+
+
+def run_side_by_side(cache, *runs):
+  """Runs the workers of all ``runs`` at once -> (records, logs) of each run.
+
+  ``runs``: (workdir, overrides, processes, local_devices) each. Every worker is killed when
+  one fails or time runs out.
+  """
+  started = []
+  try:
+    for run in runs:
+      started.append(start_workers(cache, *run))
+    workers = [worker for run in started for worker in run]
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while (any(w.process.poll() is None for w in workers) and not any(w.process.poll() for w in workers)
+           and time.monotonic() < deadline):
+      time.sleep(0.2)
+  finally:
+    for worker in (worker for run in started for worker in run):
+      if worker.process.poll() is None:
+        worker.process.kill()
+      worker.process.wait()
+  for worker in workers:
+    assert worker.process.returncode == 0, f"{worker.log} exited with {worker.process.returncode}:\n" + (
+        "\n".join(f"--- {w.log}\n{read(w.log)[-3000:]}" for w in workers))
+  return [([json.loads(read(w.record)) for w in run], [read(w.log) for w in run]) for run in started]
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory):
+  """A persistent XLA cache shared by the workers: the resumed run reuses programs of the first."""
+  return str(tmp_path_factory.mktemp("xla_cache"))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, compilation_cache):
+  """{name: (workdir, records, logs)}: the 1-process reference, 2 processes, 2 processes x 2 devices.
+
+  The three run side by side: their five processes keep the cores busy while some wait.
+  """
+  root = tmp_path_factory.mktemp("runs")
+  kinds = {"one_process": (OVERRIDES, 1, 1), "two_processes": (OVERRIDES, PROCESSES, 1),
+           "two_by_two": ({**OVERRIDES, "train_data_on_device": True}, PROCESSES, 2)}
+  results = run_side_by_side(compilation_cache, *[(str(root / name), *kind) for name, kind in kinds.items()])
+  (record,), _ = results[0]
+  assert (record["process_count"], record["devices"]) == (1, 1)
+  return {name: (str(root / name), *result) for name, result in zip(kinds, results)}
+
+
+def train_losses(workdir) -> list[float]:
+  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f]
+  steps = [r["step"] for r in rows if r["split"] == "train"]
+  assert steps == list(range(1, STEPS + 1))
+  return [r["loss"] for r in rows if r["split"] == "train"]
+
+
+def checkpoint_steps(workdir) -> dict:
+  root = os.path.join(workdir, "checkpoints")
+  return {kind: sorted(os.listdir(os.path.join(root, kind))) for kind in ("latest", "best")}
+
+
+def assert_reports_match(got, want, path="report"):
+  """Equal structure; numbers within float tolerance."""
+  if isinstance(want, dict):
+    assert set(got) == set(want), path
+    for key in want:
+      assert_reports_match(got[key], want[key], f"{path}.{key}")
+  elif isinstance(want, list):
+    assert len(got) == len(want), path
+    for i, (g, w) in enumerate(zip(got, want)):
+      assert_reports_match(g, w, f"{path}[{i}]")
+  elif isinstance(want, float):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=path)
+  else:
+    assert got == want, path
+
+
+def check_fed_slices(records, reference_fed, first_step=0):
+  """Each process fed exactly its contiguous 1/PROCESSES of every reference batch, nothing else."""
+  rows = len(reference_fed[0]["label"]) // PROCESSES
+  for index, record in enumerate(records):
+    assert record["process_index"] == index and record["process_count"] == PROCESSES
+    assert len(record["fed"]) == len(reference_fed) - first_step
+    for step, (fed, whole) in enumerate(zip(record["fed"], reference_fed[first_step:]), first_step + 1):
+      assert (fed["start"], fed["stop"]) == (index * rows, (index + 1) * rows), f"process {index} step {step}"
+      assert fed["tokens"] == whole["tokens"][fed["start"]:fed["stop"]], f"process {index} step {step}"
+      assert fed["label"] == whole["label"][fed["start"]:fed["stop"]], f"process {index} step {step}"
+
+
+def check_like_one_process(workdir, records, reference, first_step=0):
+  """Fed rows, loss curve, parameters, checkpoints, report and its writer match the 1-process run."""
+  reference_dir, (one,), _ = reference
+  check_fed_slices(records, one["fed"], first_step)
+  assert records[1]["written"] == []  # Process 1 writes no report, config or metrics.
+  assert {"config.json.partial", "metrics.jsonl", "eval_report.json"} <= set(records[0]["written"])
+  np.testing.assert_allclose(train_losses(workdir), train_losses(reference_dir), rtol=2e-5, atol=1e-6)
+  # Both processes saved the same parameters at every checkpoint, those of the 1-process run.
+  want = [s for s in one["saved"] if s["step"] > first_step]
+  for record in records:
+    assert [s["step"] for s in record["saved"]] == [s["step"] for s in want]
+  for mine, theirs, alone in zip(records[0]["saved"], records[1]["saved"], want):
+    assert mine["params"] == theirs["params"], f"step {alone['step']}: the processes' parameters differ"
+    np.testing.assert_allclose(mine["params"], alone["params"], rtol=1e-4, atol=1e-6,
+                               err_msg=f"step {alone['step']}")
+  assert checkpoint_steps(workdir) == checkpoint_steps(reference_dir)  # One checkpoint per step.
+  with open(os.path.join(workdir, "eval_report.json"), encoding="utf-8") as f:
+    report = json.load(f)
+  with open(os.path.join(reference_dir, "eval_report.json"), encoding="utf-8") as f:
+    reference_report = json.load(f)
+  assert report["devices"] == records[0]["devices"]
+  assert_reports_match({k: v for k, v in report.items() if k not in LAYOUT_FIELDS},
+                       {k: v for k, v in reference_report.items() if k not in LAYOUT_FIELDS})
+
+
+def test_two_processes_train_and_resume_like_one(runs, compilation_cache):
+  workdir, records, _ = runs["two_processes"]
+  assert [(r["local_devices"], r["devices"]) for r in records] == [(1, PROCESSES)] * PROCESSES
+  check_like_one_process(workdir, records, runs["one_process"])
+  assert len({len(fed["tokens"][0]) for fed in records[0]["fed"]}) > 1  # Length buckets.
+  saved = {s["step"]: s["params"] for s in records[0]["saved"]}
+
+  # A crash after step RESUME_FROM: drop what came later; both processes restore that checkpoint.
+  for kind, steps in checkpoint_steps(workdir).items():
+    for step in steps:
+      if int(step) > RESUME_FROM:
+        shutil.rmtree(os.path.join(workdir, "checkpoints", kind, step))
+  os.remove(os.path.join(workdir, "eval_report.json"))
+  [(records, logs)] = run_side_by_side(compilation_cache, (workdir, OVERRIDES, PROCESSES, 1))
+  for log, record in zip(logs, records):
+    assert f"Resuming from step {RESUME_FROM}" in log
+    assert record["restored"] == [{"step": RESUME_FROM, "params": saved[RESUME_FROM]}]
+  check_like_one_process(workdir, records, runs["one_process"], first_step=RESUME_FROM)
+
+
+def test_two_processes_of_two_devices_train_like_one(runs):
+  workdir, records, _ = runs["two_by_two"]
+  assert [(r["local_devices"], r["devices"]) for r in records] == [(2, 2 * PROCESSES)] * PROCESSES
+  check_like_one_process(workdir, records, runs["one_process"])
+  assert len({len(fed["tokens"][0]) for fed in records[0]["fed"]}) > 1  # Length buckets.
 
 
 def settings(environ=None, **fields):

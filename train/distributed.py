@@ -17,6 +17,9 @@ Each setting comes from the config (``--config.coordinator_address``,
 Sources that give different values for one setting are an error, and so is an
 environment of several processes with ``config.distributed`` off (each would train alone
 into the same workdir).
+
+``wait_for_all`` is a barrier of JAX's coordination service, for the one place where the
+processes must not arrive far apart: their first computation together (see its docstring).
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ from typing import Mapping, Optional
 
 import jax
 import ml_collections
+import orbax.checkpoint as ocp
+
+
+# How long a process waits at a barrier for the slowest one (data loading, compilation).
+BARRIER_TIMEOUT_S = 30 * 60
 
 
 class DistributedSettingsError(ValueError):
@@ -124,3 +132,15 @@ def initialize(config: ml_collections.ConfigDict, environ: Optional[Mapping[str,
   jax.config.update("jax_cpu_collectives_implementation", config.cpu_collectives)
   jax.distributed.initialize(coordinator_address=settings.coordinator_address,
                              num_processes=settings.num_processes, process_id=settings.process_id)
+
+
+def wait_for_all(name: str) -> None:
+  """Blocks until every process has called ``wait_for_all(name)``; a no-op in a single process.
+
+  A barrier of JAX's coordination service (through Orbax), not a collective. On CPU,
+  XLA's gloo collectives give the processes only 30 s to join the first collective between
+  them ("Gloo context initialization failed: DEADLINE_EXCEEDED"), while processes that load
+  data or compile at different speeds, or find different programs in a compilation cache,
+  drift further apart than that. Call it right before the first cross-process computation.
+  """
+  ocp.multihost.get_barrier_sync_fn()(key=name, timeout_ms=BARRIER_TIMEOUT_S * 1000)

@@ -51,10 +51,15 @@ def main(argv):
   except (ValueError, FileNotFoundError) as e:
     print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr)
     sys.exit(2)
-  manual = report["manual_test"]
-  print(f"test accuracy {report['test']['accuracy']:.4f}, manual_test binary accuracy "
-        f"{manual['binary']['accuracy']:.4f}, three-way {manual['three_way']['accuracy']:.4f} "
-        f"(threshold {manual['three_way']['threshold']}), {report['examples_per_s']:.0f} examples/s; "
+  if "manual_test" in report:
+    manual = report["manual_test"]
+    print(f"test accuracy {report['test']['accuracy']:.4f}, manual_test binary accuracy "
+          f"{manual['binary']['accuracy']:.4f}, three-way {manual['three_way']['accuracy']:.4f} "
+          f"(threshold {manual['three_way']['threshold']}), ", end="")
+  else:  # A language model (configs/sent140_lm.py).
+    print(f"test perplexity {report['test']['perplexity']:.2f}, next-token accuracy "
+          f"{report['test']['accuracy']:.4f}, ", end="")
+  print(f"{report['examples_per_s']:.0f} examples/s; "
         f"report: {os.path.join(os.path.abspath(workdir), 'eval_report.json')}")
   evaluated = report["evaluated_checkpoint"]
   if not evaluated["is_intended"]:

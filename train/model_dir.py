@@ -35,11 +35,11 @@ import safetensors.flax
 import safetensors.numpy
 
 from configs import sent140
-from train import checkpointing, input_feed, models
+from train import checkpointing, input_feed, models, tasks
 from train import workdir as workdir_lib
 from train.data import batching
 from train.data.datasets import Split
-from train.train import TrainState, eval_step, init_params, predict_probabilities
+from train.train import TrainState, eval_step, predict_probabilities
 
 PARAMS_FILE = "params.safetensors"
 CONFIG_FILE = "config.json"
@@ -115,7 +115,11 @@ def read_config(directory: str, what: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f"{path} not found: {what}")
   with open(path, encoding="utf-8") as f:
     stored = json.load(f)
-  return workdir_lib.complete_stored_config(stored, sent140.get_config(), path)
+  config = workdir_lib.complete_stored_config(stored, sent140.get_config(), path)
+  if models.task_of(config) is not tasks.Classification:
+    raise ValueError(f"{directory} holds a {config.model_type!r} model, not a classifier; a language model "
+                     "workdir is used as --config.init_from of a classifier run")
+  return config
 
 
 @dataclasses.dataclass
@@ -174,7 +178,7 @@ def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
 
 def _parameter_shapes(config: ml_collections.ConfigDict, model) -> Any:
   """The model's parameter tree as shapes and dtypes (``jax.eval_shape``: nothing is computed)."""
-  return jax.eval_shape(lambda: init_params(config, model, jax.random.key(0)))
+  return jax.eval_shape(lambda: models.init_params(config, model, jax.random.key(0)))
 
 
 def load_exported(model_dir: str) -> LoadedModel:

@@ -1,11 +1,13 @@
-"""Builds the classifier named by ``config.model_type``.
+"""Builds the model named by ``config.model_type`` and says which task it trains on.
 
-Every model maps tokens (b, l) int32 and mask (b, l) to logits (b, c) float32
-(glossary: b batch, l length, c classes).
+Every model maps tokens (b, l) int32 and mask (b, l) to float32 logits: the classifiers
+to (b, c), the language model to (b, l, v) (glossary: b batch, l length, c classes,
+v padded vocabulary).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -14,14 +16,16 @@ import ml_collections
 import numpy as np
 from flax import linen as nn
 
-from mamba_jax import MambaClassifier, MambaConfig
+from mamba_jax import MambaClassifier, MambaConfig, MambaLM
 from mamba_jax.baselines import LSTMClassifier, LSTMConfig, TransformerClassifier, TransformerConfig
+from train import tasks
 
-# model_type -> (config class, classifier class).
+# model_type -> (config class, model class, task).
 MODELS = {
-    "mamba": (MambaConfig, MambaClassifier),
-    "transformer": (TransformerConfig, TransformerClassifier),
-    "lstm": (LSTMConfig, LSTMClassifier),
+    "mamba": (MambaConfig, MambaClassifier, tasks.Classification),
+    "transformer": (TransformerConfig, TransformerClassifier, tasks.Classification),
+    "lstm": (LSTMConfig, LSTMClassifier, tasks.Classification),
+    "mamba_lm": (MambaConfig, MambaLM, tasks.NextToken),  # configs/sent140_lm.py: pretraining.
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 NUM_CLASSES = 2  # Trained on negative / positive only; "neutral" comes from a confidence threshold.
@@ -33,11 +37,20 @@ def activation_dtype(name: str) -> Any:
   return DTYPES[name]
 
 
-def create_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
-  """``<Model>Classifier(<Model>Config(vocab_size, num_classes=2, dtype, **config.model))``."""
+def _entry(config: ml_collections.ConfigDict) -> tuple:
   if config.model_type not in MODELS:
     raise ValueError(f"config.model_type must be one of {sorted(MODELS)}, got {config.model_type!r}")
-  config_cls, model_cls = MODELS[config.model_type]
+  return MODELS[config.model_type]
+
+
+def task_of(config: ml_collections.ConfigDict):
+  """The task (``train.tasks``) that ``config.model_type`` trains on."""
+  return _entry(config)[2]
+
+
+def create_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
+  """``<Model>(<Model>Config(vocab_size, num_classes=2, dtype, **config.model))``."""
+  config_cls, model_cls, _ = _entry(config)
   fields = config.model.to_dict()
   try:
     model_config = config_cls(
@@ -45,6 +58,12 @@ def create_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Modul
   except TypeError as e:
     raise ValueError(f"config.model does not fit {config_cls.__name__}: {e}") from e
   return model_cls(model_config)
+
+
+def init_params(config: ml_collections.ConfigDict, model: nn.Module, params_rng: jax.Array) -> Any:
+  """Freshly initialized float32 parameters of ``model`` (inputs (1, config.max_length))."""
+  dummy = jnp.ones((1, config.max_length), jnp.int32)
+  return jax.jit(functools.partial(model.init, train=False))({"params": params_rng}, dummy, dummy)["params"]
 
 
 def count_params(params: Any) -> int:

@@ -27,12 +27,15 @@ from absl import logging
 from flax.training import train_state
 from tqdm import tqdm
 
-from train import checkpointing, distributed, evaluation, input_feed, models, pretrained_init, provenance
+from train import checkpointing, distributed, evaluation, input_feed, models, pretrained_init, provenance, tasks
 from train import workdir as workdir_lib
 from train.data import batching, pipeline
 from train.data import summary as summary_lib
 from train.metric_logging import MetricWriter
 from train.optimizer import create_optimizer, learning_rate_schedule
+
+
+CLASSIFICATION = tasks.Classification()
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,12 +60,6 @@ def total_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -
   return int(config.num_epochs * steps_per_epoch)
 
 
-def init_params(config: ml_collections.ConfigDict, model, params_rng: jax.Array) -> Any:
-  """Freshly initialized float32 parameters of ``model`` (inputs (1, config.max_length))."""
-  dummy = jnp.ones((1, config.max_length), jnp.int32)
-  return jax.jit(functools.partial(model.init, train=False))({"params": params_rng}, dummy, dummy)["params"]
-
-
 def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
                        total_steps: int, init_from: Optional[str] = None) -> TrainState:
   """Initializes parameters (float32) and the optimizer for ``total_steps`` steps.
@@ -74,26 +71,18 @@ def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
   if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
     rng = jax.random.wrap_key_data(rng)
   params_rng, dropout_rng = jax.random.split(rng)
-  params = init_params(config, model, params_rng)
+  params = models.init_params(config, model, params_rng)
   if init_from:
     params = pretrained_init.init_from_pretrained(init_from, model, params)
   tx = create_optimizer(config, total_steps, params)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                           dropout_rng=jax.random.key_data(dropout_rng))
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                            dropout_rng=jax.random.key_data(dropout_rng))
+  # A strongly typed step, as a checkpoint restores it: the jitted steps compiled for this state
+  # serve a restored one too (a weakly typed 0 made the final evaluation compile again).
+  return state.replace(step=jnp.asarray(0, jnp.int32))
 
 
-def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
-                           label_smoothing: float) -> jax.Array:
-  """Mean over weighted rows of softmax CE against ``smooth_labels(one_hot(labels), eps)``.
-
-  logits (b, c), labels (b,) int, weights (b,) float -> scalar.
-  """
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
-  per_example = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
-  return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1e-8)
-
-
-def train_step(state: TrainState, batch: dict, *, label_smoothing: float = 0.0,
+def train_step(state: TrainState, batch: dict, *, task=CLASSIFICATION, label_smoothing: float = 0.0,
                nan_after_step: int = -1) -> tuple[TrainState, dict]:
   """One AdamW step on ``batch``; a step whose loss or gradient is not finite leaves the state unchanged.
 
@@ -103,96 +92,114 @@ def train_step(state: TrainState, batch: dict, *, label_smoothing: float = 0.0,
   Args:
     state: the TrainState.
     batch: tokens (b, l), mask (b, l), label (b,), weight (b,).
+    task: what the model is scored on (a ``train.tasks`` task).
     label_smoothing: epsilon of ``optax.smooth_labels``.
     nan_after_step: test hook; from this step on the loss is multiplied by NaN (-1: off).
 
   Returns:
-    (new state, metrics: loss, accuracy, grad_norm, finite (bool), weight).
+    (new state, metrics: loss, accuracy, grad_norm, finite (bool)).
   """
   dropout_rng = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_rng), state.step)
 
   def loss_fn(params):
-    logits = state.apply_fn({"params": params}, batch["tokens"], batch["mask"], train=True,
-                            rngs={"dropout": dropout_rng})
-    loss = weighted_cross_entropy(logits, batch["label"], batch["weight"], label_smoothing)
+    loss, accuracy = task.loss(state.apply_fn, params, batch, dropout_rng, label_smoothing)
     if nan_after_step >= 0:
       loss = loss * jnp.where(state.step >= nan_after_step, jnp.nan, 1.0)
-    return loss, logits
+    return loss, accuracy
 
-  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grad_norm = optax.global_norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   updated = state.apply_gradients(grads=grads)
   new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), updated, state)
-  weight_sum = jnp.sum(batch["weight"])
-  correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-  metrics = {
-      "loss": loss,
-      "accuracy": jnp.sum(correct * batch["weight"]) / jnp.maximum(weight_sum, 1e-8),
-      "grad_norm": grad_norm,
-      "finite": finite,
-  }
+  metrics = {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "finite": finite}
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict) -> jax.Array:
-  """Logits (b, c) float32 of ``batch`` without dropout."""
-  return state.apply_fn({"params": state.params}, batch["tokens"], batch["mask"], train=False).astype(
-      jnp.float32)
+def eval_step(state: TrainState, batch: dict, *, task=CLASSIFICATION) -> jax.Array:
+  """``task.eval_outputs`` of ``batch`` without dropout: the classifiers' logits (b, c) float32."""
+  logits = state.apply_fn({"params": state.params}, batch["tokens"], batch["mask"], train=False)
+  return task.eval_outputs(logits, batch)
 
 
-def predict_probabilities(p_eval_step, state: TrainState, split, batch_size: int, mesh,
-                          bounds=None, progress_desc: Optional[str] = None) -> np.ndarray:
-  """Softmax probabilities (N, c) of every example of ``split``, in the split's order.
+def predict_outputs(p_eval_step, state: TrainState, split, batch_size: int, mesh,
+                    bounds=None, progress_desc: Optional[str] = None) -> np.ndarray:
+  """The eval step's rows (N, ...) for every example of ``split``, in the split's order.
 
   Batches are bucketed by length (``bounds``, see ``train.data.batching.eval_batches``);
-  each row's prediction is put back at its example's index. ``progress_desc``: show a
-  progress bar with this title.
+  each row's output is put back at its example's index. ``progress_desc``: show a
+  progress bar with this title. An empty split gives (0, 2).
   """
   sharding = input_feed.batch_sharding(mesh)
-  logits = None
+  outputs = None
   batches = batching.eval_batches(split, batch_size, bounds)
   if progress_desc:
     batches = tqdm(batches, desc=progress_desc, unit="batch", leave=False, mininterval=1.0,
                    disable=jax.process_index() != 0)
   for rows, batch in batches:
     out = np.asarray(jax.device_get(p_eval_step(state, input_feed.shard_batch(batch, sharding))))
-    if logits is None:
-      logits = np.zeros((len(split), out.shape[-1]), out.dtype)
+    if outputs is None:
+      outputs = np.zeros((len(split),) + out.shape[1:], out.dtype)
     keep = rows >= 0
-    logits[rows[keep]] = out[keep]
-  if logits is None:
-    return np.zeros((0, 2))
-  return evaluation.softmax(logits)
+    outputs[rows[keep]] = out[keep]
+  return np.zeros((0, 2)) if outputs is None else outputs
+
+
+def predict_probabilities(p_eval_step, state: TrainState, split, batch_size: int, mesh,
+                          bounds=None, progress_desc: Optional[str] = None) -> np.ndarray:
+  """Softmax probabilities (N, c) of a classifier on every example of ``split``, in its order."""
+  logits = predict_outputs(p_eval_step, state, split, batch_size, mesh, bounds, progress_desc)
+  return evaluation.softmax(logits) if len(logits) else logits
 
 
 class Trainer:
-  """Holds the compiled steps and the device layout of one run."""
+  """Holds the compiled steps, the task and the device layout of one run."""
 
-  def __init__(self, config: ml_collections.ConfigDict, model, total_steps: int):
+  def __init__(self, config: ml_collections.ConfigDict, model, total_steps: int, train_split=None):
+    """``train_split``: what a task may derive from the training data (the LM's sampled softmax)."""
     self.config = config
+    self.task = models.task_of(config).for_run(config, train_split)
     self.mesh = input_feed.make_mesh()
     input_feed.check_batch_size(config.batch_size)
     input_feed.check_batch_size(config.eval_batch_size, "eval_batch_size")
     replicated = input_feed.replicated(self.mesh)
     sharded = input_feed.batch_sharding(self.mesh)
-    self.initial_state = jax.device_put(
-        create_train_state(config, model, jax.random.key(config.seed), total_steps,
-                           init_from=config.init_from), replicated)
-    step_fn = functools.partial(train_step, label_smoothing=config.label_smoothing,
+    state = create_train_state(config, model, jax.random.key(config.seed), total_steps,
+                               init_from=config.init_from)
+    distributed.wait_for_all("train_state")  # The processes' first computation together follows.
+    self.initial_state = jax.device_put(state, replicated)
+    step_fn = functools.partial(train_step, task=self.task, label_smoothing=config.label_smoothing,
                                 nan_after_step=config.debug_nan_after_step)
     self.train_step = jax.jit(step_fn, in_shardings=(replicated, sharded),
                               out_shardings=(replicated, replicated), donate_argnums=(0,))
-    self.eval_step = jax.jit(eval_step, in_shardings=(replicated, sharded), out_shardings=replicated)
+    self.eval_step = jax.jit(functools.partial(eval_step, task=self.task),
+                             in_shardings=(replicated, sharded), out_shardings=replicated)
 
-  def probabilities(self, state: TrainState, split, name: str = "") -> np.ndarray:
-    """Softmax probabilities (N, c) of ``split`` in its order, evaluated in length buckets.
+  def outputs(self, state: TrainState, split, name: str = "") -> np.ndarray:
+    """The eval step's rows (N, ...) of ``split`` in its order, evaluated in length buckets.
 
     ``name`` titles the progress bar ("evaluate <name>").
     """
-    return predict_probabilities(self.eval_step, state, split, self.config.eval_batch_size, self.mesh,
-                                 batching.config_bounds(self.config, split.max_length),
-                                 progress_desc=f"evaluate {name}" if name else None)
+    return predict_outputs(self.eval_step, state, split, self.config.eval_batch_size, self.mesh,
+                           batching.config_bounds(self.config, split.max_length),
+                           progress_desc=f"evaluate {name}" if name else None)
+
+  def probabilities(self, state: TrainState, split, name: str = "") -> np.ndarray:
+    """A classifier's softmax probabilities (N, c) of ``split`` in its order."""
+    logits = self.outputs(state, split, name)
+    return evaluation.softmax(logits) if len(logits) else logits
+
+  def evaluate(self, state: TrainState, split, name: str = "") -> dict:
+    """The task's metrics of ``split`` (``accuracy`` and ``loss`` among them)."""
+    return self.task.metrics(self.outputs(state, split, name), split, self.config.ece_bins)
+
+  def split_metrics(self, state: TrainState, splits: dict) -> dict:
+    """The final report's metrics: a classifier's validation, test and manual_test
+    (``evaluation.split_metrics``); a language model's validation and test."""
+    if isinstance(self.task, tasks.Classification):
+      return evaluation.split_metrics(functools.partial(self.probabilities, state), splits,
+                                      self.config.neutral_threshold, self.config.ece_bins)
+    return {name: self.evaluate(state, splits[name], name) for name in ("validation", "test")}
 
 
 @dataclasses.dataclass
@@ -308,6 +315,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
   if is_chief and datasets.summary.get("malformed_by_reason"):
     print(summary_lib.describe_unused_rows(datasets.summary), flush=True)
   tokenizer_copy = _copy_tokenizer(datasets, workdir) if is_chief else None
+  pretrained_init.check_tokenizer(config.init_from, datasets.tokenizer_path)
   splits = datasets.splits
   train_split = splits["train"]
   model = models.create_model(config, datasets.tokenizer.vocab_size)
@@ -319,7 +327,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
   total_steps = total_train_steps(config, steps_per_epoch)
   schedule = learning_rate_schedule(config, total_steps)
 
-  trainer = Trainer(config, model, total_steps)
+  trainer = Trainer(config, model, total_steps, train_split)
   num_params = models.count_params(trainer.initial_state.params)
   # Shapes, dtypes and shardings to restore into later (the initial state's buffers get donated).
   abstract_state = checkpointing.abstract_like(trainer.initial_state)
@@ -367,9 +375,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
       if evaluate or save:
         train_seconds += time.perf_counter() - segment_start
       if evaluate:
-        metrics_val = evaluation.classification_metrics(
-            trainer.probabilities(state, splits["validation"], "validation"), splits["validation"].labels,
-            config.ece_bins)
+        metrics_val = trainer.evaluate(state, splits["validation"], "validation")
         writer.write(step, "validation", metrics_val)
         if best_accuracy is None or metrics_val["accuracy"] > best_accuracy:
           best_accuracy = metrics_val["accuracy"]
@@ -400,8 +406,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
   evaluated = evaluation.evaluated_checkpoint(checkpointer, eval_progress)
   if eval_progress is None:
     eval_state, eval_progress = state, progress_dict(total_steps)
-  metrics = evaluation.split_metrics(functools.partial(trainer.probabilities, eval_state), splits,
-                                     config.neutral_threshold, config.ece_bins)
+  metrics = trainer.split_metrics(eval_state, splits)
   report = provenance.to_jsonable(evaluation.eval_report(config, run={
       "model_type": config.model_type,
       "num_params": num_params,

@@ -13,7 +13,8 @@
 # 3. read the evaluation report (validation, test, the hand-labelled test set with its
 #    neutral class),
 # 4. classify new tweets, with and without the "neutral" confidence threshold,
-# 5. load the checkpoint back and check it gives the same answers.
+# 5. load the checkpoint back and check it gives the same answers,
+# 6. load a pretrained Mamba language model, generate with it, and start a classifier from it.
 #
 # The full-size run is one command: `./run.sh python -m train.main --config=configs/sent140.py`.
 # Without the Sentiment140 files the notebook falls back to the synthetic toy task of
@@ -238,23 +239,60 @@ assert all(r["label"] in ("negative", "positive") for r in strict)
 # %% [markdown]
 # ## 7. Load the checkpoint back
 #
-# The same thing by hand: build the model from the saved config, make a train state of the
-# right shapes, and restore the best checkpoint into it with `train.checkpointing`. The
-# restored parameters reproduce the predictor's probabilities.
+# The same thing by hand: build the model from the saved config, describe its parameter
+# tree (`jax.eval_shape`: shapes and dtypes, nothing computed), and restore only the
+# parameters of the best checkpoint into it with `train.checkpointing` (the optimizer state
+# stays on disk). The restored parameters reproduce the predictor's probabilities.
 
 # %%
 saved_config = predictor.config  # Read back from WORKDIR/config.json.
 model = models.create_model(saved_config, predictor.tokenizer.vocab_size)
-target = training.create_train_state(saved_config, model, jax.random.PRNGKey(0), total_steps=1)
+shapes = jax.eval_shape(lambda: models.init_params(saved_config, model, jax.random.key(0)))
 checkpointer = checkpointing.Checkpointer(str(WORKDIR / "checkpoints"), keep=1, async_save=False)
-state, progress = checkpointer.restore_best(target)
+params, progress = checkpointer.restore_best(shapes, params_only=True)
 checkpointer.close()
 print(f"restored step {progress['step']} (best validation accuracy {progress['best_validation_accuracy']:.3f}), "
-      f"{models.count_params(state.params):,} parameters")
+      f"{models.count_params(params):,} parameters")
 
 tokens = np.asarray(predictor.tokenizer.encode(tweets)).astype(np.int32)
 mask = (tokens != 0).astype(np.int32)
-logits = model.apply({"params": state.params}, tokens, mask, train=False)
+logits = model.apply({"params": params}, tokens, mask, train=False)
 restored = np.asarray(jax.nn.softmax(logits))
 np.testing.assert_allclose(restored, predictor.probabilities(tweets)[0], rtol=1e-5, atol=1e-6)
 print("P(positive) from the restored parameters:", restored[:, 1])
+
+# %% [markdown]
+# ## 8. Pretrained Mamba checkpoints: load, generate, fine-tune
+#
+# `mamba_jax.load_pretrained` reads a Mamba language-model folder in the Hugging Face
+# (`MambaForCausalLM`: `config.json` + `model.safetensors`) or state-spaces layout, without
+# PyTorch. **The project downloads no weights**: point `LM_FOLDER` at a folder you fetched
+# (e.g. `huggingface-cli download state-spaces/mamba-130m-hf --local-dir mamba-130m-hf`).
+# Here it is the tiny randomly initialized checkpoint that `transformers` wrote for the
+# tests, so its continuations are noise; the calls are the same for mamba-130m.
+#
+# `generate` prefills the prompts in parallel, then takes one recurrent step per token.
+# Fine-tuning for sentiment is `config.init_from`: the classifier starts from the folder's
+# embedding, blocks and final norm with a fresh head (the config must describe the same
+# architecture and vocabulary). A language model trained here on the tweets themselves
+# (`python -m train.main --config=configs/sent140_lm.py`) is used the same way: pass its
+# workdir as `--config.init_from`.
+
+# %%
+from mamba_jax import MambaLM, generate, load_pretrained
+
+LM_FOLDER = REPO_ROOT / "tests" / "fixtures" / "hf_mamba_tiny"  # Or a downloaded mamba-130m-hf folder.
+lm_config, lm_params = load_pretrained(str(LM_FOLDER))
+lm = MambaLM(lm_config)
+print(f"{LM_FOLDER.name}: d_model {lm_config.d_model}, {lm_config.n_layers} layers, vocabulary {lm_config.vocab_size}")
+prompts = [[5, 17, 3, 42], [9]]  # Token ids of the checkpoint's own tokenizer; prompts of any lengths.
+continuations = generate(lm, lm_params, prompts, 8, temperature=0.0)  # Greedy.
+for prompt, new_ids in zip(prompts, continuations):
+  print(f"prompt {prompt} -> {new_ids.tolist()}")
+
+finetune_config = tiny.get_config()
+finetune_config.model.n_layers = lm_config.n_layers  # The checkpoint's architecture (width 16, state 4 as tiny).
+classifier = models.create_model(finetune_config, lm_config.vocab_size)
+state = training.create_train_state(finetune_config, classifier, jax.random.key(0), total_steps=10,
+                                    init_from=str(LM_FOLDER))
+np.testing.assert_array_equal(state.params["embed"]["embedding"], lm_params["embed"]["embedding"])

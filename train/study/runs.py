@@ -42,6 +42,12 @@ STUDY_RUNS = (
     StudyRun("mamba_d_state_64", "mamba", "Mamba, d_state 64", {"model.d_state": 64}),
     StudyRun("mamba_expand_1", "mamba", "Mamba, expand 1", {"model.expand": 1}),
     StudyRun("mamba_no_conv", "mamba", "Mamba without the causal conv", {"model.use_conv": False}),
+    # Candidates for the best Mamba within 2 hours of the CPU (width, depth, both directions),
+    # screened on the study's budget before one of them gets the full data.
+    StudyRun("mamba_bidirectional", "mamba", "Mamba, bidirectional (a second scan over the reversed tweet)",
+             {"model.bidirectional": True}),
+    StudyRun("mamba_d_model_128", "mamba", "Mamba, d_model 128 (twice the width)", {"model.d_model": 128}),
+    StudyRun("mamba_4_layers", "mamba", "Mamba, 4 layers (twice the depth)", {"model.n_layers": 4}),
 )
 RUNS_BY_NAME = {run.name: run for run in STUDY_RUNS}
 

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import traceback
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import configs
 from train import workdir as workdir_lib
@@ -25,6 +25,21 @@ from train.study.runs import build_config, select_runs
 def run_file(output_dir: str, run: StudyRun, seed: int) -> str:
   """The path of the record of one (run, seed): <output_dir>/runs/<run>__seed<seed>.json."""
   return os.path.join(output_dir, "runs", f"{run.name}__seed{seed}.json")
+
+
+def reusable_record(run: StudyRun, seed: int, options: StudyOptions) -> Optional[Dict[str, Any]]:
+  """The committed record of (run, seed) in the output dir (``reused`` set True), if it finished
+  with a config that differs from this one in no result-changing field; else None."""
+  path = run_file(options.output_dir, run, seed)
+  if options.retrain or not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    saved = json.load(f)
+  wanted = workdir_lib.as_json_dict(build_config(run, seed, options))
+  if saved.get("status") != "ok" or workdir_lib.result_differences(saved.get("report", {}).get("config", {}),
+                                                                      wanted):
+    return None
+  return {**saved, "reused": True}
 
 
 def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]:
@@ -43,14 +58,9 @@ def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]
   # so a study continues on another machine and another day) or from its workdir, if it was
   # made by a config that differs from this one in no field that changes the trained result
   # (train.workdir.RESULT_INDEPENDENT_FIELDS may differ, e.g. the log and eval cadences).
-  saved_record = run_file(options.output_dir, run, seed)
-  if os.path.exists(saved_record) and not options.retrain:
-    with open(saved_record, encoding="utf-8") as f:
-      saved = json.load(f)
-    if (saved.get("status") == "ok"
-        and not workdir_lib.result_differences(saved.get("report", {}).get("config", {}), wanted)):
-      saved["reused"] = True
-      return saved
+  saved = reusable_record(run, seed, options)
+  if saved is not None:
+    return saved
   if os.path.exists(report_path) and not options.retrain:
     with open(report_path, encoding="utf-8") as f:
       report = json.load(f)
@@ -91,8 +101,9 @@ def run_study(options: StudyOptions) -> Dict[str, Any]:
     for seed in seeds:
       print(f"[study] {run.name} seed {seed}", flush=True)
       record = train_one(run, seed, options)
-      with open(run_file(options.output_dir, run, seed), "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
+      if reusable_record(run, seed, options) is None:  # A committed record stays as it was written.
+        with open(run_file(options.output_dir, run, seed), "w", encoding="utf-8") as f:
+          json.dump(record, f, indent=1)
       if record["status"] == "ok":
         report = record["report"]
         print(f"[study] {run.name} seed {seed}: test acc {report['test']['accuracy']:.4f}, "

@@ -1,0 +1,155 @@
+"""What a run trains the model to do: classify tweets, or predict their next token.
+
+Glossary: b batch, l length, c classes, m model width, v (padded) vocabulary, k sampled
+candidates, N examples.
+
+A task gives the trainer (``train.train``) three things:
+
+* ``loss(apply_fn, params, batch, rng, label_smoothing) -> (loss, accuracy)`` inside the
+  jitted train step (``rng`` is the step's dropout key);
+* ``eval_outputs(logits, batch)``: what the jitted eval step returns per row;
+* ``metrics(outputs, split, ece_bins)``: host-side metrics of a whole split from those rows.
+
+Both tasks read the same batches (tokens, mask, label, weight; ``train.data.batching``),
+so the input pipeline, checkpoints and resume are shared. Which task a model trains on
+is part of ``train.models.MODELS``; ``for_run(config, train_split)`` makes the run's task.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from train import evaluation
+
+
+def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
+                           label_smoothing: float) -> jax.Array:
+  """Mean over weighted rows of softmax CE against ``smooth_labels(one_hot(labels), eps)``.
+
+  logits (..., c), labels (...) int, weights (...) float -> scalar.
+  """
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  per_example = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+  return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1e-8)
+
+
+def weighted_accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1e-8)
+
+
+class Classification:
+  """Sentiment of a tweet: logits (b, c) against ``batch["label"]`` (b,)."""
+
+  @classmethod
+  def for_run(cls, config: ml_collections.ConfigDict, train_split=None) -> "Classification":
+    del config, train_split
+    return cls()
+
+  def loss(self, apply_fn, params, batch: dict, rng: jax.Array,
+           label_smoothing: float) -> tuple[jax.Array, jax.Array]:
+    logits = apply_fn({"params": params}, batch["tokens"], batch["mask"], train=True, rngs={"dropout": rng})
+    loss = weighted_cross_entropy(logits, batch["label"], batch["weight"], label_smoothing)
+    return loss, weighted_accuracy(logits, batch["label"], batch["weight"])
+
+  def eval_outputs(self, logits: jax.Array, batch: dict) -> jax.Array:
+    """Logits (b, c) float32."""
+    del batch
+    return logits.astype(jnp.float32)
+
+  def metrics(self, outputs: np.ndarray, split, ece_bins: int) -> dict:
+    """``evaluation.classification_metrics`` of the logits (N, c) of ``split``."""
+    return evaluation.classification_metrics(evaluation.softmax(outputs), split.labels, ece_bins)
+
+
+class NextToken:
+  """Language modelling on the tweets' text: the features at position t predict token t + 1.
+
+  Every real token after the first is a target (padding and padding rows are not); labels
+  are not used. Evaluation always scores the full softmax over the vocabulary (loss in nats
+  per target token, perplexity, accuracy = share of targets that are the argmax).
+
+  Training scores the full softmax too, unless ``num_samples`` > 0: then a sampled softmax
+  (Jean et al. 2015, "On Using Very Large Target Vocabulary"): each target competes with
+  ``num_samples`` ids drawn (with replacement, shared by the batch) from ``q``, the train
+  split's unigram distribution; every candidate's logit is corrected by -log(num_samples * q)
+  and a drawn id equal to the target is masked out. The head then costs (b, l, k) instead of
+  (b, l, v) -- the 32k-way softmax is most of a full step's time on the CPU. The training
+  ``accuracy`` is then the share of targets that beat every sampled candidate.
+  """
+
+  def __init__(self, num_samples: int = 0, token_counts: Optional[np.ndarray] = None):
+    if num_samples and token_counts is None:
+      raise ValueError("a sampled softmax needs the train split's token counts")
+    self.num_samples = int(num_samples)
+    if num_samples:
+      counts = np.asarray(token_counts, np.float64).copy()
+      counts[0] = 0.0  # Padding is never a target.
+      counts += 1.0 / counts.size  # Every id may be drawn (smoothing).
+      q = counts / counts.sum()
+      self.log_q = jnp.asarray(np.log(q), jnp.float32)  # (v,)
+      self.cdf = jnp.asarray(np.cumsum(q), jnp.float32)  # (v,): ids are drawn by inverting it.
+
+  @classmethod
+  def for_run(cls, config: ml_collections.ConfigDict, train_split=None) -> "NextToken":
+    """``config.lm_sampled_softmax`` candidates (0: full softmax), q from ``train_split``'s tokens."""
+    if "lm_sampled_softmax" not in config:
+      raise ValueError("a language model's config needs the field lm_sampled_softmax (see configs/sent140_lm.py)")
+    num_samples = int(config.lm_sampled_softmax)
+    if not num_samples:
+      return cls()
+    if train_split is None:
+      raise ValueError("config.lm_sampled_softmax needs the train split (its unigram distribution)")
+    counts = np.bincount(np.asarray(train_split.tokens, np.int64).ravel(), minlength=int(config.vocab_size))
+    return cls(num_samples, counts)
+
+  @staticmethod
+  def _targets(batch: dict) -> tuple[jax.Array, jax.Array]:
+    """Targets (b, l-1) int and their weights (b, l-1) float."""
+    targets = batch["tokens"][:, 1:].astype(jnp.int32)
+    weights = batch["mask"][:, 1:].astype(jnp.float32) * batch["weight"][:, None]
+    return targets, weights
+
+  def loss(self, apply_fn, params, batch: dict, rng: jax.Array,
+           label_smoothing: float) -> tuple[jax.Array, jax.Array]:
+    targets, weights = self._targets(batch)
+    variables, rngs = {"params": params}, {"dropout": rng}
+    if not self.num_samples:
+      logits = apply_fn(variables, batch["tokens"], batch["mask"], train=True, rngs=rngs)[:, :-1]
+      return (weighted_cross_entropy(logits, targets, weights, label_smoothing),
+              weighted_accuracy(logits, targets, weights))
+    features, _ = apply_fn(variables, batch["tokens"], batch["mask"], train=True, rngs=rngs, method="encode")
+    features = features[:, :-1]  # (b, l-1, m)
+    sample_rng = jax.random.fold_in(rng, 1)
+    uniform = jax.random.uniform(sample_rng, (self.num_samples,), maxval=self.cdf[-1])
+    sampled = jnp.minimum(jnp.searchsorted(self.cdf, uniform), self.cdf.shape[0] - 1)  # (k,) ids ~ q.
+    correction = jnp.log(float(self.num_samples)) + self.log_q
+    true_logit = apply_fn(variables, features, targets[..., None], method="logits_of")[..., 0]  # (b, l-1)
+    sampled_logits = apply_fn(variables, features, sampled, method="logits_of")  # (b, l-1, k)
+    sampled_logits = jnp.where(sampled == targets[..., None], -1e9, sampled_logits - correction[sampled])
+    logits = jnp.concatenate([(true_logit - correction[targets])[..., None], sampled_logits], -1)
+    zero = jnp.zeros_like(targets)  # The target is candidate 0.
+    return (weighted_cross_entropy(logits, zero, weights, label_smoothing),
+            weighted_accuracy(logits, zero, weights))
+
+  def eval_outputs(self, logits: jax.Array, batch: dict) -> jax.Array:
+    """Per row (b, 3) float32: summed target cross-entropy, correct argmax, target count."""
+    targets, weights = self._targets(batch)
+    logits = logits[:, :-1].astype(jnp.float32)
+    nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), targets[..., None], axis=-1)[..., 0]
+    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+    return jnp.stack([jnp.sum(nll * weights, 1), jnp.sum(correct * weights, 1), jnp.sum(weights, 1)], -1)
+
+  def metrics(self, outputs: np.ndarray, split, ece_bins: int) -> dict:
+    """loss (mean nats per target token), perplexity, accuracy, num_tokens, num_examples."""
+    del split, ece_bins
+    nll, correct, count = np.asarray(outputs, np.float64).sum(axis=0)
+    loss = nll / max(count, 1.0)
+    return {"loss": float(loss), "perplexity": float(np.exp(loss)), "accuracy": float(correct / max(count, 1.0)),
+            "num_tokens": int(count), "num_examples": int(len(outputs))}
