@@ -35,6 +35,7 @@ Glossary: b batch, l padded length.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import os
 import statistics
@@ -143,6 +144,9 @@ def _consumer_rates(device_tag: str) -> Dict[str, float]:
 
 def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
   """Runs the benchmark and writes the report (see the module docstring)."""
+  if importlib.util.find_spec("grain") is None:
+    sys.exit("benchmarks.input_feed: needs the grain package, which the project does not install "
+             "(./run.sh pip install grain)")
   device = jax.devices()[0]
   config = configs.BY_MODEL["mamba"].get_config()
   batch_size = settings.batch_size or config.batch_size
