@@ -47,7 +47,6 @@ def run_config(mode: str, seed: int, settings) -> Any:
   config.warmup_steps = settings.warmup_steps
   config.eval_every_steps = settings.eval_every_steps
   config.checkpoint_every_steps = settings.eval_every_steps
-  config.write_tfds = False  # The trainer reads the token cache.
   return config
 
 

@@ -244,7 +244,6 @@ def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
     split = synthetic_split(histogram, num_examples, vocab_size, seed=reference.seed)
     data = f"synthetic tokens, {len(split):,} examples, real train length histogram"
   else:
-    reference.write_tfds = False
     datasets = pipeline.get_datasets(reference)
     split, vocab_size = datasets.splits["train"], datasets.tokenizer.vocab_size
     data = f"prepared Sentiment140 train split, {len(split):,} examples"

@@ -12,7 +12,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   """The reference configuration."""
   config = ml_collections.ConfigDict()
-  # ---- Data (train.data.pipeline.get_datasets; configs/tiny.py switches to the synthetic task) ----
+  # ---- Data (train.data.pipeline.get_datasets: raw files -> TFDS dataset -> tokenizer -> token cache;
+  # configs/tiny.py switches to the synthetic task) ----
   config.dataset = "sentiment140"  # "sentiment140" (real tweets) or "synthetic" (toy task, train.data.synthetic).
   # Folder with the raw files (official zip, extracted CSVs or any 6-column CSV[.gz]);
   # None: env SENT140_DATA_DIR, else the TFDS manual-download folder.
@@ -26,7 +27,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.tokenizer_max_sentences = 1_000_000  # Train-split sentences sampled for SentencePiece.
   # Deterministic subsample of the train split (quick runs); None: all.
   config.max_train_examples = ml_collections.FieldReference(None, field_type=int)  # See the comment above.
-  config.write_tfds = True  # Also write the TFDS array_record dataset (the trainer only needs the token cache).
 
   # ---- Model (train.models.create_model) ----
   config.model_type = "mamba"  # "mamba" | "transformer" | "lstm".

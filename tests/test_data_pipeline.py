@@ -37,13 +37,12 @@ def _config(data_dir, prepared_dir, **overrides):
   config.max_length = 16
   config.split_fractions = (0.8, 0.1, 0.1)
   config.download = False
-  config.write_tfds = False
   config.update(overrides)
   return config
 
 
 def test_build_then_load_from_cache(data_dir, tmp_path, monkeypatch):
-  config = _config(data_dir, str(tmp_path / "cache"), write_tfds=True)
+  config = _config(data_dir, str(tmp_path / "cache"))
   datasets = pipeline.get_datasets(config, log=lambda _: None)
   assert set(datasets.splits) == set(SPLIT_NAMES)
   summary = datasets.summary
@@ -151,3 +150,32 @@ def test_standalone_tfds_builder_reads_the_manual_dir(data_dir, tmp_path):
   example = source[0]
   assert set(example) == {"text", "normalized_text", "label"}
   assert example["normalized_text"].decode() == normalization.normalize(example["text"].decode())
+
+
+def test_later_stages_read_the_tfds_dataset_not_the_raw_files(data_dir, tmp_path, monkeypatch):
+  cache = str(tmp_path / "cache")
+  base = pipeline.get_datasets(_config(data_dir, cache), log=lambda _: None)
+
+  def fail(*args, **kwargs):
+    raise AssertionError("read the raw files although the TFDS dataset is there")
+  monkeypatch.setattr(records_lib, "build_records", fail)
+  other_vocab = pipeline.get_datasets(_config(data_dir, cache, vocab_size=350, max_length=8), log=lambda _: None)
+  assert other_vocab.summary["tfds_dir"] == base.summary["tfds_dir"]
+  assert other_vocab.summary["rows"] == base.summary["rows"]
+  assert other_vocab.summary["malformed_by_reason"] == base.summary["malformed_by_reason"]
+  np.testing.assert_array_equal(other_vocab.splits["test"].labels, base.splits["test"].labels)
+  assert other_vocab.splits["test"].texts == base.splits["test"].texts
+
+
+def test_fast_serializer_matches_tfds_own_encoding():
+  from tensorflow_datasets.proto import tf_example_pb2
+  from train.data import sentiment140_builder
+  features = sentiment140_builder.features()
+  for text, normalized, label in [("I love it", "i love it", 1), ("donï¿½t \u00e9 \U0001F600", "don\ufffdt", 0),
+                                  ("x" * 200, "x" * 20000, 2), ("", "", 0)]:
+    ours = sentiment140_builder.serialize_example(text, normalized, label)
+    theirs = features.serialize_example({"text": text, "normalized_text": normalized, "label": label})
+    assert tf_example_pb2.Example.FromString(ours) == tf_example_pb2.Example.FromString(theirs)
+    decoded = features.deserialize_example_np(ours)
+    assert (decoded["text"].decode(), decoded["normalized_text"].decode(), int(decoded["label"])) == (
+        text, normalized, label)

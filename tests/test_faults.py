@@ -369,7 +369,6 @@ def test_missing_data_folder_is_not_created_and_a_cache_used_instead_is_named(tm
   config.prepared_dir = str(tmp_path / "cache")
   config.vocab_size = 300
   config.split_fractions = (0.8, 0.1, 0.1)
-  config.write_tfds = False
   with pytest.raises(sources.DataNotFoundError, match=f"{missing} \\(from \\$SENT140_DATA_DIR\\) does not exist"):
     pipeline.get_datasets(config, log=lambda _: None)
   assert not missing.exists()
@@ -456,3 +455,15 @@ def test_no_misleading_tfds_size_line(capsys):
   builder = sentiment140_builder.Sentiment140Mamba.__new__(sentiment140_builder.Sentiment140Mamba)
   builder._log_download_bytes()  # pylint: disable=protected-access
   assert "Downloading and preparing" not in capsys.readouterr().out
+
+
+def test_retired_write_tfds_field_still_loads_and_is_ignored():
+  reference = tiny.get_config()
+  stored = workdir_lib.as_json_dict(reference)
+  stored["write_tfds"] = False  # A config.json written while the field existed.
+  completed = workdir_lib.complete_stored_config(stored, reference, "old/config.json")
+  assert "write_tfds" not in completed
+  assert workdir_lib.result_differences(stored, workdir_lib.as_json_dict(reference)) == []
+  from train.study import runs  # pylint: disable=import-outside-toplevel
+  options = runs.StudyOptions(overrides=runs.parse_overrides(["write_tfds=False"]), quick=True)
+  assert "write_tfds" not in runs.build_config(runs.RUNS_BY_NAME["mamba"], 0, options)

@@ -1,4 +1,4 @@
-r"""Builds the prepared Sentiment140 data (TFDS array_record files, tokenizer, token cache).
+r"""Builds the prepared Sentiment140 data (TFDS array_record dataset, tokenizer, token cache).
 
   python -m train.prepare_data --config=configs/sent140.py [--config.data_dir=...]
   python -m train.prepare_data            # the reference config, configs/sent140.py
@@ -20,7 +20,7 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from train.data import pipeline, sources
+from train.data import pipeline, prepared_paths, sources
 from train.data.datasets import SPLIT_NAMES
 
 
@@ -53,7 +53,7 @@ def main(argv):
   try:
     if flags.FLAGS.rebuild and config.dataset == "sentiment140":
       files = sources.find_sources(sources.resolve_data_dir(config.data_dir), download=False)
-      shutil.rmtree(pipeline.PreparedPaths.for_sources(config, files).data_dir, ignore_errors=True)
+      shutil.rmtree(prepared_paths.PreparedPaths.for_sources(config, files).data_dir, ignore_errors=True)
     datasets = pipeline.get_datasets(config)
   except (sources.DataNotFoundError, ValueError) as error:
     sys.exit(f"prepare_data: {error}")

@@ -4,9 +4,10 @@ r"""TF-IDF + logistic regression baseline on the study's splits and normalizatio
   python -m train.tfidf_baseline --config=configs/sent140.py --config.max_train_examples=100000
   python -m train.tfidf_baseline --config=configs/tiny.py --output_dir=/tmp/tfidf   # synthetic
 
-The texts come from the data pipeline's own reading, normalization and
-text-hash split (``train.data.records.build_records``; the synthetic task's
-texts for ``dataset="synthetic"``), so the baseline sees exactly the tweets
+The texts are the normalized texts of the prepared TFDS dataset the data
+pipeline encodes (``train.data.pipeline.build_tfds``: its own reading,
+normalization and text-hash split; the synthetic task's texts for
+``dataset="synthetic"``), so the baseline sees exactly the tweets
 the neural models see, before tokenization. Word uni- and bigrams (single
 characters and "<url>"/"<user>" placeholders included) are weighted by
 TF-IDF with sublinear term frequency; a binary L2-regularized logistic
@@ -43,7 +44,7 @@ def load_texts(config) -> Tuple[Dict[str, Tuple[List[str], np.ndarray]], Dict[st
   Train is subsampled like the pipeline does when config.max_train_examples is set.
   """
   # pylint: disable=import-outside-toplevel
-  from train.data import pipeline, records as records_lib, sources, synthetic
+  from train.data import pipeline, sources, synthetic, tfds_dataset
 
   if config.dataset == "synthetic":
     datasets = synthetic.make_datasets(config)
@@ -51,11 +52,12 @@ def load_texts(config) -> Tuple[Dict[str, Tuple[List[str], np.ndarray]], Dict[st
               for name, s in datasets.splits.items()}
     return splits, {"dataset": "synthetic"}
   files = sources.find_sources(sources.resolve_data_dir(config.data_dir), download=bool(config.download))
-  records = records_lib.build_records(files, config.split_fractions)
-  splits = {name: (records.splits[name].normalized_texts,
-                   np.asarray(records.splits[name].labels, np.int32)) for name in SPLITS}
-  summary = {"dataset": "sentiment140", "sources": records.sources,
-             "malformed": records.malformed, "duplicates": records.duplicates,
+  dataset_dir = pipeline.build_tfds(config, files)
+  columns = tfds_dataset.read(dataset_dir, SPLITS)
+  splits = {name: (columns[name].normalized_texts, columns[name].labels) for name in SPLITS}
+  report = tfds_dataset.read_build_report(dataset_dir)
+  summary = {"dataset": "sentiment140", "sources": report["sources"],
+             "malformed": report["malformed_by_reason"], "duplicates": report["duplicate_details"],
              "split_fractions": [float(f) for f in config.split_fractions]}
   max_train = config.max_train_examples
   texts, labels = splits["train"]
@@ -65,7 +67,6 @@ def load_texts(config) -> Tuple[Dict[str, Tuple[List[str], np.ndarray]], Dict[st
     keep = np.sort(rng.choice(len(labels), size=int(max_train), replace=False))
     splits["train"] = ([texts[i] for i in keep], labels[keep])
     summary["train_rows_used"] = int(max_train)
-  del records
   return splits, summary
 
 

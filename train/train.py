@@ -30,6 +30,7 @@ from tqdm import tqdm
 from train import checkpointing, distributed, evaluation, input_feed, models, pretrained_init, provenance, tasks
 from train import workdir as workdir_lib
 from train.data import batching, pipeline
+from train.data import summary as summary_lib
 from train.metric_logging import MetricWriter
 from train.optimizer import create_optimizer, learning_rate_schedule
 
@@ -310,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
 
   datasets = pipeline.get_datasets(config)
   if is_chief and datasets.summary.get("malformed_by_reason"):
-    print(pipeline.describe_unused_rows(datasets.summary), flush=True)
+    print(summary_lib.describe_unused_rows(datasets.summary), flush=True)
   tokenizer_copy = _copy_tokenizer(datasets, workdir) if is_chief else None
   pretrained_init.check_tokenizer(config.init_from, datasets.tokenizer_path)
   splits = datasets.splits

@@ -38,8 +38,11 @@ RESULT_INDEPENDENT_FIELDS = (
     "num_processes",  # Process layout; the global batch and its order are the same.
     "process_id",  # Which process this is.
     "cpu_collectives",  # CPU collectives implementation of a multi-process run.
-    "write_tfds",  # Whether the TFDS files are also written; the token cache is the same.
     "download",  # Whether missing raw files may be downloaded; the same files either way.
+)
+# Fields that no longer exist (stored configs and old command lines may still name them): ignored.
+RETIRED_FIELDS = (
+    "write_tfds",  # The TFDS dataset is always written now (train.data.pipeline); same token ids.
 )
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "eval_report.json", CONFIG_FILE)
@@ -72,7 +75,7 @@ def result_differences(stored: dict, current: dict) -> list[tuple[str, Any, Any]
   missing = object()
   differences = []
   for name in sorted(set(old) | set(new)):
-    if name in RESULT_INDEPENDENT_FIELDS:
+    if name in RESULT_INDEPENDENT_FIELDS or name in RETIRED_FIELDS:
       continue
     a, b = old.get(name, missing), new.get(name, missing)
     if a != b:
@@ -87,13 +90,13 @@ def complete_stored_config(stored: dict, reference: ml_collections.ConfigDict,
   A config written before a field existed lacks it. Result-independent top-level fields
   (``RESULT_INDEPENDENT_FIELDS``, e.g. ``download``) take ``reference``'s value: they cannot
   change what the stored parameters compute. A missing result-changing field is an error,
-  never a silent default. (``model.*`` fields are completed by the model config classes'
+  never a silent default. Retired fields (``RETIRED_FIELDS``) are dropped. (``model.*`` fields are completed by the model config classes'
   own defaults, as for a config file that leaves them out.)
 
   Raises:
     ValueError: a top-level field outside ``RESULT_INDEPENDENT_FIELDS`` is missing.
   """
-  config = ml_collections.ConfigDict(stored)
+  config = ml_collections.ConfigDict({k: v for k, v in stored.items() if k not in RETIRED_FIELDS})
   missing = [name for name in reference if name not in config]
   result_changing = [name for name in missing if name not in RESULT_INDEPENDENT_FIELDS]
   if result_changing:

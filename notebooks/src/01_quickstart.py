@@ -100,7 +100,6 @@ def quickstart_config():
     config.split_fractions = SPLIT_FRACTIONS
     config.vocab_size = VOCAB_SIZE
     config.tokenizer_max_sentences = SAMPLE_ROWS
-    config.write_tfds = False  # The pipeline can also write a TFDS copy; the trainer reads the token cache.
     config.model.d_model = 32
     config.model.n_layers = 2
     config.model.dropout = 0.1
@@ -125,8 +124,9 @@ print(f"batch_size={config.batch_size} num_train_steps={config.num_train_steps} 
 #
 # `pipeline.get_datasets` dispatches on `config.dataset`. For Sentiment140 it reads the raw
 # CSV, normalizes the tweets (user mentions and links become placeholder tokens), splits them
-# by a hash of the normalized text (duplicates stay in one split), trains a SentencePiece
-# tokenizer and stores token ids in `config.prepared_dir`; a second call reuses that cache.
+# by a hash of the normalized text (duplicates stay in one split) and writes them as a TFDS
+# dataset; from that dataset it trains a SentencePiece tokenizer and stores token ids in
+# `config.prepared_dir`; a second call reuses that cache.
 # `train_and_evaluate` below calls it again itself; here we look at what it produces.
 
 # %%

@@ -325,7 +325,6 @@ def small_run_config():
   config.split_fractions = SMALL_RUN["split_fractions"]
   config.vocab_size = SMALL_RUN["vocab_size"]
   config.tokenizer_max_sentences = rows
-  config.write_tfds = False  # The trainer reads the token cache.
   config.model.d_model = SMALL_RUN["d_model"]
   config.num_train_steps = SMALL_RUN["num_train_steps"]
   config.batch_size, config.eval_batch_size = 64, 256

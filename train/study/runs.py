@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import ml_collections
 
 import configs
+from train import workdir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +64,6 @@ QUICK_OVERRIDES = {
     "async_checkpointing": False,
     "train_data_on_device": False,
     "max_train_examples": 2048,
-    "write_tfds": False,  # The trainer reads the token cache only.
 }
 # What --dataset=synthetic changes (the toy task of train.data.synthetic).
 SYNTHETIC_OVERRIDES = {
@@ -132,7 +132,7 @@ def build_config(run: StudyRun, seed: int, options: StudyOptions) -> ml_collecti
     settings["data_dir"] = options.data_dir
   if options.prepared_dir is not None:
     settings["prepared_dir"] = options.prepared_dir
-  settings.update(options.overrides)
+  settings.update({k: v for k, v in options.overrides.items() if k not in workdir.RETIRED_FIELDS})
   # The run's own overrides win: a study-wide --set must not undo an ablation.
   for key, value in {**settings, **run.overrides}.items():
     set_field(config, key, value)

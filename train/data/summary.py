@@ -1,0 +1,80 @@
+"""The summary of the prepared data: rows per split and label, unused rows, duplicates, truncation.
+
+Written next to the token cache (tokens_L<max_length>.json), returned as Datasets.summary,
+printed by train.prepare_data and stored in every run's report.
+Glossary: N examples of a split, L max_length.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from train.data import normalization
+from train.data.datasets import LABEL_NAMES, SPLIT_NAMES
+
+
+def label_counts(labels: np.ndarray) -> dict[str, int]:
+  counts = np.bincount(labels, minlength=len(LABEL_NAMES))
+  return {name: int(c) for name, c in zip(LABEL_NAMES, counts)}
+
+
+def make_summary(config, build_report: dict, encoded: dict, *, vocab_size: int, prepared_dir: str,
+                 tfds_dir: str) -> dict:
+  """The summary of one token cache.
+
+  Args:
+    config: the data fields of the config (max_length, split_fractions, tokenizer_max_sentences).
+    build_report: sentiment140_builder.build_report of the prepared TFDS dataset.
+    encoded: split name -> (tokens np.uint16 (N, L), untruncated lengths np.int32 (N,), labels (N,)).
+    vocab_size: of the tokenizer.
+    prepared_dir: the tokenizer folder holding the cache.
+    tfds_dir: the TFDS dataset directory it was encoded from.
+  """
+  max_length = int(config.max_length)
+  malformed = build_report["malformed_by_reason"]
+  duplicates = build_report["duplicate_details"]
+  train_lengths = encoded["train"][1]
+  return {
+      "dataset": "sentiment140",
+      "sources": build_report["sources"],
+      "rows": {name: len(encoded[name][2]) for name in SPLIT_NAMES},
+      "rows_per_label": {name: label_counts(encoded[name][2]) for name in SPLIT_NAMES},
+      "duplicates": duplicates["duplicate_rows"],
+      "duplicate_details": duplicates,
+      "malformed_rows": sum(sum(reasons.values()) for reasons in malformed.values()),
+      "malformed_by_reason": malformed,
+      "malformed_first_lines": build_report["malformed_first_lines"],
+      "truncated_share": float(np.mean(train_lengths > max_length)),
+      "truncated_share_by_split": {
+          name: float(np.mean(lengths > max_length)) if len(lengths) else 0.0
+          for name, (_, lengths, _) in encoded.items()},
+      "mean_tokens_per_tweet": float(np.mean(train_lengths)),
+      "vocab_size": vocab_size,
+      "max_length": max_length,
+      "normalization_version": normalization.NORMALIZATION_VERSION,
+      "split_fractions": [float(f) for f in config.split_fractions],
+      "tokenizer_max_sentences": int(config.tokenizer_max_sentences),
+      "prepared_dir": prepared_dir,
+      # Read with tfds.builder_from_directory(tfds_dir).as_data_source(split).
+      "tfds_dir": tfds_dir,
+  }
+
+
+def describe_unused_rows(summary: dict) -> str:
+  """One line: rows of the source files that were not used, by file and reason, with first line numbers."""
+  first_lines = summary.get("malformed_first_lines", {})  # Absent in caches built before it existed.
+  parts = []
+  for source, reasons in summary["malformed_by_reason"].items():
+    counted = [f"{count:,} {reason}" + (f" (lines {', '.join(map(str, first_lines[source][reason]))}"
+                                        f"{', ...' if count > len(first_lines[source][reason]) else ''})"
+                                        if reason in first_lines.get(source, {}) else "")
+               for reason, count in sorted(reasons.items()) if count]
+    parts.append(f"{source}: {'; '.join(counted) if counted else 'none'}")
+  return f"unused source rows: {summary['malformed_rows']:,} ({' | '.join(parts)})"
+
+
+def read(path: str) -> dict:
+  with open(path) as f:
+    return json.load(f)

@@ -1,0 +1,90 @@
+"""The prepared TFDS dataset (train.data.sentiment140_builder): find it, write it, read it back.
+
+Every stage after the raw files reads this dataset: the tokenizer trains on the train split's
+``normalized_text`` and the token cache (train.data.token_cache) encodes every split from it.
+tfds, array_record and the tf.train.Example proto are imported on use only: a run that finds
+its token cache never needs them.
+Glossary: N examples of a split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Optional
+
+import numpy as np
+
+from train.data import records as records_lib
+
+BUILD_REPORT_FILE = "metadata.json"  # tfds.core.MetadataDict's file; sentiment140_builder.build_report.
+
+
+@dataclasses.dataclass
+class SplitColumns:
+  """What the later stages read of one split, in source-file order.
+
+  Attributes:
+    normalized_texts: the N normalized texts.
+    labels: np.int32 (N,): 0 negative, 1 positive, 2 neutral.
+  """
+
+  normalized_texts: list[str]
+  labels: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+def find(tfds_dir: str, split_fractions) -> Optional[str]:
+  """The finished dataset directory (holding dataset_info.json) for these fractions, or None."""
+  from train.data import sentiment140_builder  # Imports tfds.
+  builder = sentiment140_builder.Sentiment140Mamba
+  config_name = sentiment140_builder.config_for(split_fractions).name
+  version_dir = os.path.join(tfds_dir, builder.name, config_name, str(builder.VERSION))
+  return version_dir if os.path.isfile(os.path.join(version_dir, "dataset_info.json")) else None
+
+
+def write(records: records_lib.Records, tfds_dir: str, split_fractions) -> str:
+  """Writes the array_record dataset of ``records`` under ``tfds_dir``; returns its directory."""
+  import tensorflow_datasets as tfds
+  from train.data import sentiment140_builder
+  tfds.disable_progress_bar()
+  config = sentiment140_builder.config_for(split_fractions)
+  if config.name in sentiment140_builder.Sentiment140Mamba.builder_configs:
+    config = config.name  # tfds refuses a custom config named like a built-in one.
+  builder = sentiment140_builder.Sentiment140Mamba(
+      records=records, data_dir=tfds_dir, config=config, file_format="array_record")
+  builder.download_and_prepare()
+  return str(builder.data_dir)
+
+
+def read(dataset_dir: str, splits) -> dict[str, SplitColumns]:
+  """Split name -> its normalized texts and labels, read from its array_record shards in order."""
+  import tensorflow_datasets as tfds
+  from array_record.python import array_record_module
+  from tensorflow_datasets.proto import tf_example_pb2
+  parse = tf_example_pb2.Example.FromString
+  split_infos = tfds.builder_from_directory(dataset_dir).info.splits
+  columns = {}
+  for name in splits:
+    texts, labels = [], []
+    for path in split_infos[name].filepaths:
+      reader = array_record_module.ArrayRecordReader(os.fspath(path))
+      try:
+        serialized = reader.read_all()
+      finally:
+        reader.close()
+      for record in serialized:
+        feature = parse(record).features.feature
+        texts.append(feature["normalized_text"].bytes_list.value[0].decode("utf-8"))
+        labels.append(feature["label"].int64_list.value[0])
+    columns[name] = SplitColumns(normalized_texts=texts, labels=np.asarray(labels, np.int32))
+  return columns
+
+
+def read_build_report(dataset_dir: str) -> dict:
+  """sentiment140_builder.build_report of the records the dataset was written from."""
+  with open(os.path.join(dataset_dir, BUILD_REPORT_FILE)) as f:
+    return json.load(f)
