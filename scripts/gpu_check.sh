@@ -199,7 +199,7 @@ train_stage() {
   fi
   run_stage "$name" "method=$method steps=$steps" "$PYTHON" -m train.main --config="$config" \
     --workdir="$WORKDIRS/$name" --config.model.scan_method="$method" \
-    --config.num_train_steps="$steps" --config.write_tfds=False
+    --config.num_train_steps="$steps"
   mkdir -p "$RUN_DIR/$name"
   cp "$WORKDIRS/$name"/eval_report.json "$WORKDIRS/$name"/metrics.jsonl "$RUN_DIR/$name/" 2>/dev/null
 }
