@@ -44,13 +44,12 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Sequence
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 
 import configs
-from benchmarks import train_throughput
+from benchmarks import command_line, train_throughput
 from train import input_feed, provenance
 from train.data import batching, pipeline
 from train.data.datasets import Split
@@ -259,20 +258,7 @@ def markdown(report: Dict[str, Any]) -> str:
 
 def run(args: Sequence[str]) -> Dict[str, Any]:
   """The benchmark with these command-line flags (e.g. ``["--quick"]``) inside this process."""
-  settings = flags.FlagValues()
-  _define_flags(settings)
-  settings(["benchmarks.input_feed", *args])
-  return benchmark(settings, _command(args))
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  benchmark(flags.FLAGS, _command(sys.argv[1:]))
-
-
-def _command(args: Sequence[str]) -> str:
-  return " ".join(["python -m benchmarks.input_feed", *args])
+  return command_line.run_in_process("benchmarks.input_feed", _define_flags, benchmark, args)
 
 
 def _define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -301,5 +287,4 @@ def _define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  command_line.run_as_program("benchmarks.input_feed", _define_flags, benchmark)

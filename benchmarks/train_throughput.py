@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import time
 from typing import Any, Dict, List, Sequence
 
@@ -48,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import configs
+from benchmarks import command_line
 from train import input_feed, models, provenance, train
 from train.data import batching, pipeline
 from train.data.datasets import Split
@@ -300,25 +300,8 @@ def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
 
 
 def run(args: Sequence[str]) -> Dict[str, Any]:
-  """The benchmark with these command-line flags (e.g. ``["--quick"]``) inside this process.
-
-  The flags are parsed into a FlagValues of their own, so they do not clash with the
-  flags of the calling program (e.g. a test).
-  """
-  settings = flags.FlagValues()
-  _define_flags(settings)
-  settings(["benchmarks.train_throughput", *args])
-  return benchmark(settings, _command(args))
-
-
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  benchmark(flags.FLAGS, _command(sys.argv[1:]))
-
-
-def _command(args: Sequence[str]) -> str:
-  return " ".join(["python -m benchmarks.train_throughput", *args])
+  """The benchmark with these command-line flags (e.g. ``["--quick"]``) inside this process."""
+  return command_line.run_in_process("benchmarks.train_throughput", _define_flags, benchmark, args)
 
 
 def _define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -344,5 +327,4 @@ def _define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  command_line.run_as_program("benchmarks.train_throughput", _define_flags, benchmark)
