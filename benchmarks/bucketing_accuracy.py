@@ -121,13 +121,7 @@ def main(argv: Sequence[str]) -> None:
             "runs": {mode: [{"seed": s, "steps": r["steps"],
                              **{m: _get(r, p) for m, p in METRICS.items()}}
                             for s, r in zip(seeds, runs)] for mode, runs in reports.items()}}
-  os.makedirs(os.path.dirname(settings.output) or ".", exist_ok=True)
-  with open(settings.output + ".json", "w", encoding="utf-8") as f:
-    json.dump(provenance.to_jsonable(result), f, indent=1)
-  text = markdown(result)
-  with open(settings.output + ".md", "w", encoding="utf-8") as f:
-    f.write(text)
-  print(text)
+  provenance.write_report(settings.output, result, markdown(result))
 
 
 def _define_flags() -> None:

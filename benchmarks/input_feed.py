@@ -204,15 +204,7 @@ def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
       "consumer_examples_per_s": _consumer_rates(tag),
       "checks": checks,
   }
-  os.makedirs(settings.output_dir, exist_ok=True)
-  stem = os.path.join(settings.output_dir, f"input_feed_{tag}")
-  with open(stem + ".json", "w", encoding="utf-8") as f:
-    json.dump(provenance.to_jsonable(report), f, indent=1)
-  text = markdown(report)
-  with open(stem + ".md", "w", encoding="utf-8") as f:
-    f.write(text)
-  print(text)
-  print(f"Wrote {stem}.json and {stem}.md")
+  provenance.write_report(os.path.join(settings.output_dir, f"input_feed_{tag}"), report, markdown(report))
   return report
 
 

@@ -23,7 +23,6 @@ Glossary: b batch, l length.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -309,13 +308,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   results = run_benchmark()
   tag = FLAGS.device_tag or provenance.device_tag(jax.devices()[0])
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
-  stem = os.path.join(FLAGS.output_dir, f"runtime_{tag}")
-  with open(stem + ".json", "w") as f:
-    json.dump(results, f, indent=1)
-  with open(stem + ".md", "w") as f:
-    f.write(markdown(results))
-  print(f"Wrote {stem}.json and {stem}.md")
+  provenance.write_report(os.path.join(FLAGS.output_dir, f"runtime_{tag}"), results, markdown(results))
 
 
 def _define_flags() -> None:

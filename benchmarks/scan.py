@@ -351,13 +351,7 @@ def main(argv: Sequence[str]) -> None:
       fastest=fastest_methods(records),
   )
   out = settings.out or os.path.join("results", f"scan_{provenance.device_tag(device)}.json")
-  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-  with open(out, "w") as f:
-    json.dump(report, f, indent=1)
-  with open(os.path.splitext(out)[0] + ".md", "w") as f:
-    f.write(to_markdown(report))
-  print(to_markdown(report))
-  print(f"Wrote {out} and {os.path.splitext(out)[0]}.md")
+  provenance.write_report(os.path.splitext(out)[0], report, to_markdown(report))
 
 
 def _define_flags() -> None:

@@ -287,15 +287,7 @@ def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
   report["load_average_at_end"] = os.getloadavg()[0]
 
   tag = settings.device_tag or provenance.device_tag(device)
-  os.makedirs(settings.output_dir, exist_ok=True)
-  stem = os.path.join(settings.output_dir, f"train_throughput_{tag}")
-  with open(stem + ".json", "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=1)
-  text = markdown(report)
-  with open(stem + ".md", "w", encoding="utf-8") as f:
-    f.write(text)
-  print(text)
-  print(f"Wrote {stem}.json and {stem}.md")
+  provenance.write_report(os.path.join(settings.output_dir, f"train_throughput_{tag}"), report, markdown(report))
   return report
 
 

@@ -7,6 +7,7 @@ baselines, the benchmarks) records the commit and time through these functions.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import re
@@ -106,3 +107,15 @@ def environment(device, command: str, commit_paths: Sequence[str] = ()) -> Dict[
       "jax_version": jax.__version__,
       **host_environment(command, commit_paths),
   }
+
+
+def write_report(stem: str, report: dict, markdown: str) -> None:
+  """Writes ``<stem>.json`` (``report`` made JSON-safe) and ``<stem>.md``; prints the markdown
+  and where both went (every benchmark's last step)."""
+  os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+  with open(stem + ".json", "w", encoding="utf-8") as f:
+    json.dump(to_jsonable(report), f, indent=1)
+  with open(stem + ".md", "w", encoding="utf-8") as f:
+    f.write(markdown)
+  print(markdown)
+  print(f"Wrote {stem}.json and {stem}.md")
