@@ -20,9 +20,9 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from mamba_jax import initializers as inits
-from mamba_jax.block import NO_RECURRENCE, ResidualBlock
+from mamba_jax.block import NO_RECURRENCE, ResidualBlock, mixer_class
 from mamba_jax.config import MambaConfig
-from mamba_jax.mixer import LayerCache, init_layer_cache
+from mamba_jax.mixer import LayerCache
 
 Array = jax.Array
 Cache = List[LayerCache]
@@ -36,7 +36,7 @@ def init_cache(config: MambaConfig, batch_size: int) -> Cache:
   """
   if config.bidirectional:
     raise ValueError(NO_RECURRENCE)
-  return [init_layer_cache(config, batch_size) for _ in range(config.n_layers)]
+  return [mixer_class(config).zero_cache(config, batch_size) for _ in range(config.n_layers)]
 
 
 class MambaBackbone(nn.Module):

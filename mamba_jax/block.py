@@ -9,8 +9,8 @@ Bidirectional (``MambaConfig.bidirectional``): with h = RMSNorm(x),
 
 where R reverses each row's real tokens in place (:func:`reverse_real_tokens`; right
 padding stays on the right, so the backward mixer sees a right-padded sequence and is
-padding-invariant exactly like the forward one) and Mixer_backward is a second
-:class:`MambaMixer` with its own parameters. Summing the two directions after the
+padding-invariant exactly like the forward one) and Mixer_backward is a second mixer
+(:func:`mixer_class`: Mamba-1 or Mamba-2) with its own parameters. Summing the two directions after the
 shared pre-norm is the "add" strategy of Caduceus' BiMamba (Schiff et al. 2024,
 arXiv:2403.03234; there in_proj/out_proj may be tied, here nothing is) and the sum of
 Vision Mamba's forward and backward branches (Zhu et al. 2024, arXiv:2401.09417). It
@@ -19,19 +19,29 @@ doubles the mixer parameters; a block without it has exactly the unidirectional 
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Type, Union
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
 from mamba_jax.config import MambaConfig
+from mamba_jax.mamba2_mixer import Mamba2Mixer
 from mamba_jax.mixer import LayerCache, MambaMixer
 
 Array = jax.Array
 
 NO_RECURRENCE = ("a bidirectional model has no recurrent state: its backward direction needs the "
                  "whole sequence (use the parallel forward)")
+
+
+def mixer_class(config: MambaConfig) -> Union[Type[MambaMixer], Type[Mamba2Mixer]]:
+  """The mixer ``config.mixer`` names: :class:`MambaMixer` (Mamba-1) or :class:`Mamba2Mixer` (Mamba-2).
+
+  Both take (b, l, m) inputs and a (b, l) mask, return (b, l, m) and a :class:`LayerCache`, and
+  have ``step`` and ``zero_cache``: everything above the mixer is the same for either.
+  """
+  return Mamba2Mixer if config.mixer == "mamba2" else MambaMixer
 
 
 def reverse_real_tokens(x: Array, mask: Array) -> Array:
@@ -57,9 +67,10 @@ class ResidualBlock(nn.Module):
   def setup(self):
     cfg = self.config
     self.norm = nn.RMSNorm(epsilon=cfg.norm_epsilon, dtype=cfg.dtype, param_dtype=jnp.float32)
-    self.mixer = MambaMixer(cfg)
+    mixer = mixer_class(cfg)
+    self.mixer = mixer(cfg)
     if cfg.bidirectional:
-      self.mixer_backward = MambaMixer(cfg)
+      self.mixer_backward = mixer(cfg)
     self.dropout = nn.Dropout(rate=cfg.dropout)
 
   def __call__(

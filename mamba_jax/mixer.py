@@ -6,13 +6,14 @@ k conv width (d_conv), m model width (d_model), r dt_rank.
     x (b, l, m) -> in_proj -> u, z (b, l, d)
     u -> causal depthwise conv -> SiLU -> x_proj -> (dt (b, l, r), B, C (b, l, n))
     delta = softplus(dt_proj(dt))                              (b, l, d)
-    y = selective_scan(u, delta, A = -exp(A_log), B, C, D)    (b, l, d)
-    out = out_proj(y * SiLU(z))                                (b, l, m)
+    y = selective_scan(u, delta, A = -exp(A_log), B, C, D) * SiLU(z)   (b, l, d)
+    out = out_proj(y)                                                   (b, l, m)
 
-With ``scan_method="pallas"`` the fused kernel does the softplus, the dt_proj
-bias and the gate itself (as the reference's CUDA kernel): it is handed the
-raw ``dt @ dt_proj.kernel``, ``delta_bias = dt_proj.bias`` and z, so neither
-delta nor the gate is ever written to memory. The parameters are the same.
+Every scan method is handed the same inputs: the raw ``dt @ dt_proj.kernel``,
+``delta_bias = dt_proj.bias`` and z; each applies the softplus, the bias and the
+SiLU(z) gate itself (in float32, the accumulation dtype, before casting y to the
+activation dtype), so the mixer never asks which method runs. The fused Pallas
+kernel (as the reference's CUDA kernel) never writes delta or the gate to memory.
 
 The same parameters serve the parallel forward (``__call__``, optionally
 returning the cache a prompt leaves behind) and recurrent inference
@@ -33,24 +34,16 @@ from flax import linen as nn
 from mamba_jax import initializers as inits
 from mamba_jax.config import MambaConfig
 from mamba_jax.conv import causal_conv_step, causal_depthwise_conv, last_inputs_window
-from mamba_jax.ssm import resolve_method, selective_scan, selective_scan_step
+from mamba_jax.ssm import selective_scan, selective_scan_step
 
 Array = jax.Array
 
 
 class LayerCache(NamedTuple):
-  """Recurrent state of one mixer: what the next token needs."""
+  """Recurrent state of one mixer (Mamba-1 or Mamba-2): what the next token needs."""
 
-  conv_window: Array  # (b, k-1, d) last conv inputs, oldest first.
-  ssm_state: Array  # (b, d, n) float32.
-
-
-def init_layer_cache(config: MambaConfig, batch_size: int) -> LayerCache:
-  """Zero cache of one layer (the state before any token)."""
-  return LayerCache(
-      conv_window=jnp.zeros((batch_size, config.d_conv - 1, config.d_inner), config.dtype),
-      ssm_state=jnp.zeros((batch_size, config.d_inner, config.d_state), jnp.float32),
-  )
+  conv_window: Array  # (b, k-1, conv channels) last conv inputs, oldest first.
+  ssm_state: Array  # float32: (b, d, n) for Mamba-1, (b, h, p, n) for Mamba-2.
 
 
 class DeltaProjection(nn.Module):
@@ -75,6 +68,14 @@ class MambaMixer(nn.Module):
   """Selective SSM mixer; see the module docstring for the data flow."""
 
   config: MambaConfig
+
+  @staticmethod
+  def zero_cache(config: MambaConfig, batch_size: int) -> LayerCache:
+    """The layer's state before any token: conv window (b, k-1, d), SSM state (b, d, n)."""
+    return LayerCache(
+        conv_window=jnp.zeros((batch_size, config.d_conv - 1, config.d_inner), config.dtype),
+        ssm_state=jnp.zeros((batch_size, config.d_inner, config.d_state), jnp.float32),
+    )
 
   def setup(self):
     cfg = self.config
@@ -113,7 +114,7 @@ class MambaMixer(nn.Module):
         kernel_init=inits.torch_linear_kernel(1.0 / math.sqrt(cfg.n_layers)),
     )
 
-  def _raw_ssm_inputs(self, u: Array) -> Tuple[Array, Array, Array, Array]:
+  def _ssm_inputs(self, u: Array) -> Tuple[Array, Array, Array, Array]:
     """dt, delta_bias, B and C from u (..., d): delta = softplus(dt + delta_bias).
 
     dt (..., d) float32 is the dt_proj output without its bias (zeros for a
@@ -136,11 +137,6 @@ class MambaMixer(nn.Module):
       B = jnp.broadcast_to(self.B, lead + (n,))
       C = jnp.broadcast_to(self.C, lead + (n,))
     return dt, bias, B, C
-
-  def _ssm_inputs(self, u: Array) -> Tuple[Array, Array, Array]:
-    """delta (..., d) float32 after the softplus, B and C (..., n), from u (..., d)."""
-    dt, bias, B, C = self._raw_ssm_inputs(u)
-    return jax.nn.softplus(dt + bias), B, C
 
   def _A(self) -> Array:
     return -jnp.exp(self.A_log)
@@ -169,17 +165,12 @@ class MambaMixer(nn.Module):
     if cfg.use_conv:
       u = causal_depthwise_conv(u, self.conv_kernel, self.conv_bias)
     u = jax.nn.silu(u)
-    fused = resolve_method(cfg.scan_method) == "pallas"
-    if fused:
-      delta, delta_bias, B, C = self._raw_ssm_inputs(u)
-    else:
-      (delta, B, C), delta_bias = self._ssm_inputs(u), None
+    dt, delta_bias, B, C = self._ssm_inputs(u)
     y, h_last = selective_scan(
-        u, delta, self._A(), B, C, self.D, mask=mask, return_state=True,
-        method=cfg.scan_method, z=z if fused else None, delta_bias=delta_bias,
-        delta_softplus=fused,
+        u, dt, self._A(), B, C, self.D, mask=mask, return_state=True, method=cfg.scan_method,
+        z=z, delta_bias=delta_bias, delta_softplus=True,
     )
-    out = self.out_proj(y if fused else y * jax.nn.silu(z))
+    out = self.out_proj(y)
     if not return_cache:
       return out, None
     lengths = jnp.sum(mask.astype(jnp.int32), axis=1)
@@ -203,7 +194,8 @@ class MambaMixer(nn.Module):
     if cfg.use_conv:
       u, window = causal_conv_step(window, u, self.conv_kernel, self.conv_bias)
     u = jax.nn.silu(u)
-    delta, B, C = self._ssm_inputs(u)
-    y, h = selective_scan_step(cache.ssm_state, u, delta, self._A(), B, C, self.D)
-    out = self.out_proj(y * jax.nn.silu(z))
+    dt, delta_bias, B, C = self._ssm_inputs(u)
+    y, h = selective_scan_step(cache.ssm_state, u, dt, self._A(), B, C, self.D, z=z, delta_bias=delta_bias,
+                               delta_softplus=True)
+    out = self.out_proj(y)
     return out, LayerCache(conv_window=window.astype(cfg.dtype), ssm_state=h)

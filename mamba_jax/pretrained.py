@@ -4,16 +4,18 @@ A checkpoint is a folder with ``config.json`` and its tensors in
 ``model.safetensors``, in shards named by ``model.safetensors.index.json``, or
 (only when torch is installed) in ``pytorch_model.bin``. Two layouts are read:
 
-- Hugging Face ``MambaForCausalLM`` (``config.json`` with hidden_size,
-  num_hidden_layers, ...; tensors ``backbone.embeddings.weight``,
-  ``backbone.layers.N.{norm,mixer.*}``, ``backbone.norm_f.weight``, and
-  ``lm_head.weight`` unless the head is tied). Its ``vocab_size`` is the
-  embedding's row count (already padded).
+- Hugging Face ``MambaForCausalLM`` / ``Mamba2ForCausalLM`` (``config.json`` with
+  ``model_type`` "mamba" / "mamba2", hidden_size, num_hidden_layers, ...; tensors
+  ``backbone.embeddings.weight``, ``backbone.layers.N.{norm,mixer.*}``,
+  ``backbone.norm_f.weight``, and ``lm_head.weight`` unless the head is tied). Its
+  ``vocab_size`` is the embedding's row count (already padded).
 - state-spaces ``MambaLMHeadModel`` (``config.json`` with d_model, n_layer,
-  ssm_cfg, pad_vocab_size_multiple, ...; ``backbone.embedding.weight``, the same
-  layer names).
+  ssm_cfg, pad_vocab_size_multiple, ...; ``ssm_cfg.layer`` "Mamba1" or "Mamba2";
+  ``backbone.embedding.weight``, the same layer names).
 
-``save_pretrained`` writes the Hugging Face layout (transformers loads it).
+The mixer version comes from the file (``MambaConfig.mixer``): code that loads a checkpoint
+does not branch on it. ``save_pretrained`` writes the Hugging Face layout of the config's
+version (transformers loads it).
 Tensors are float32, float16 or bfloat16 on disk; parameters are float32 in
 memory. Glossary of shapes: v padded vocabulary, m d_model, d d_inner,
 n d_state, k d_conv, r dt_rank.
@@ -82,6 +84,9 @@ def tensor_specs(config: MambaConfig, layout: str) -> List[TensorSpec]:
   """Every tensor a checkpoint of ``config`` holds in ``layout`` (the untied lm_head included)."""
   v, m, d = config.padded_vocab_size, config.d_model, config.d_inner
   n, k, r = config.d_state, config.d_conv, config.resolved_dt_rank
+  h, g = config.num_heads, config.n_groups
+  mamba2 = config.mixer == "mamba2"
+  conv_dim = d + 2 * g * n if mamba2 else d
   embed_name = "backbone.embeddings.weight" if layout == HF else "backbone.embedding.weight"
   specs = [TensorSpec(("embed", "embedding"), embed_name, (v, m), _same, _same)]
   for i in range(config.n_layers):
@@ -95,19 +100,26 @@ def tensor_specs(config: MambaConfig, layout: str) -> List[TensorSpec]:
     def vector(path, name, size):
       return TensorSpec(path, name, (size,), _same, _same)
 
+    in_features = d + conv_dim + h if mamba2 else 2 * d  # (z, xBC, dt) or (x, z).
     specs.append(vector((flax, "norm", "scale"), f"{torch}.norm.weight", m))
-    specs.append(linear("in_proj", 2 * d, m))
+    specs.append(linear("in_proj", in_features, m))
     if config.bias:
-      specs.append(vector(mixer + ("in_proj", "bias"), f"{torch}.mixer.in_proj.bias", 2 * d))
-    specs.append(TensorSpec(mixer + ("conv_kernel",), f"{torch}.mixer.conv1d.weight", (d, 1, k),
+      specs.append(vector(mixer + ("in_proj", "bias"), f"{torch}.mixer.in_proj.bias", in_features))
+    specs.append(TensorSpec(mixer + ("conv_kernel",), f"{torch}.mixer.conv1d.weight", (conv_dim, 1, k),
                             _conv_to_flax, _conv_to_torch))
     if config.conv_bias:
-      specs.append(vector(mixer + ("conv_bias",), f"{torch}.mixer.conv1d.bias", d))
-    specs.append(linear("x_proj", r + 2 * n, d))
-    specs.append(linear("dt_proj", d, r))
-    specs.append(vector(mixer + ("dt_proj", "bias"), f"{torch}.mixer.dt_proj.bias", d))
-    specs.append(TensorSpec(mixer + ("A_log",), f"{torch}.mixer.A_log", (d, n), _same, _same))
-    specs.append(vector(mixer + ("D",), f"{torch}.mixer.D", d))
+      specs.append(vector(mixer + ("conv_bias",), f"{torch}.mixer.conv1d.bias", conv_dim))
+    if mamba2:
+      specs.append(vector(mixer + ("dt_bias",), f"{torch}.mixer.dt_bias", h))
+      specs.append(vector(mixer + ("A_log",), f"{torch}.mixer.A_log", h))
+      specs.append(vector(mixer + ("D",), f"{torch}.mixer.D", h))
+      specs.append(vector(mixer + ("norm", "scale"), f"{torch}.mixer.norm.weight", d))
+    else:
+      specs.append(linear("x_proj", r + 2 * n, d))
+      specs.append(linear("dt_proj", d, r))
+      specs.append(vector(mixer + ("dt_proj", "bias"), f"{torch}.mixer.dt_proj.bias", d))
+      specs.append(TensorSpec(mixer + ("A_log",), f"{torch}.mixer.A_log", (d, n), _same, _same))
+      specs.append(vector(mixer + ("D",), f"{torch}.mixer.D", d))
     specs.append(linear("out_proj", m, d))
     if config.bias:
       specs.append(vector(mixer + ("out_proj", "bias"), f"{torch}.mixer.out_proj.bias", m))
@@ -135,8 +147,8 @@ def _require(cfg: Mapping, keys, where: str) -> None:
 def detect_layout(cfg: Mapping, where: str) -> str:
   """HF or STATE_SPACES from the fields of a config.json; CheckpointError if neither."""
   model_type = cfg.get("model_type")
-  if model_type is not None and model_type != "mamba":
-    raise CheckpointError(f"{where}: model_type {model_type!r} is not supported (only 'mamba', Mamba-1)")
+  if model_type is not None and model_type not in HF_MODEL_TYPES:
+    raise CheckpointError(f"{where}: model_type {model_type!r} is not supported (only {', '.join(map(repr, HF_MODEL_TYPES))})")
   if "hidden_size" in cfg and "num_hidden_layers" in cfg:
     return HF
   if "d_model" in cfg and "n_layer" in cfg:
@@ -146,11 +158,35 @@ def detect_layout(cfg: Mapping, where: str) -> str:
       "nor state-spaces fields (d_model, n_layer)")
 
 
+# config.json "model_type" of the Hugging Face layouts -> MambaConfig.mixer.
+HF_MODEL_TYPES = {"mamba": "mamba1", "mamba2": "mamba2"}
+HF_ARCHITECTURES = {"mamba1": "MambaForCausalLM", "mamba2": "Mamba2ForCausalLM"}
+_FLOAT_TAG = "__float__"  # transformers >= 5 writes a non-finite float as {"__float__": "Infinity"}.
+
+
+def _json_float(value, where: str) -> float:
+  """A float of config.json: a number, "inf"/"Infinity" (json's own spelling) or transformers' tagged form."""
+  if isinstance(value, Mapping) and set(value) == {_FLOAT_TAG}:
+    value = value[_FLOAT_TAG]
+  try:
+    return float(value)
+  except (TypeError, ValueError) as e:
+    raise CheckpointError(f"{where}: {value!r} is not a number") from e
+
+
+def _dt_limit(value, where: str) -> Tuple[float, float]:
+  if not isinstance(value, (list, tuple)) or len(value) != 2:
+    raise CheckpointError(f"{where}: time_step_limit / dt_limit must be [low, high], got {value!r}")
+  return (_json_float(value[0], where), _json_float(value[1], where))
+
+
 def config_from_hf(cfg: Mapping, where: str = "config.json") -> MambaConfig:
-  """MambaConfig of a Hugging Face ``MambaConfig`` dict (its vocab_size is the padded row count)."""
+  """MambaConfig of a Hugging Face ``MambaConfig`` / ``Mamba2Config`` dict (vocab_size: padded rows)."""
   _require(cfg, ("vocab_size", "hidden_size", "num_hidden_layers"), where)
   if cfg.get("hidden_act", "silu") != "silu":
     raise CheckpointError(f"{where}: hidden_act {cfg['hidden_act']!r} is not supported (only 'silu')")
+  if HF_MODEL_TYPES.get(cfg.get("model_type", "mamba")) == "mamba2":
+    return _config_from_hf_mamba2(cfg, where)
   rank = cfg.get("time_step_rank", "auto")
   config = MambaConfig(
       vocab_size=int(cfg["vocab_size"]),
@@ -175,8 +211,48 @@ def config_from_hf(cfg: Mapping, where: str = "config.json") -> MambaConfig:
   return config
 
 
+def _config_from_hf_mamba2(cfg: Mapping, where: str) -> MambaConfig:
+  """MambaConfig of a Hugging Face ``Mamba2Config`` dict (defaults: transformers' Mamba2Config)."""
+  if not cfg.get("rms_norm", True):
+    raise CheckpointError(f"{where}: rms_norm=false (no gated norm) is not supported")
+  hidden, expand = int(cfg["hidden_size"]), int(cfg.get("expand", 2))
+  head_dim = int(cfg.get("head_dim", 64))
+  config = MambaConfig(
+      vocab_size=int(cfg["vocab_size"]),
+      mixer="mamba2",
+      d_model=hidden,
+      n_layers=int(cfg["num_hidden_layers"]),
+      d_state=int(cfg.get("state_size", 128)),
+      d_conv=int(cfg.get("conv_kernel", 4)),
+      expand=expand,
+      head_dim=head_dim,
+      n_groups=int(cfg.get("n_groups", 1)),
+      chunk_size=int(cfg.get("chunk_size", 256)),
+      dt_min=float(cfg.get("time_step_min", 1e-3)),
+      dt_max=float(cfg.get("time_step_max", 0.1)),
+      dt_init_floor=float(cfg.get("time_step_floor", 1e-4)),
+      dt_limit=_dt_limit(cfg.get("time_step_limit", (0.0, float("inf"))), where),
+      conv_bias=bool(cfg.get("use_conv_bias", True)),
+      bias=bool(cfg.get("use_bias", False)),
+      norm_epsilon=float(cfg.get("layer_norm_epsilon", 1e-5)),
+      tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+  )
+  if "num_heads" in cfg and int(cfg["num_heads"]) != config.num_heads:
+    raise CheckpointError(f"{where}: num_heads {cfg['num_heads']} is not expand * hidden_size / head_dim "
+                          f"= {config.num_heads}")
+  return config
+
+
 # state-spaces ssm_cfg keys that only steer initialization or kernels (no effect on a loaded model).
 _SSM_CFG_IGNORED = ("dt_init", "use_fast_path", "layer")
+# Mamba2 (``mamba_ssm.modules.mamba2.Mamba2``): its keys -> MambaConfig fields, the ones that only
+# steer initialization or kernels, and those whose other values this project does not implement.
+_SSM2_CFG_FIELDS = {"d_state": "d_state", "d_conv": "d_conv", "expand": "expand", "headdim": "head_dim",
+                    "ngroups": "n_groups", "chunk_size": "chunk_size", "dt_min": "dt_min", "dt_max": "dt_max",
+                    "dt_init_floor": "dt_init_floor", "bias": "bias", "conv_bias": "conv_bias"}
+_SSM2_CFG_IGNORED = ("layer", "A_init_range", "conv_init", "use_mem_eff_path", "sequence_parallel", "dt_limit",
+                     "rmsnorm", "norm_before_gate", "D_has_hdim", "d_ssm", "activation", "learnable_init_states")
+_SSM2_CFG_REQUIRED = {"rmsnorm": True, "norm_before_gate": False, "D_has_hdim": False, "learnable_init_states": False}
 _SSM_CFG_FIELDS = {"d_state": "d_state", "d_conv": "d_conv", "expand": "expand", "dt_rank": "dt_rank",
                    "dt_min": "dt_min", "dt_max": "dt_max", "dt_init_floor": "dt_init_floor",
                    "dt_scale": "dt_scale", "conv_bias": "conv_bias", "bias": "bias"}
@@ -187,20 +263,34 @@ def config_from_state_spaces(cfg: Mapping, where: str = "config.json") -> MambaC
   _require(cfg, ("d_model", "n_layer", "vocab_size"), where)
   ssm_cfg = dict(cfg.get("ssm_cfg") or {})
   unsupported = []
-  if ssm_cfg.get("layer", "Mamba1") != "Mamba1":
-    unsupported.append(f"ssm_cfg.layer={ssm_cfg['layer']!r} (only Mamba1)")
+  layer = ssm_cfg.get("layer", "Mamba1")
+  if layer not in ("Mamba1", "Mamba2"):
+    unsupported.append(f"ssm_cfg.layer={layer!r} (only Mamba1 or Mamba2)")
+  mamba2 = layer == "Mamba2"
+  field_names, ignored = (_SSM2_CFG_FIELDS, _SSM2_CFG_IGNORED) if mamba2 else (_SSM_CFG_FIELDS, _SSM_CFG_IGNORED)
+  fields = {field: ssm_cfg[key] for key, field in field_names.items() if key in ssm_cfg}
+  if mamba2:
+    unsupported += [f"ssm_cfg.{key}={ssm_cfg[key]!r}" for key, value in _SSM2_CFG_REQUIRED.items()
+                    if key in ssm_cfg and ssm_cfg[key] != value]
+    if ssm_cfg.get("activation", "swish") not in ("swish", "silu"):
+      unsupported.append(f"ssm_cfg.activation={ssm_cfg['activation']!r}")
+    fields = {"mixer": "mamba2", "d_state": 128, "head_dim": 64, "chunk_size": 256, **fields}
+    if "dt_limit" in ssm_cfg:
+      fields["dt_limit"] = _dt_limit(ssm_cfg["dt_limit"], where)
+    d_ssm = ssm_cfg.get("d_ssm")
+    if d_ssm is not None and int(d_ssm) != int(fields.get("expand", 2)) * int(cfg["d_model"]):
+      unsupported.append(f"ssm_cfg.d_ssm={d_ssm} (only expand * d_model: no MLP half in the mixer)")
   if not cfg.get("rms_norm", True):
     unsupported.append("rms_norm=false (LayerNorm blocks)")
   if cfg.get("d_intermediate", 0):
     unsupported.append(f"d_intermediate={cfg['d_intermediate']} (MLP blocks)")
   if cfg.get("attn_layer_idx"):
     unsupported.append(f"attn_layer_idx={cfg['attn_layer_idx']} (attention layers)")
-  unknown = sorted(set(ssm_cfg) - set(_SSM_CFG_FIELDS) - set(_SSM_CFG_IGNORED))
+  unknown = sorted(set(ssm_cfg) - set(field_names) - set(ignored))
   if unknown:
     unsupported.append(f"unknown ssm_cfg keys {unknown}")
   if unsupported:
     raise CheckpointError(f"{where}: not supported: {'; '.join(unsupported)}")
-  fields = {field: ssm_cfg[key] for key, field in _SSM_CFG_FIELDS.items() if key in ssm_cfg}
   return MambaConfig(
       vocab_size=int(cfg["vocab_size"]),
       pad_vocab_size_multiple=int(cfg.get("pad_vocab_size_multiple", 8)),
@@ -212,11 +302,48 @@ def config_from_state_spaces(cfg: Mapping, where: str = "config.json") -> MambaC
   )
 
 
-def hf_config_dict(config: MambaConfig, dtype: str = "float32") -> dict:
-  """The Hugging Face ``MambaForCausalLM`` config.json of ``config``."""
-  _check_exportable(config)
+def _hf_mamba2_config_dict(config: MambaConfig, dtype: str) -> dict:
+  """The Hugging Face ``Mamba2ForCausalLM`` config.json of a Mamba-2 ``config``."""
+  low, high = config.dt_limit
+  tagged = lambda x: {_FLOAT_TAG: "Infinity"} if x == float("inf") else x  # transformers' spelling.
   return {
-      "architectures": ["MambaForCausalLM"],
+      "architectures": [HF_ARCHITECTURES["mamba2"]],
+      "model_type": "mamba2",
+      "dtype": dtype,
+      "vocab_size": config.padded_vocab_size,
+      "hidden_size": config.d_model,
+      "num_hidden_layers": config.n_layers,
+      "state_size": config.d_state,
+      "conv_kernel": config.d_conv,
+      "expand": config.expand,
+      "head_dim": config.head_dim,
+      "num_heads": config.num_heads,
+      "n_groups": config.n_groups,
+      "chunk_size": config.chunk_size,
+      "time_step_min": config.dt_min,
+      "time_step_max": config.dt_max,
+      "time_step_floor": config.dt_init_floor,
+      "time_step_limit": [tagged(low), tagged(high)],
+      "use_bias": config.bias,
+      "use_conv_bias": config.conv_bias,
+      "hidden_act": "silu",
+      "layer_norm_epsilon": config.norm_epsilon,
+      "rms_norm": True,
+      "residual_in_fp32": True,
+      "tie_word_embeddings": config.tie_embeddings,
+      "bos_token_id": None,
+      "eos_token_id": None,
+      "pad_token_id": None,
+  }
+
+
+def hf_config_dict(config: MambaConfig, dtype: str = "float32") -> dict:
+  """The Hugging Face ``MambaForCausalLM`` / ``Mamba2ForCausalLM`` config.json of ``config``."""
+  _check_exportable(config)
+  if config.mixer == "mamba2":
+    return _hf_mamba2_config_dict(config, dtype)
+  return {
+      "architectures": [HF_ARCHITECTURES["mamba1"]],
       "model_type": "mamba",
       "dtype": dtype,
       "vocab_size": config.padded_vocab_size,
@@ -387,7 +514,8 @@ def load_pretrained(path: str) -> Tuple[MambaConfig, Params]:
 
 
 def save_pretrained(path: str, config: MambaConfig, params: Params, dtype: str = "float32") -> None:
-  """Writes ``params`` of ``MambaLM(config)`` as a Hugging Face ``MambaForCausalLM`` folder.
+  """Writes ``params`` of ``MambaLM(config)`` as a Hugging Face ``MambaForCausalLM`` (Mamba-1) or
+  ``Mamba2ForCausalLM`` (Mamba-2) folder.
 
   Args:
     path: folder to create or overwrite (config.json, model.safetensors).
@@ -418,8 +546,8 @@ def save_pretrained(path: str, config: MambaConfig, params: Params, dtype: str =
 # ---- Fine-tuning: a pretrained backbone in another model's parameters -----------------
 
 # MambaConfig properties that fix the backbone's tensors (and its numerics).
-BACKBONE_FIELDS = ("padded_vocab_size", "d_model", "n_layers", "d_state", "d_conv", "expand",
-                   "resolved_dt_rank", "conv_bias", "bias", "norm_epsilon")
+BACKBONE_FIELDS = ("mixer", "padded_vocab_size", "d_model", "n_layers", "d_state", "d_conv", "expand",
+                   "resolved_dt_rank", "head_dim", "n_groups", "conv_bias", "bias", "norm_epsilon")
 
 
 def _flatten(tree: Mapping, prefix: Tuple[str, ...] = ()) -> Dict[Tuple[str, ...], object]:

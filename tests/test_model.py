@@ -245,3 +245,90 @@ class DtypeAndTrainingModeTest(chex.TestCase):
       if "embed" in jax.tree_util.keystr(path):
         continue  # only rows of tokens present get a gradient
       self.assertGreater(float(jnp.max(jnp.abs(g))), 0.0, msg=jax.tree_util.keystr(path))
+
+
+# ---- Mamba-2: the same classifier with MambaConfig(mixer="mamba2") ---------------------------
+
+MAMBA2 = dict(mixer="mamba2", head_dim=8, n_groups=2, chunk_size=4)  # 4 heads in 2 groups; l = 9 spans 3 chunks.
+
+
+class Mamba2ModelTest(parameterized.TestCase):
+
+  @parameterized.product(pooling=("mean", "last"), method=("associative", "sequential"),
+                         bidirectional=(False, True))
+  def test_appending_padding_leaves_logits_unchanged(self, pooling, method, bidirectional):
+    cfg = _config(pooling=pooling, scan_method=method, bidirectional=bidirectional, **MAMBA2)
+    model, variables, tokens, _ = _init(cfg)
+    lengths = jnp.array([9, 4, 1])
+    mask = (jnp.arange(9)[None] < lengths[:, None]).astype(jnp.int32)
+    tokens = tokens * mask
+    logits = model.apply(variables, tokens, mask)
+    padded_tokens = jnp.pad(tokens, ((0, 0), (0, 7))).at[:, 9:].set(7)
+    logits_padded = model.apply(variables, padded_tokens, jnp.pad(mask, ((0, 0), (0, 7))))
+    np.testing.assert_allclose(logits_padded, logits, atol=1e-6, rtol=0)
+    for row, n in enumerate(lengths):
+      alone = model.apply(variables, tokens[row:row + 1, :n], mask[row:row + 1, :n])
+      np.testing.assert_allclose(alone[0], logits[row], atol=1e-6, rtol=0)
+
+  def test_step_and_prefill_reproduce_the_parallel_forward(self):
+    cfg = _config(**MAMBA2)
+    model, variables, tokens, mask = _init(cfg, length=12)
+    features, _ = model.apply(variables, tokens, mask, method=model.encode)
+    cache = init_cache(cfg, tokens.shape[0])
+    chex.assert_shape(cache[0].ssm_state, (3, 4, 8, 4))
+    step = jax.jit(lambda t, c: model.apply(variables, t, c, method=model.step))
+    for t in range(tokens.shape[1]):
+      out, cache = step(tokens[:, t], cache)
+      np.testing.assert_allclose(out, features[:, t], atol=1e-5, rtol=1e-5)
+    lengths = jnp.array([5, 2, 1])
+    prompt_mask = (jnp.arange(12)[None] < lengths[:, None]).astype(jnp.int32)
+    _, cache = model.apply(variables, tokens * prompt_mask, prompt_mask, method=model.prefill)
+    for k in range(4):
+      out, cache = step(tokens[jnp.arange(3), lengths + k], cache)
+      np.testing.assert_allclose(out, features[jnp.arange(3), lengths + k], atol=1e-5, rtol=1e-5)
+
+  def test_matches_reference_initialization_and_layout(self):
+    cfg = _config(d_model=64, n_layers=4, d_state=16, head_dim=16, mixer="mamba2")
+    _, variables, _, _ = _init(cfg)
+    for i in range(cfg.n_layers):
+      mixer = variables["params"][f"layers_{i}"]["mixer"]
+      chex.assert_shape([mixer["A_log"], mixer["D"], mixer["dt_bias"]], (8,))
+      conv_dim = cfg.d_inner + 2 * cfg.d_state
+      chex.assert_shape(mixer["in_proj"]["kernel"], (64, cfg.d_inner + conv_dim + 8))
+      chex.assert_shape(mixer["conv_kernel"], (cfg.d_conv, conv_dim))
+      A = np.exp(np.asarray(mixer["A_log"]))
+      self.assertTrue(np.all((A >= 1.0) & (A <= 16.0)) and np.ptp(A) > 1.0)  # U[1, 16], not a constant.
+      dt = jax.nn.softplus(mixer["dt_bias"])
+      self.assertTrue(bool(jnp.all((dt >= cfg.dt_min * (1 - 1e-5)) & (dt <= cfg.dt_max * (1 + 1e-5)))))
+      np.testing.assert_array_equal(mixer["D"], 1.0)
+      np.testing.assert_array_equal(mixer["norm"]["scale"], 1.0)
+      out_bound = 1 / math.sqrt(cfg.d_inner) / math.sqrt(cfg.n_layers)
+      self.assertLessEqual(float(jnp.max(jnp.abs(mixer["out_proj"]["kernel"]))), out_bound)
+
+  def test_gradients_reach_every_parameter_and_bfloat16_stays_close(self):
+    cfg = _config(**MAMBA2)
+    model, variables, tokens, mask = _init(cfg)
+    labels = jnp.array([0, 1, 1])
+
+    def loss(params):
+      logits = model.apply({"params": params}, tokens, mask, train=True, rngs={"dropout": jax.random.key(0)})
+      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), labels])
+
+    for path, g in jax.tree_util.tree_leaves_with_path(jax.grad(loss)(variables["params"])):
+      if "embed" not in jax.tree_util.keystr(path):
+        self.assertGreater(float(jnp.max(jnp.abs(g))), 0.0, msg=jax.tree_util.keystr(path))
+    logits16 = MambaClassifier(_config(dtype=jnp.bfloat16, **MAMBA2)).apply(variables, tokens, mask)
+    self.assertEqual(logits16.dtype, jnp.float32)
+    np.testing.assert_allclose(logits16, model.apply(variables, tokens, mask), atol=0.05)
+
+  @parameterized.parameters(
+      (dict(head_dim=12), "head_dim 12 must divide d_inner"),
+      (dict(n_groups=3), "n_groups 3 must divide the 4 heads"),
+      (dict(select_bc=False), "exist for mixer='mamba1' only"),
+      (dict(scan_method="pallas"), "takes 'auto', 'associative' or 'sequential'"),
+      (dict(dt_limit=(0.5, 0.1)), "dt_limit must be"),
+      (dict(mixer="mamba3"), "mixer must be one of"),
+  )
+  def test_config_errors(self, overrides, message):
+    with pytest.raises(ValueError, match=message):
+      _config(**dict(MAMBA2, **overrides))

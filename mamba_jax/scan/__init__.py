@@ -15,19 +15,23 @@ accumulated in float32 (float64 for float64 inputs):
 - ``"auto"``: the fastest correct method for the current backend (see
   :data:`AUTO_METHOD`).
 
+:func:`ssd_scan` is Mamba-2's entry point (:mod:`~mamba_jax.scan.ssd`: the same recurrence with
+a scalar decay per head, computed chunk by chunk as matmuls); its ``method`` picks how the state
+is carried from chunk to chunk ("associative" | "sequential" | "auto": :data:`SSD_AUTO_METHOD`).
+
 The shared math lives in the leaf module :mod:`~mamba_jax.scan.recurrence`;
 this module imports the methods, never the reverse.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import chex
 import jax
 import jax.numpy as jnp
 
-from mamba_jax.scan import associative, pallas, sequential
+from mamba_jax.scan import associative, pallas, sequential, ssd
 from mamba_jax.scan.recurrence import accumulation_dtype
 
 Array = jax.Array
@@ -144,4 +148,90 @@ def selective_scan(
   h0 = jnp.zeros((b, d, n), acc) if initial_state is None else jnp.asarray(initial_state, acc)
   y, h_last = scan(u, delta, A, B, C, D, mask=mask, h0=h0, z=z, delta_bias=delta_bias,
                    delta_softplus=delta_softplus)
+  return (y, h_last) if return_state else y
+
+
+# Chunk recurrence picked by ssd_scan(method="auto"), per backend. Measured by
+# `python -m benchmarks.scan` (results/scan_cpu.json, the "ssd" rows): on the CPU the
+# sequential lax.scan over chunk states is faster than the associative scan at every shape
+# with more than one chunk (one chunk: no recurrence at all). GPU and TPU: the associative
+# scan (log depth) until a GPU benchmark says otherwise.
+SSD_AUTO_METHOD = {"cpu": "sequential", "gpu": "associative", "tpu": "associative"}
+
+
+def resolve_ssd_method(method: str) -> str:
+  """Maps ``"auto"`` to :data:`SSD_AUTO_METHOD` of the default backend; checks the name."""
+  if method == "auto":
+    return SSD_AUTO_METHOD.get(jax.default_backend(), "associative")
+  if method not in ssd.CHUNK_RECURRENCES:
+    raise ValueError(f"Unknown SSD method {method!r}; expected 'auto' or one of {ssd.CHUNK_RECURRENCES} "
+                     "(the recurrence over chunk states; there is no Pallas SSD kernel)")
+  return method
+
+
+def ssd_scan(
+    x: Array, dt: Array, A: Array, B: Array, C: Array, D: Optional[Array] = None, *,
+    mask: Optional[Array] = None, initial_state: Optional[Array] = None,
+    dt_bias: Optional[Array] = None, dt_softplus: bool = False,
+    dt_limit: Tuple[float, float] = ssd.NO_LIMIT, return_state: bool = False,
+    chunk_size: int = 256, method: str = "auto",
+):
+  """Runs the Mamba-2 (SSD) selective SSM over a sequence.
+
+  Glossary: b batch, l length, h heads, p head dimension, g groups, n state size.
+
+      dt_t = clip(softplus(dt_t + dt_bias), *dt_limit)     (b, l, h), 0 where masked
+      h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T            (b, h, p, n) float32
+      y_t = h_t C_t + D x_t                                  (b, h, p)
+
+  Args:
+    x: (b, l, h, p) input.
+    dt: (b, l, h) step sizes: positive, or with ``dt_softplus`` the pre-activation.
+    A: (h,) negative decay rate per head.
+    B, C: (b, l, g, n); head i reads group i // (h / g).
+    D: optional (h,) skip connection.
+    mask: optional (b, l) of 0/1. Where 0 the step is the identity and y is 0, so right
+      padding never changes a real position's output nor the final state.
+    initial_state: optional (b, h, p, n) state before the first token (zeros).
+    dt_bias: optional (h,) added to dt before the softplus.
+    dt_softplus: apply softplus to dt (+ dt_bias).
+    dt_limit: (low, high) clip of the step sizes; (0, inf) is no clip.
+    return_state: also return the final state.
+    chunk_size: tokens per chunk (any length works: the last chunk is padded with identity steps).
+    method: the recurrence over chunk states, "auto", "associative" or "sequential".
+
+  Returns:
+    y: (b, l, h, p) in x's dtype; with ``return_state`` the pair (y, h_last) with h_last
+    (b, h, p, n) float32 (float64 for float64 inputs).
+  """
+  chex.assert_rank([x, dt, A, B, C], [4, 3, 1, 4, 4])
+  chex.assert_equal_shape_prefix([x, dt], 3)
+  chex.assert_equal_shape([B, C])
+  chex.assert_equal_shape_prefix([x, B], 2)
+  b, _, h, p = x.shape
+  g, n = B.shape[2], B.shape[3]
+  chex.assert_shape(A, (h,))
+  if h % g:
+    raise ValueError(f"{h} heads cannot be split into {g} groups")
+  if chunk_size < 1:
+    raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+  for vector in (D, dt_bias):
+    if vector is not None:
+      chex.assert_shape(vector, (h,))
+  if mask is not None:
+    chex.assert_shape(mask, x.shape[:2])
+  if initial_state is not None:
+    chex.assert_shape(initial_state, (b, h, p, n))
+  recurrence = resolve_ssd_method(method)
+  acc = accumulation_dtype(x.dtype)
+  x32, B32, C32, A32 = (jnp.asarray(t, acc) for t in (x, B, C, A))
+  dt32 = ssd.step_sizes(jnp.asarray(dt, acc), dt_bias, dt_softplus, dt_limit, mask)
+  h0 = None if initial_state is None else jnp.asarray(initial_state, acc)
+  y, h_last = ssd.ssd_chunked_scan(x32, dt32, A32, B32, C32, h0=h0, chunk_size=chunk_size,
+                                   chunk_recurrence=recurrence, return_state=return_state)
+  if D is not None:
+    y = y + jnp.asarray(D, acc)[:, None] * x32
+  if mask is not None:
+    y = y * jnp.asarray(mask, acc)[:, :, None, None]
+  y = y.astype(x.dtype)
   return (y, h_last) if return_state else y

@@ -289,7 +289,8 @@ plt.show()
 # ## 6. Selection in a trained classifier
 #
 # Now the real thing: a Mamba classifier trained on Sentiment140 tweets. Each layer's mixer
-# computes $\Delta$, $B$ and $C$ from the token it reads (`MambaMixer._ssm_inputs`). We record
+# computes $\Delta$ (the softplus of `dt` plus its bias), $B$ and $C$ from the token it reads
+# (`MambaMixer._ssm_inputs`). We record
 # them with a Flax method interceptor while the model classifies a few tweets of the
 # hand-labelled test set, then rerun each layer's recurrence token by token to follow the
 # state. The reference run of `train.main` (or the quickstart's run) is used when it exists;
@@ -402,8 +403,9 @@ def trace_scan_inputs(model, params, tokens):
   def record(next_fun, args, kwargs, context):
     outputs = next_fun(*args, **kwargs)
     if isinstance(context.module, MambaMixer) and context.method_name == "_ssm_inputs":
-      delta, B, C = outputs
-      records.append(dict(u=args[0], delta=delta, B=B, C=C, A=context.module._A(), D=context.module.D))
+      dt, delta_bias, B, C = outputs
+      records.append(dict(u=args[0], delta=jax.nn.softplus(dt + delta_bias), B=B, C=C, A=context.module._A(),
+                          D=context.module.D))
     return outputs
 
   with nn.intercept_methods(record):

@@ -1,0 +1,151 @@
+"""The Mamba-2 mixer (``mamba2_simple.Mamba2`` / transformers' ``Mamba2Mixer``) as a thin Flax wrapper.
+
+Glossary: b batch, l length, m model width (d_model), d channels (d_inner), h heads, p head
+dimension (d = h * p), g groups, n state size, k conv width.
+
+    x (b, l, m) -> in_proj -> z (b, l, d), xBC (b, l, d + 2 g n), dt (b, l, h)
+    xBC -> causal depthwise conv -> SiLU -> x (b, l, h, p), B, C (b, l, g, n)
+    y = ssd_scan(x, dt, A = -exp(A_log), B, C, D, dt_bias, softplus, dt_limit)   (b, l, h, p)
+    out = out_proj(GatedRMSNorm(y * SiLU(z)))                                      (b, l, m)
+
+What changes from Mamba-1 (:mod:`mamba_jax.mixer`): A is one scalar per head instead of a
+(d, n) matrix, so the scan becomes matmuls (:mod:`mamba_jax.scan.ssd`); B, C and dt come from
+in_proj directly (no x_proj / dt_proj), and B and C go through the conv with x; the gate is
+applied inside a grouped RMSNorm (``norm_before_gate=False``) before out_proj.
+
+Initialization as the reference: A_log = log(U[1, 16]) per head, softplus(dt_bias) log-uniform
+in [dt_min, dt_max] floored at dt_init_floor, D = 1, the norm's scale 1, PyTorch's default
+Linear/Conv1d init elsewhere (out_proj scaled by 1/sqrt(n_layers), as ``MambaLMHeadModel``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Optional, Tuple
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from mamba_jax import initializers as inits
+from mamba_jax.config import MambaConfig
+from mamba_jax.conv import causal_conv_step, causal_depthwise_conv, last_inputs_window
+from mamba_jax.mixer import LayerCache
+from mamba_jax.ssm import ssd_scan, ssd_step
+
+Array = jax.Array
+
+
+class GatedRMSNorm(nn.Module):
+  """RMSNorm of y * SiLU(z) over groups of ``group_size`` channels, times a learned scale (d,).
+
+  ``RMSNormGated(norm_before_gate=False, group_size=d / g)`` of state-spaces; with one group
+  it is transformers' ``MambaRMSNormGated``. Computed in float32, returned in ``dtype``.
+  """
+
+  group_size: int
+  epsilon: float
+  dtype: jnp.dtype
+
+  @nn.compact
+  def __call__(self, y: Array, z: Array) -> Array:
+    """y, z (..., d) -> (..., d)."""
+    scale = self.param("scale", inits.ones, (y.shape[-1],), jnp.float32)
+    gated = y.astype(jnp.float32) * jax.nn.silu(z.astype(jnp.float32))
+    grouped = gated.reshape(gated.shape[:-1] + (-1, self.group_size))
+    grouped = grouped * jax.lax.rsqrt(jnp.mean(grouped * grouped, axis=-1, keepdims=True) + self.epsilon)
+    return (grouped.reshape(gated.shape) * scale).astype(self.dtype)
+
+
+def a_log_init(key, shape, dtype=jnp.float32):
+  """A_log (h,) = log(U[1, 16]) (``A_init_range`` of the reference), so A = -exp(A_log) in [-16, -1]."""
+  return jnp.log(jax.random.uniform(key, shape, jnp.float32, 1.0, 16.0)).astype(dtype)
+
+
+class Mamba2Mixer(nn.Module):
+  """SSD mixer; see the module docstring for the data flow. Same interface as ``MambaMixer``."""
+
+  config: MambaConfig
+
+  @staticmethod
+  def zero_cache(config: MambaConfig, batch_size: int) -> LayerCache:
+    """The layer's state before any token: conv window (b, k-1, d + 2 g n), SSM state (b, h, p, n)."""
+    conv_dim = config.d_inner + 2 * config.n_groups * config.d_state
+    return LayerCache(
+        conv_window=jnp.zeros((batch_size, config.d_conv - 1, conv_dim), config.dtype),
+        ssm_state=jnp.zeros((batch_size, config.num_heads, config.head_dim, config.d_state), jnp.float32),
+    )
+
+  def setup(self):
+    cfg = self.config
+    d, h, g, n = cfg.d_inner, cfg.num_heads, cfg.n_groups, cfg.d_state
+    conv_dim = d + 2 * g * n
+    dense = functools.partial(nn.Dense, dtype=cfg.dtype, param_dtype=jnp.float32, bias_init=inits.zeros,
+                              use_bias=cfg.bias)
+    self.in_proj = dense(d + conv_dim + h, kernel_init=inits.torch_linear_kernel())
+    self.conv_kernel = self.param("conv_kernel", inits.torch_linear_kernel(), (cfg.d_conv, conv_dim))
+    self.conv_bias = (self.param("conv_bias", inits.uniform_fan_in_bias(cfg.d_conv), (conv_dim,))
+                      if cfg.conv_bias else None)
+    self.dt_bias = self.param("dt_bias", inits.dt_bias(cfg.dt_min, cfg.dt_max, cfg.dt_init_floor), (h,))
+    self.A_log = self.param("A_log", a_log_init, (h,))
+    self.D = self.param("D", inits.ones, (h,))
+    self.norm = GatedRMSNorm(group_size=d // g, epsilon=cfg.norm_epsilon, dtype=cfg.dtype)
+    self.out_proj = dense(cfg.d_model, kernel_init=inits.torch_linear_kernel(1.0 / math.sqrt(cfg.n_layers)))
+
+  def _split(self, projected: Array) -> Tuple[Array, Array, Array]:
+    """in_proj output (..., d + conv_dim + h) -> z (..., d), xBC (..., conv_dim), dt (..., h)."""
+    d = self.config.d_inner
+    conv_dim = d + 2 * self.config.n_groups * self.config.d_state
+    return projected[..., :d], projected[..., d:d + conv_dim], projected[..., d + conv_dim:]
+
+  def _heads(self, xBC: Array) -> Tuple[Array, Array, Array]:
+    """Conv output (..., conv_dim) -> x (..., h, p), B and C (..., g, n)."""
+    cfg = self.config
+    d, g, n = cfg.d_inner, cfg.n_groups, cfg.d_state
+    lead = xBC.shape[:-1]
+    x = xBC[..., :d].reshape(lead + (cfg.num_heads, cfg.head_dim))
+    B = xBC[..., d:d + g * n].reshape(lead + (g, n))
+    C = xBC[..., d + g * n:].reshape(lead + (g, n))
+    return x, B, C
+
+  def __call__(self, x: Array, mask: Array, return_cache: bool = False) -> Tuple[Array, Optional[LayerCache]]:
+    """Parallel forward.
+
+    Args:
+      x: (b, l, m) normalized inputs.
+      mask: (b, l) 0/1, right padding. Padded positions neither feed the conv nor move the state.
+      return_cache: also return the :class:`LayerCache` after the last real token of each row.
+
+    Returns:
+      (out (b, l, m), cache or None).
+    """
+    cfg = self.config
+    chex.assert_rank([x, mask], [3, 2])
+    chex.assert_equal_shape_prefix([x, mask], 2)
+    z, xBC, dt = self._split(self.in_proj(x))
+    conv_inputs = xBC * mask[..., None].astype(xBC.dtype)
+    xs, B, C = self._heads(jax.nn.silu(causal_depthwise_conv(conv_inputs, self.conv_kernel, self.conv_bias)))
+    scanned = ssd_scan(
+        xs, dt, -jnp.exp(self.A_log), B, C, self.D, mask=mask, dt_bias=self.dt_bias, dt_softplus=True,
+        dt_limit=cfg.dt_limit, return_state=return_cache, chunk_size=cfg.chunk_size, method=cfg.scan_method)
+    y, h_last = scanned if return_cache else (scanned, None)
+    out = self.out_proj(self.norm(y.reshape(z.shape), z))
+    if not return_cache:
+      return out, None
+    lengths = jnp.sum(mask.astype(jnp.int32), axis=1)
+    window = last_inputs_window(conv_inputs, lengths, cfg.d_conv - 1)
+    return out, LayerCache(conv_window=window, ssm_state=h_last)
+
+  def step(self, x_t: Array, cache: LayerCache) -> Tuple[Array, LayerCache]:
+    """One token of recurrent inference: x_t (b, m) and the cache before it -> (out (b, m), cache)."""
+    cfg = self.config
+    chex.assert_rank(x_t, 2)
+    z, xBC, dt = self._split(self.in_proj(x_t))
+    conv_out, window = causal_conv_step(cache.conv_window, xBC, self.conv_kernel, self.conv_bias)
+    xs, B, C = self._heads(jax.nn.silu(conv_out))
+    y, state = ssd_step(cache.ssm_state, xs, dt, -jnp.exp(self.A_log), B, C, self.D, dt_bias=self.dt_bias,
+                        dt_softplus=True, dt_limit=cfg.dt_limit)
+    out = self.out_proj(self.norm(y.reshape(z.shape), z))
+    return out, LayerCache(conv_window=window.astype(cfg.dtype), ssm_state=state)
