@@ -5,6 +5,9 @@ dimension (d = h * p), g groups, n state size, k conv width.
 
     x (b, l, m) -> in_proj -> z (b, l, d), xBC (b, l, d + 2 g n), dt (b, l, h)
     xBC -> causal depthwise conv -> SiLU -> x (b, l, h, p), B, C (b, l, g, n)
+
+(in_proj and the conv compute x, B and C as separate arrays, with slices of the same parameters:
+see :class:`BlockDense`.)
     y = ssd_scan(x, dt, A = -exp(A_log), B, C, D, dt_bias, softplus, dt_limit)   (b, l, h, p)
     out = out_proj(GatedRMSNorm(y * SiLU(z)))                                      (b, l, m)
 
@@ -20,9 +23,8 @@ Linear/Conv1d init elsewhere (out_proj scaled by 1/sqrt(n_layers), as ``MambaLMH
 
 from __future__ import annotations
 
-import functools
 import math
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import chex
 import jax
@@ -59,6 +61,36 @@ class GatedRMSNorm(nn.Module):
     return (grouped.reshape(gated.shape) * scale).astype(self.dtype)
 
 
+class BlockDense(nn.Module):
+  """``nn.Dense`` (same parameters: kernel (m, sum(sizes)), optional bias) returning its output
+  column blocks of ``sizes`` as separate arrays, each its own matmul with a slice of the kernel.
+
+  Slicing one wide output instead costs a copy per block forward and a pad-and-add per block
+  backward, which on XLA's CPU backend cost more than the matmul itself.
+  """
+
+  sizes: Tuple[int, ...]
+  use_bias: bool
+  dtype: jnp.dtype
+  kernel_init: Callable = inits.torch_linear_kernel()
+
+  @nn.compact
+  def __call__(self, x: Array) -> Tuple[Array, ...]:
+    """x (..., m) -> one (..., size) array per entry of ``sizes``, in ``dtype``."""
+    total = sum(self.sizes)
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], total), jnp.float32)
+    bias = self.param("bias", inits.zeros, (total,), jnp.float32) if self.use_bias else None
+    x = x.astype(self.dtype)
+    blocks, start = [], 0
+    for size in self.sizes:
+      block = jnp.dot(x, kernel[:, start:start + size].astype(self.dtype))
+      if bias is not None:
+        block = block + bias[start:start + size].astype(self.dtype)
+      blocks.append(block)
+      start += size
+    return tuple(blocks)
+
+
 def a_log_init(key, shape, dtype=jnp.float32):
   """A_log (h,) = log(U[1, 16]) (``A_init_range`` of the reference), so A = -exp(A_log) in [-16, -1]."""
   return jnp.log(jax.random.uniform(key, shape, jnp.float32, 1.0, 16.0)).astype(dtype)
@@ -82,9 +114,8 @@ class Mamba2Mixer(nn.Module):
     cfg = self.config
     d, h, g, n = cfg.d_inner, cfg.num_heads, cfg.n_groups, cfg.d_state
     conv_dim = d + 2 * g * n
-    dense = functools.partial(nn.Dense, dtype=cfg.dtype, param_dtype=jnp.float32, bias_init=inits.zeros,
-                              use_bias=cfg.bias)
-    self.in_proj = dense(d + conv_dim + h, kernel_init=inits.torch_linear_kernel())
+    # in_proj's output is (z, x, B, C, dt): the reference's (z, xBC, dt) with xBC cut in three.
+    self.in_proj = BlockDense(sizes=(d, d, g * n, g * n, h), use_bias=cfg.bias, dtype=cfg.dtype)
     self.conv_kernel = self.param("conv_kernel", inits.torch_linear_kernel(), (cfg.d_conv, conv_dim))
     self.conv_bias = (self.param("conv_bias", inits.uniform_fan_in_bias(cfg.d_conv), (conv_dim,))
                       if cfg.conv_bias else None)
@@ -92,23 +123,26 @@ class Mamba2Mixer(nn.Module):
     self.A_log = self.param("A_log", a_log_init, (h,))
     self.D = self.param("D", inits.ones, (h,))
     self.norm = GatedRMSNorm(group_size=d // g, epsilon=cfg.norm_epsilon, dtype=cfg.dtype)
-    self.out_proj = dense(cfg.d_model, kernel_init=inits.torch_linear_kernel(1.0 / math.sqrt(cfg.n_layers)))
+    self.out_proj = nn.Dense(cfg.d_model, use_bias=cfg.bias, dtype=cfg.dtype, param_dtype=jnp.float32,
+                             kernel_init=inits.torch_linear_kernel(1.0 / math.sqrt(cfg.n_layers)),
+                             bias_init=inits.zeros)
 
-  def _split(self, projected: Array) -> Tuple[Array, Array, Array]:
-    """in_proj output (..., d + conv_dim + h) -> z (..., d), xBC (..., conv_dim), dt (..., h)."""
-    d = self.config.d_inner
-    conv_dim = d + 2 * self.config.n_groups * self.config.d_state
-    return projected[..., :d], projected[..., d:d + conv_dim], projected[..., d + conv_dim:]
-
-  def _heads(self, xBC: Array) -> Tuple[Array, Array, Array]:
-    """Conv output (..., conv_dim) -> x (..., h, p), B and C (..., g, n)."""
+  def _conv_blocks(self):
+    """(kernel (k, width), bias (width,) or None) of the conv's x, B and C channels."""
     cfg = self.config
-    d, g, n = cfg.d_inner, cfg.n_groups, cfg.d_state
-    lead = xBC.shape[:-1]
-    x = xBC[..., :d].reshape(lead + (cfg.num_heads, cfg.head_dim))
-    B = xBC[..., d:d + g * n].reshape(lead + (g, n))
-    C = xBC[..., d + g * n:].reshape(lead + (g, n))
-    return x, B, C
+    d, gn = cfg.d_inner, cfg.n_groups * cfg.d_state
+    blocks = []
+    for start, width in ((0, d), (d, gn), (d + gn, gn)):
+      bias = None if self.conv_bias is None else self.conv_bias[start:start + width]
+      blocks.append((self.conv_kernel[:, start:start + width], bias))
+    return blocks
+
+  def _heads(self, x: Array, B: Array, C: Array) -> Tuple[Array, Array, Array]:
+    """Conv outputs x (..., d), B and C (..., g n) -> x (..., h, p), B and C (..., g, n)."""
+    cfg = self.config
+    lead = x.shape[:-1]
+    return (x.reshape(lead + (cfg.num_heads, cfg.head_dim)), B.reshape(lead + (cfg.n_groups, cfg.d_state)),
+            C.reshape(lead + (cfg.n_groups, cfg.d_state)))
 
   def __call__(self, x: Array, mask: Array, return_cache: bool = False) -> Tuple[Array, Optional[LayerCache]]:
     """Parallel forward.
@@ -124,9 +158,10 @@ class Mamba2Mixer(nn.Module):
     cfg = self.config
     chex.assert_rank([x, mask], [3, 2])
     chex.assert_equal_shape_prefix([x, mask], 2)
-    z, xBC, dt = self._split(self.in_proj(x))
-    conv_inputs = xBC * mask[..., None].astype(xBC.dtype)
-    xs, B, C = self._heads(jax.nn.silu(causal_depthwise_conv(conv_inputs, self.conv_kernel, self.conv_bias)))
+    z, *conv_inputs, dt = self.in_proj(x)
+    conv_inputs = [t * mask[..., None].astype(t.dtype) for t in conv_inputs]  # x, B, C.
+    xs, B, C = self._heads(*(jax.nn.silu(causal_depthwise_conv(t, kernel, bias))
+                             for t, (kernel, bias) in zip(conv_inputs, self._conv_blocks())))
     scanned = ssd_scan(
         xs, dt, -jnp.exp(self.A_log), B, C, self.D, mask=mask, dt_bias=self.dt_bias, dt_softplus=True,
         dt_limit=cfg.dt_limit, return_state=return_cache, chunk_size=cfg.chunk_size, method=cfg.scan_method)
@@ -135,16 +170,19 @@ class Mamba2Mixer(nn.Module):
     if not return_cache:
       return out, None
     lengths = jnp.sum(mask.astype(jnp.int32), axis=1)
-    window = last_inputs_window(conv_inputs, lengths, cfg.d_conv - 1)
+    window = last_inputs_window(jnp.concatenate(conv_inputs, axis=-1), lengths, cfg.d_conv - 1)
     return out, LayerCache(conv_window=window, ssm_state=h_last)
 
   def step(self, x_t: Array, cache: LayerCache) -> Tuple[Array, LayerCache]:
     """One token of recurrent inference: x_t (b, m) and the cache before it -> (out (b, m), cache)."""
     cfg = self.config
     chex.assert_rank(x_t, 2)
-    z, xBC, dt = self._split(self.in_proj(x_t))
-    conv_out, window = causal_conv_step(cache.conv_window, xBC, self.conv_kernel, self.conv_bias)
-    xs, B, C = self._heads(jax.nn.silu(conv_out))
+    z, *conv_inputs, dt = self.in_proj(x_t)
+    conv_out, window = causal_conv_step(cache.conv_window, jnp.concatenate(conv_inputs, axis=-1),
+                                        self.conv_kernel, self.conv_bias)
+    d, gn = cfg.d_inner, cfg.n_groups * cfg.d_state
+    conv_out = jax.nn.silu(conv_out)
+    xs, B, C = self._heads(conv_out[..., :d], conv_out[..., d:d + gn], conv_out[..., d + gn:])
     y, state = ssd_step(cache.ssm_state, xs, dt, -jnp.exp(self.A_log), B, C, self.D, dt_bias=self.dt_bias,
                         dt_softplus=True, dt_limit=cfg.dt_limit)
     out = self.out_proj(self.norm(y.reshape(z.shape), z))

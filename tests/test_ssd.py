@@ -163,10 +163,25 @@ class SSDScanTest(parameterized.TestCase):
   def test_chunk_size_does_not_change_the_result(self):
     x, dt, A, B, C, D = random_ssd_inputs(7, 2, 29)
     y_ref, h_ref = ssd_loop(x, dt, A, B, C, D)
-    for chunk in (1, 4, 29, 64):
+    for chunk in (1, 4, 29, 64):  # 29: one chunk; 64 > SEGSUM_MATMUL_MAX is tested below.
       y, h = ssm.ssd_scan(x, dt, A, B, C, D, return_state=True, chunk_size=chunk)
       self.assertLessEqual(rel_err(y, y_ref), 1e-5, chunk)
       self.assertLessEqual(rel_err(h, h_ref), 1e-5, chunk)
+
+  @parameterized.parameters(*METHODS)
+  def test_long_chunks_use_the_cumulative_segment_sums(self, method):
+    from mamba_jax.scan import ssd
+    length = ssd.SEGSUM_MATMUL_MAX + 9
+    x, dt, A, B, C, D = random_ssd_inputs(12, 1, 2 * length, h=2, p=2, g=1, n=3)
+    y, h = ssm.ssd_scan(x, dt, A, B, C, D, return_state=True, chunk_size=length, method=method)
+    y_ref, h_ref = ssd_loop(x, dt, A, B, C, D)
+    self.assertLessEqual(rel_err(y, y_ref), 1e-5)
+    self.assertLessEqual(rel_err(h, h_ref), 1e-5)
+    gap = np.asarray(ssd.segment_sums(jnp.asarray(dt[0, :length, 0])))
+    cum = np.cumsum(np.asarray(dt[0, :length, 0], np.float64))
+    lower = np.tril(np.ones((length, length), bool))
+    np.testing.assert_allclose(gap[lower], (cum[:, None] - cum[None, :])[lower], rtol=1e-4, atol=1e-4)
+    self.assertTrue(np.all(np.isneginf(gap[~lower])))
 
   def test_dt_limit_clips_the_step_sizes(self):
     x, dt, A, B, C, D = random_ssd_inputs(8, 2, 9)

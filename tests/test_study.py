@@ -106,14 +106,14 @@ def test_quick_study_end_to_end(tmp_path):
   out = tmp_path / "study"
   options = study.StudyOptions(
       output_dir=str(out), workdir_root=str(tmp_path / "workdirs"), quick=True,
-      dataset="synthetic", runs=["mamba", "transformer", "lstm", "ssm"],
+      dataset="synthetic", runs=["mamba", "mamba2", "transformer", "lstm", "ssm"],
       seeds=[0], runtime_results=runtime_glob, tfidf_results=str(tfidf_path))
   study.run_study(options)
   # A second seed of one run only (--runs filter): the other rows must stay.
   summary = study.run_study(dataclasses.replace(options, runs=["mamba"], seeds=[1]))
 
   rows = {row["run"]: row for row in summary["rows"]}
-  assert list(rows) == ["mamba", "transformer", "lstm", "ssm"]
+  assert list(rows) == ["mamba", "mamba2", "transformer", "lstm", "ssm"]
   assert rows["mamba"]["seeds"] == [0, 1] and rows["lstm"]["seeds"] == [0]
   for name, row in rows.items():
     values = []

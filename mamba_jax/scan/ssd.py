@@ -93,6 +93,28 @@ def _entering_states(decay: Array, states: Array, h0: Optional[Array], method: s
   return entering, after[:, -1]
 
 
+# Up to this chunk length the within-chunk sums of log decays come from one matmul with a 0/1
+# (q, q, q) selection tensor (1 MiB at q = 64): exact (no difference of cumulative sums) and,
+# forward and backward, a matmul instead of reductions, which XLA's CPU backend runs far
+# faster. Longer chunks use masked cumulative sums (ssd_minimal's stable segsum) instead.
+SEGSUM_MATMUL_MAX = 64
+
+
+def segment_sums(log_decay: Array) -> Array:
+  """(..., q) -> (..., q, q): [l, s] = sum of log_decay over s < k <= l; -inf above the diagonal."""
+  q = log_decay.shape[-1]
+  index = jnp.arange(q)
+  causal = index[:, None] >= index[None, :]
+  if q <= SEGSUM_MATMUL_MAX:
+    k = index[None, None, :]
+    between = (index[:, None, None] >= k) & (k > index[None, :, None])  # (l, s, k)
+    sums = jnp.einsum("...k,lsk->...ls", log_decay, between.astype(log_decay.dtype))
+  else:
+    after = index[:, None] > index[None, :]  # [k, s]: k > s.
+    sums = jnp.cumsum(jnp.where(after, log_decay[..., :, None], 0.0), axis=-2)  # [l, s]: sum over s < k <= l.
+  return jnp.where(causal, sums, -jnp.inf)
+
+
 def ssd_chunked_scan(
     x: Array, dt: Array, A: Array, B: Array, C: Array, *, h0: Optional[Array], chunk_size: int,
     chunk_recurrence: str, return_state: bool,
@@ -113,6 +135,9 @@ def ssd_chunked_scan(
 
   Returns:
     (y (b, l, h, p) without D, final state (b, h, p, n) or None), in the inputs' dtype.
+
+  Inside, every tensor is laid out heads-major, (b, c, g, r, q, ...) with r = h / g heads per
+  group, so that each product is a batched matmul over contiguous (q, .) blocks.
   """
   b, length, h, p = x.shape
   g, n = B.shape[2], B.shape[3]
@@ -123,35 +148,37 @@ def ssd_chunked_scan(
   if pad:
     widths = lambda t: ((0, 0), (0, pad)) + ((0, 0),) * (t.ndim - 2)
     x, dt, B, C = (jnp.pad(t, widths(t)) for t in (x, dt, B, C))
-  xdt = _chunked((x * dt[..., None]).reshape(b, -1, g, r, p), num_chunks, q)  # (b, c, q, g, r, p)
-  Bc, Cc = _chunked(B, num_chunks, q), _chunked(C, num_chunks, q)  # (b, c, q, g, n)
-  log_decay = _chunked((dt * A).reshape(b, -1, g, r), num_chunks, q)  # (b, c, q, g, r)
-  cumulative = jnp.cumsum(log_decay, axis=2)
+  # (b, c, q, g, r, ...) -> (b, c, g, r, q, ...).
+  xdt = (x * dt[..., None]).reshape(b, num_chunks, q, g, r, p).transpose(0, 1, 3, 4, 2, 5)
+  log_decay = (dt * A).reshape(b, num_chunks, q, g, r).transpose(0, 1, 3, 4, 2)
+  Bc = B.reshape(b, num_chunks, q, g, n).transpose(0, 1, 3, 2, 4)  # (b, c, g, q, n)
+  Cc = C.reshape(b, num_chunks, q, g, n).transpose(0, 1, 3, 2, 4)
 
-  # 1. Within chunks: y_l = sum_{s <= l} exp(cum_l - cum_s) (C_l . B_s) dt_s x_s.
-  causal = jnp.tril(jnp.ones((q, q), bool))[None, None, :, :, None, None]
-  gap = cumulative[:, :, :, None] - cumulative[:, :, None, :]  # (b, c, q_l, q_s, g, r)
-  decay_ls = jnp.where(causal, jnp.exp(jnp.where(causal, gap, 0.0)), 0.0)
-  scores = jnp.einsum("bclgn,bcsgn->bclsg", Cc, Bc)
-  y = jnp.einsum("bclsgr,bcsgrp->bclgrp", decay_ls * scores[..., None], xdt)
+  # 1. Within chunks: y_l = sum_{s <= l} exp(sum_{s<k<=l} a_k) (C_l . B_s) dt_s x_s.
+  decay_ls = jnp.exp(segment_sums(log_decay))  # (b, c, g, r, q, q); 0 above the diagonal.
+  scores = jnp.einsum("bcgln,bcgsn->bcgls", Cc, Bc)
+  # One product per head (r is small): the gradient of scores is then a sum of r terms, not a
+  # reduction over a middle axis (slow on XLA's CPU backend).
+  weights = jnp.stack([decay_ls[:, :, :, i] * scores for i in range(r)], axis=3)
+  y = jnp.einsum("bcgrls,bcgrsp->bcgrlp", weights, xdt)
 
-  need_states = return_state or num_chunks > 1
   last = None
-  if need_states:
-    # 2. Each chunk's final state from zero: B_s decayed from s to the chunk's end.
-    to_end = jnp.exp(cumulative[:, :, -1:] - cumulative)  # (b, c, q, g, r)
-    states = jnp.einsum("bcsgn,bcsgr,bcsgrp->bcgrpn", Bc, to_end, xdt)
-    chunk_decay = jnp.exp(cumulative[:, :, -1])  # (b, c, g, r)
+  if return_state or num_chunks > 1 or h0 is not None:
+    cumulative = jnp.cumsum(log_decay, axis=-1)  # (b, c, g, r, q)
     h0_g = None if h0 is None else h0.reshape(b, g, r, p, n)
-    # 3. The state entering each chunk.
-    entering, last = _entering_states(chunk_decay, states, h0_g, chunk_recurrence)
-    last = last.reshape(b, h, p, n)
+    if return_state or num_chunks > 1:
+      # 2. Each chunk's final state from zero: B_s decayed from s to the chunk's end.
+      to_end = jnp.exp(cumulative[..., -1:] - cumulative)
+      states = jnp.einsum("bcgrsp,bcgsn->bcgrpn", xdt * to_end[..., None], Bc)
+      # 3. The state entering each chunk.
+      entering, last = _entering_states(jnp.exp(cumulative[..., -1]), states, h0_g, chunk_recurrence)
+      last = last.reshape(b, h, p, n)
+    else:
+      entering = h0_g[:, None]
     if num_chunks > 1 or h0 is not None:
       # 4. The entering state read by C at each position, decayed from the chunk's start.
-      y = y + jnp.einsum("bclgn,bcgrpn,bclgr->bclgrp", Cc, entering, jnp.exp(cumulative))
-  elif h0 is not None:
-    y = y + jnp.einsum("bclgn,bgrpn,bclgr->bclgrp", Cc, h0.reshape(b, g, r, p, n), jnp.exp(cumulative))
-  y = y.reshape(b, num_chunks * q, h, p)[:, :length]
+      y = y + jnp.einsum("bcgln,bcgrpn->bcgrlp", Cc, entering) * jnp.exp(cumulative)[..., None]
+  y = y.transpose(0, 1, 4, 2, 3, 5).reshape(b, num_chunks * q, h, p)[:, :length]
   return y, last
 
 

@@ -30,6 +30,7 @@ class StudyRun:
 # The study. Reference Mamba: selective delta and B/C, d_state 16, expand 2, conv.
 STUDY_RUNS = (
     StudyRun("mamba", "mamba", "Mamba (configs/sent140.py)"),
+    StudyRun("mamba2", "mamba2", "Mamba-2: SSD mixer, A per head (configs/sent140_mamba2.py)"),
     StudyRun("transformer", "transformer", "Transformer encoder, 2 x (4 heads, d 64, ff 128)"),
     StudyRun("lstm", "lstm", "LSTM, 2 x 128 units"),
     StudyRun("ssm", "ssm", "Non-selective LTI SSM (= Mamba with no selection)"),
