@@ -138,6 +138,7 @@ class LoadedModel:
 
   @functools.cached_property
   def evaluator(self) -> Evaluator:
+    """Scores ``state`` on splits with ``EVAL_STEP``, each batch split over every device."""
     return Evaluator(self.config, tasks.CLASSIFICATION, input_feed.make_mesh(), EVAL_STEP)
 
   def probabilities(self, split: Split, batch_size: Optional[int] = None) -> np.ndarray:
