@@ -16,7 +16,6 @@ mode, the difference of the means against the seed spread, and examples/s.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -27,7 +26,7 @@ from absl import flags
 import jax
 
 from configs import sent140
-from train import provenance, train
+from train import eval_report, provenance, train
 
 MODES = {"fixed": False, "bucketed": True}
 METRICS = {
@@ -105,14 +104,13 @@ def main(argv: Sequence[str]) -> None:
   for seed in seeds:
     for mode in MODES:
       workdir = os.path.join(settings.workdir_root, f"{mode}_seed{seed}")
-      path = os.path.join(workdir, "eval_report.json")
+      path = eval_report.report_path(workdir)
       if os.path.exists(path):
         print(f"{mode} seed {seed}: finished earlier ({path})", flush=True)
       else:
         print(f"{mode} seed {seed}: training in {workdir}", flush=True)
         train.train_and_evaluate(run_config(mode, seed, settings), workdir)
-      with open(path, encoding="utf-8") as f:
-        reports[mode].append(json.load(f))
+      reports[mode].append(eval_report.read_eval_report(workdir))
   command = " ".join(["python -m benchmarks.bucketing_accuracy"] + sys.argv[1:])
   result = {"environment": provenance.environment(jax.devices()[0], command),
             "max_train_examples": settings.max_train_examples, "num_epochs": settings.num_epochs,

@@ -17,16 +17,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset = "sentiment140"  # "sentiment140" (real tweets) or "synthetic" (toy task, train.data.synthetic).
   # Folder with the raw files (official zip, extracted CSVs or any 6-column CSV[.gz]);
   # None: env SENT140_DATA_DIR, else the TFDS manual-download folder.
-  config.data_dir = ml_collections.FieldReference(None, field_type=str)  # See the comment above.
+  config.data_dir = ml_collections.FieldReference(None, field_type=str)
   # Where the prepared data goes; None: env MAMBA_JAX_DATA_CACHE, else ./data_cache.
-  config.prepared_dir = ml_collections.FieldReference(None, field_type=str)  # See the comment above.
+  config.prepared_dir = ml_collections.FieldReference(None, field_type=str)
   config.download = True  # Fetch the official zip into the data folder when neither raw files nor matching prepared data are there.
   config.vocab_size = 32000  # SentencePiece vocabulary size (id 0 is padding).
   config.max_length = 64  # Tokens per tweet after truncation / right padding.
   config.split_fractions = (0.98, 0.01, 0.01)  # train / validation / test shares of the 1.6M tweets.
   config.tokenizer_max_sentences = 1_000_000  # Train-split sentences sampled for SentencePiece.
   # Deterministic subsample of the train split (quick runs); None: all.
-  config.max_train_examples = ml_collections.FieldReference(None, field_type=int)  # See the comment above.
+  config.max_train_examples = ml_collections.FieldReference(None, field_type=int)
 
   # ---- Model (train.models.create_model) ----
   config.model_type = "mamba"  # "mamba" | "transformer" | "lstm".
@@ -47,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
   # mamba_jax.save_pretrained) whose embedding, blocks and final norm initialize the classifier;
   # the head stays fresh. config.model and vocab_size must match its architecture. Read when the
   # train state is created (a resumed run then restores its own checkpoint over it). None: from scratch.
-  config.init_from = ml_collections.FieldReference(None, field_type=str)  # See the comment above; None: from scratch.
+  config.init_from = ml_collections.FieldReference(None, field_type=str)
 
   # ---- Optimization (train.optimizer) ----
   config.seed = 0  # Seeds parameter init, dropout, the data order and the synthetic data.
@@ -64,7 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.05  # Decoupled weight decay on the decayed parameters (see next field).
   # Parameters whose '/'-joined path matches this regex get no weight decay:
   # A_log and D (SSM dynamics), dt_bias / B / C of the LTI ablation, every bias, every norm scale.
-  config.no_decay_regex = r"(^|/)(A_log|D|dt_bias|B|C|bias|conv_bias|scale)$"  # See the comment above.
+  config.no_decay_regex = r"(^|/)(A_log|D|dt_bias|B|C|bias|conv_bias|scale)$"
   config.grad_clip_norm = 1.0  # Clip the global gradient norm to this (0 disables).
   config.label_smoothing = 0.05  # epsilon of optax.smooth_labels on the one-hot targets.
 
@@ -75,7 +75,7 @@ def get_config() -> ml_collections.ConfigDict:
   # only to its bound, so a step costs what its real tokens cost. One train and one eval
   # program is compiled per bound (here at most 8). False: every batch padded to max_length.
   # These bounds pad the train split to 1.16x its real tokens (fixed padding to 64: 3.76x).
-  config.bucket_by_length = True  # See the comment above.
+  config.bucket_by_length = True
   config.length_bucket_bounds = (12, 16, 20, 24, 28, 32, 40)  # Below max_length; max_length is always the last.
 
   # ---- Loop, logging, checkpoints (train.train) ----

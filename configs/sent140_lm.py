@@ -30,7 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Training loss: a sampled softmax over this many candidates drawn from the unigram
   # distribution (train.tasks.NextToken) instead of all 32,000 ids; 0: the full softmax.
   # Evaluation always uses the full softmax.
-  config.lm_sampled_softmax = 1024  # See the comment above.
+  config.lm_sampled_softmax = 1024
   config.num_epochs = 1  # One pass over the subset below.
   config.max_train_examples = 500_000  # Train-split tweets (a fixed subsample; see results/lm_pretraining_cpu/).
   config.batch_size = 256  # Smaller than the classifier's: the (b, l, 32000) logits dominate memory.

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from tests.train_tiny_run import tiny_config
-from train import checkpointing, evaluation, input_feed, metric_logging, train
+from train import checkpointing, eval_report, input_feed, metric_logging, train
 from train import workdir as workdir_lib
 
 
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> None:
   config = tiny_config(**config_overrides(overrides))
   fed, written, saved, restored = [], [], [], []
   record_feed(fed)
-  record_writes([train, metric_logging, workdir_lib, evaluation], written, workdir)
+  record_writes([train, metric_logging, workdir_lib, eval_report], written, workdir)
   record_checkpoints(saved, restored)
   train.train_and_evaluate(config, workdir)
   record = {"process_index": jax.process_index(), "process_count": jax.process_count(),

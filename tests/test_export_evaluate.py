@@ -1,4 +1,7 @@
-"""Exported model directories (train.export, train.model_dir) and scoring labelled files (train.evaluate)."""
+"""Exported model directories (train.export, train.model_dir) and scoring labelled files (train.evaluate).
+
+The tiny run and its exports are fixtures of tests/conftest.py.
+"""
 
 import gzip
 import json
@@ -10,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from train import evaluate, evaluation, export, model_dir, models, predict
+from train import eval_report, evaluate, export, inference, metrics, model_dir, models
 from train.data import synthetic
 
 from tests import train_tiny_run
@@ -23,28 +26,6 @@ TEXTS = ["good great happy", "bad sad terrible", "the day is not good", "i love 
 def run_module(*args, timeout=300):
   return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=ENV, capture_output=True, text=True,
                         timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def workdir():
-  return train_tiny_run.trained_tiny_run()[0]
-
-
-@pytest.fixture(scope="module")
-def exported(workdir, tmp_path_factory):
-  """(float32 export dir, its evaluation dict), written in-process."""
-  output = str(tmp_path_factory.mktemp("export") / "tiny_float32")
-  return output, export.export(workdir, output, "float32")
-
-
-@pytest.fixture(scope="module")
-def exported_bfloat16(workdir, tmp_path_factory):
-  """A bfloat16 export written by the CLI."""
-  output = str(tmp_path_factory.mktemp("export") / "tiny_bf16")
-  result = run_module("train.export", f"--workdir={workdir}", f"--output={output}", "--dtype=bfloat16")
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "wrote" in result.stdout and "stored" in result.stdout
-  return output
 
 
 # ---- Parameter files ----
@@ -81,20 +62,19 @@ def test_load_params_rejects_other_files(tmp_path):
 
 # ---- Export ----
 
-def test_export_holds_parameters_only_and_predicts_like_the_workdir(workdir, exported):
+def test_export_holds_parameters_only_and_predicts_like_the_workdir(trained_workdir, exported):
   output, result = exported
   assert sorted(os.listdir(output)) == sorted(
       [model_dir.PARAMS_FILE, model_dir.CONFIG_FILE, model_dir.EVALUATION_FILE, model_dir.CARD_FILE])
-  from_workdir = predict.Predictor(workdir)
+  from_workdir = inference.load_workdir(trained_workdir)
   params, metadata = model_dir.load_params(os.path.join(output, model_dir.PARAMS_FILE))
   assert models.count_params(params) == models.count_params(from_workdir.state.params)  # No optimizer state.
   assert int(metadata["step"]) == from_workdir.step
-  from_export = predict.Predictor(model_dir=output)
+  from_export = inference.load_exported(output)
   assert from_export.step == from_workdir.step
-  np.testing.assert_allclose(from_export.probabilities(TEXTS)[0], from_workdir.probabilities(TEXTS)[0],
-                             rtol=0, atol=1e-7)
-  with open(os.path.join(workdir, "eval_report.json"), encoding="utf-8") as f:
-    report = json.load(f)
+  np.testing.assert_allclose(from_export.batch_probabilities(from_export.encode(TEXTS)),
+                             from_workdir.batch_probabilities(from_workdir.encode(TEXTS)), rtol=0, atol=1e-7)
+  report = eval_report.read_eval_report(trained_workdir)
   for split in export.EVALUATED_SPLITS:
     numbers = result["splits"][split]
     assert numbers["max_abs_probability_difference"] <= 1e-6  # float32 stored: the same weights.
@@ -128,26 +108,16 @@ def test_bfloat16_export_is_smaller_and_keeps_accuracy(exported, exported_bfloat
   assert "accuracy (bfloat16)" in card
 
 
-def test_export_errors(workdir, tmp_path):
+def test_export_errors(trained_workdir, tmp_path):
   with pytest.raises(FileNotFoundError, match="eval_report.json"):
     export.export(str(tmp_path), str(tmp_path / "out"), "float32")
   (tmp_path / "busy").mkdir()
   (tmp_path / "busy" / "notes.txt").write_text("mine")
   with pytest.raises(ValueError, match="not an exported model directory"):
-    export.export(workdir, str(tmp_path / "busy"), "float32")
+    export.export(trained_workdir, str(tmp_path / "busy"), "float32")
   assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
   with pytest.raises(ValueError, match="exactly one"):
-    model_dir.load(workdir, str(tmp_path), "best")
-
-
-def test_predict_cli_with_model(exported_bfloat16):
-  result = run_module("train.predict", f"--model={exported_bfloat16}", "--threshold=0", "good great happy",
-                      "bad sad terrible")
-  assert result.returncode == 0, result.stderr[-3000:]
-  out = result.stdout.splitlines()
-  assert out[0].startswith("positive\t") and out[1].startswith("negative\t")
-  both = run_module("train.predict", f"--model={exported_bfloat16}", f"--workdir={exported_bfloat16}", "x")
-  assert both.returncode != 0 and "exactly one" in both.stderr
+    inference.load(trained_workdir, str(tmp_path), "best")
 
 
 # ---- Reading labelled files ----
@@ -224,7 +194,7 @@ def _manual_split():
 
 def test_score_matches_direct_probabilities_in_every_format(exported, tmp_path):
   output, _ = exported
-  loaded = model_dir.load_exported(output)
+  loaded = inference.load_exported(output)
   split = _manual_split()
   names = {0: "negative", 1: "positive", 2: "neutral"}
   polarity = {0: "0", 1: "4", 2: "2"}
@@ -235,8 +205,8 @@ def test_score_matches_direct_probabilities_in_every_format(exported, tmp_path):
   tsv_path.write_text("text\tlabel\n" + "".join(f"{t}\t{names[int(l)]}\n" for t, l in zip(split.texts, split.labels)),
                       encoding="utf-8")
   threshold = float(loaded.config.neutral_threshold)
-  probs = predict.Predictor(model_dir=output).probabilities(split.texts)[0]  # Unbucketed, one batch.
-  binary = split.labels != evaluation.NEUTRAL
+  probs = loaded.batch_probabilities(loaded.encode(split.texts))  # Unbucketed, one batch.
+  binary = split.labels != metrics.NEUTRAL
   expected_binary = float((probs[binary].argmax(1) == split.labels[binary]).mean())
   reports = []
   for rows in (evaluate.read_labelled_file(str(csv_path)),
@@ -244,11 +214,11 @@ def test_score_matches_direct_probabilities_in_every_format(exported, tmp_path):
     report = evaluate.score(loaded, rows, threshold, batch_size=64)
     assert report["binary"]["accuracy"] == pytest.approx(expected_binary, abs=1e-12)
     assert report["three_way"]["accuracy"] == pytest.approx(
-        evaluation.three_way_accuracy(probs, split.labels, threshold), abs=1e-12)
-    assert report["binary"]["ece"] == pytest.approx(evaluation.expected_calibration_error(
+        metrics.three_way_accuracy(probs, split.labels, threshold), abs=1e-12)
+    assert report["binary"]["ece"] == pytest.approx(metrics.expected_calibration_error(
         probs[binary].max(1), probs[binary].argmax(1) == split.labels[binary], loaded.config.ece_bins), abs=1e-5)
     assert report["label_counts"]["neutral"] == int((~binary).sum())
-    assert len(report["three_way"]["curve"]) == len(evaluation.DEFAULT_THRESHOLDS)
+    assert len(report["three_way"]["curve"]) == len(metrics.DEFAULT_THRESHOLDS)
     assert 0.0 <= report["three_way"]["macro_f1"] <= 1.0
     reports.append(report)
   assert reports[0]["binary"] == reports[1]["binary"] and reports[0]["three_way"] == reports[1]["three_way"]

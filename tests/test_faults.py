@@ -16,7 +16,6 @@ Data
   - $SENT140_DATA_DIR naming a missing folder is not created; a prepared cache used instead is named.
 Command line
   - an unknown --config.x names the closest fields, type and range errors are one line, exit 2;
-  - predict's bad-input corpus: one answer per line, control characters escaped;
   - progress: early loss on the bar, evaluation bars, no TFDS "Unknown size" line.
 """
 
@@ -34,7 +33,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from train import checkpointing, config_checks, predict, train, workdir as workdir_lib
+from train import checkpointing, config_checks, train, workdir as workdir_lib
 from train.data import pipeline, sources, tokenizer as tokenizer_lib
 
 from tests import train_tiny_run
@@ -294,9 +293,9 @@ def test_predict_restore_failure_is_one_line(trained, tmp_path):
 
 
 def test_predict_loads_only_the_parameters_of_a_workdir(trained, tmp_path):
-  from train import model_dir  # pylint: disable=import-outside-toplevel
+  from train import inference  # pylint: disable=import-outside-toplevel
   workdir = _copy_workdir(trained, tmp_path)
-  loaded = model_dir.load_workdir(workdir, "latest")
+  loaded = inference.load_workdir(workdir, "latest")
   assert jax.tree_util.tree_leaves(loaded.state.opt_state) == []  # No optimizer state in memory.
   expected = _latest_params(workdir, loaded.config)
   assert jax.tree_util.tree_all(jax.tree_util.tree_map(
@@ -401,36 +400,6 @@ def test_bad_config_override_is_one_line_and_exit_2(tmp_path, override, message)
 def test_unknown_override_message_lists_close_names():
   assert config_checks.unknown_override_message("learnig_rate", tiny.get_config()).startswith(
       "--config.learnig_rate: no such config field; closest valid names: learning_rate, ")
-
-
-PREDICT_CORPUS = [
-    (b"", "error", "empty line"),
-    (b" \t  ", "error", "empty line"),
-    (b"good " * 2_000_000, "label", "cut to 10000"),  # A 10 MB line.
-    (b"\xff\xfe good \xc3\x28", "label", "invalid UTF-8"),
-    (b"\x00\x00\x00", "error", "empty line (only control characters)"),
-    ("good \x1b[31mred\x1b[0m \x07\x9b".encode(), "label", None),  # ANSI colours, BEL, C1 CSI.
-    ("\U0001F600\U0001F622".encode(), "label", None),
-    ("\u202egood \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627".encode(), "label", None),
-]
-
-
-def test_predict_bad_input_corpus(trained):
-  predictor = predict.Predictor(trained[0])
-  results = list(predict.classify(predictor, [raw for raw, _, _ in PREDICT_CORPUS], threshold=0.0))
-  assert [r["line"] for r in results] == list(range(1, len(PREDICT_CORPUS) + 1))
-  for result, (_, kind, note) in zip(results, PREDICT_CORPUS):
-    assert kind in result, result
-    if note:
-      assert note in (result.get("error") or result.get("note") or ""), result
-    for output_format in ("text", "json"):
-      line = predict.format_result(result, output_format)
-      assert not predict.UNSAFE_CHARACTERS.search(line.replace("\t", "")), repr(line[:200])  # Tabs: our columns.
-      assert "\n" not in line
-  ansi = predict.format_result(results[5], "text")
-  assert "\\x1b[31mred\\x1b[0m \\x07\\x9b" in ansi
-  assert json.loads(predict.format_result(results[5], "json"))["text"] == "good \x1b[31mred\x1b[0m \x07\x9b"
-  assert "\\u202egood \u05e9\u05dc\u05d5\u05dd" in predict.format_result(results[7], "text")  # RTL letters kept.
 
 
 # ---------------------------------------------------------------- progress

@@ -11,7 +11,7 @@ import pytest
 
 from configs import sent140_lm
 from tests.train_tiny_run import tiny_config
-from train import checkpointing, model_dir, models, pretrained_init, tasks
+from train import checkpointing, inference, models, pretrained_init, tasks
 from train import train as training
 
 STEPS = 24
@@ -128,7 +128,7 @@ def test_a_classifier_starts_from_the_lm_workdir_backbone(lm_run, capsys):
 def test_lm_workdir_mistakes_are_clear_errors(lm_run, tmp_path):
   workdir, _ = lm_run
   with pytest.raises(ValueError, match="not a classifier"):
-    model_dir.load_workdir(workdir)
+    inference.load_workdir(workdir)
   with pytest.raises(ValueError, match="has no tokenizer"):  # The toy task's tokenizer lives in code.
     pretrained_init.check_tokenizer(workdir, str(tmp_path / "tokenizer.model"))
   mine, theirs = tmp_path / "mine", tmp_path / "theirs"

@@ -1,4 +1,9 @@
-"""The predict CLI on good and bad input lines (never a crash, one answer per line, in order)."""
+"""Classifying lines of text (train.predict): never a crash, one answer per line, in order, nothing raw.
+
+Promises: good and bad lines each get their answer or error, in order; control characters never
+reach the output raw; the command reads stdin or arguments, from a workdir or an exported model,
+and fails in one line. The tiny run and its exports are fixtures of tests/conftest.py.
+"""
 
 import json
 import os
@@ -7,20 +12,25 @@ import sys
 
 import pytest
 
-from train import predict
-
-from tests import train_tiny_run
+from train import inference, predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def run_predict(*args, **kwargs):
+  return subprocess.run([sys.executable, "-m", "train.predict", *args], cwd=REPO, env=ENV, capture_output=True,
+                        timeout=300, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def workdir():
-  return train_tiny_run.trained_tiny_run()[0]
+def predictor(trained_workdir):
+  return inference.load_workdir(trained_workdir)
 
 
-def test_classify_lines_in_order_with_errors_and_notes(workdir):
-  predictor = predict.Predictor(workdir)
+# ---- Lines in, answers out ----
+
+def test_classify_lines_in_order_with_errors_and_notes(predictor):
   lines = [
       b"good great happy\n",
       b"\n",
@@ -44,29 +54,65 @@ def test_classify_lines_in_order_with_errors_and_notes(workdir):
   assert {r.get("label") for r in predict.classify(predictor, lines, threshold=1.0) if "label" in r} == {"neutral"}
 
 
-def test_cli_stdin_and_arguments(workdir):
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+PREDICT_CORPUS = [
+    (b"", "error", "empty line"),
+    (b" \t  ", "error", "empty line"),
+    (b"good " * 2_000_000, "label", "cut to 10000"),  # A 10 MB line.
+    (b"\xff\xfe good \xc3\x28", "label", "invalid UTF-8"),
+    (b"\x00\x00\x00", "error", "empty line (only control characters)"),
+    ("good \x1b[31mred\x1b[0m \x07\x9b".encode(), "label", None),  # ANSI colours, BEL, C1 CSI.
+    ("\U0001F600\U0001F622".encode(), "label", None),
+    ("\u202egood \u05e9\u05dc\u05d5\u05dd \u0645\u0631\u062d\u0628\u0627".encode(), "label", None),
+]
+
+
+def test_predict_bad_input_corpus(predictor):
+  results = list(predict.classify(predictor, [raw for raw, _, _ in PREDICT_CORPUS], threshold=0.0))
+  assert [r["line"] for r in results] == list(range(1, len(PREDICT_CORPUS) + 1))
+  for result, (_, kind, note) in zip(results, PREDICT_CORPUS):
+    assert kind in result, result
+    if note:
+      assert note in (result.get("error") or result.get("note") or ""), result
+    for output_format in ("text", "json"):
+      line = predict.format_result(result, output_format)
+      assert not predict.UNSAFE_CHARACTERS.search(line.replace("\t", "")), repr(line[:200])  # Tabs: our columns.
+      assert "\n" not in line
+  ansi = predict.format_result(results[5], "text")
+  assert "\\x1b[31mred\\x1b[0m \\x07\\x9b" in ansi
+  assert json.loads(predict.format_result(results[5], "json"))["text"] == "good \x1b[31mred\x1b[0m \x07\x9b"
+  assert "\\u202egood \u05e9\u05dc\u05d5\u05dd" in predict.format_result(results[7], "text")  # RTL letters kept.
+
+
+# ---- The command ----
+
+def test_cli_stdin_and_arguments(trained_workdir):
   stdin = b"good great happy\n\n\xc3\x28 invalid\n\xf0\x9f\x98\x80\nbad sad\n"
-  result = subprocess.run([sys.executable, "-m", "train.predict", f"--workdir={workdir}", "--format=json"],
-                          input=stdin, cwd=REPO, env=env, capture_output=True, timeout=300)
+  result = run_predict(f"--workdir={trained_workdir}", "--format=json", input=stdin)
   assert result.returncode == 0, result.stderr.decode()[-3000:]
   rows = [json.loads(line) for line in result.stdout.decode().splitlines()]
   assert [r["line"] for r in rows] == [1, 2, 3, 4, 5]
   assert rows[1] == {"line": 2, "error": "empty line"}
   assert rows[0]["label"] == "positive" and rows[4]["label"] == "negative"
 
-  result = subprocess.run([sys.executable, "-m", "train.predict", f"--workdir={workdir}", "--threshold=0.5",
-                           "good happy", "", "bad sad"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+  result = run_predict(f"--workdir={trained_workdir}", "--threshold=0.5", "good happy", "", "bad sad", text=True)
   assert result.returncode == 0, result.stderr[-3000:]
   out = result.stdout.splitlines()
   assert len(out) == 3
   assert out[0].startswith("positive\t") and out[1].startswith("error\t") and out[2].startswith("negative\t")
 
 
+def test_cli_with_an_exported_model(exported_bfloat16):
+  result = run_predict(f"--model={exported_bfloat16}", "--threshold=0", "good great happy", "bad sad terrible",
+                       text=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = result.stdout.splitlines()
+  assert out[0].startswith("positive\t") and out[1].startswith("negative\t")
+  both = run_predict(f"--model={exported_bfloat16}", f"--workdir={exported_bfloat16}", "x", text=True)
+  assert both.returncode != 0 and "exactly one" in both.stderr
+
+
 def test_cli_missing_workdir_is_a_clear_error(tmp_path):
-  result = subprocess.run([sys.executable, "-m", "train.predict", f"--workdir={tmp_path}", "x"], cwd=REPO,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300)
+  result = run_predict(f"--workdir={tmp_path}", "x", text=True)
   assert result.returncode == 2
   assert "config.json not found" in result.stderr
   assert "Traceback" not in result.stderr

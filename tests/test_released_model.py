@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from train import evaluate, model_dir, predict
+from train import evaluate, inference, model_dir
 from train.data import sources
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -35,10 +35,11 @@ def test_release_is_small_and_complete():
 
 
 def test_obvious_tweets_get_the_obvious_label():
-  predictor = predict.Predictor(model_dir=str(MODEL))
-  probs, num_tokens = predictor.probabilities([
+  model = inference.load_exported(str(MODEL))
+  tokens = model.encode([
       "I love this, best day ever :)", "so happy and thankful for my friends",
       "worst day ever, I hate this", "I am so sad and tired, everything went wrong"])
+  probs, num_tokens = model.batch_probabilities(tokens), (tokens != 0).sum(axis=1)
   assert (num_tokens > 0).all()
   assert probs.argmax(axis=1).tolist() == [1, 1, 0, 0]
   assert (probs.max(axis=1) > 0.7).all()
@@ -49,7 +50,7 @@ def test_manual_test_accuracy_is_the_one_in_the_card(card):
   path = os.path.join(REAL_DATA_DIR, sources.MANUAL_TEST_CSV)
   if not os.path.isfile(path):
     pytest.skip(f"{path} not found (set ${sources.ENV_DATA_DIR} to the Sentiment140 folder)")
-  loaded = model_dir.load_exported(str(MODEL))
+  loaded = inference.load_exported(str(MODEL))
   rows = evaluate.read_labelled_file(path)
   assert len(rows.texts) == 498
   report = evaluate.score(loaded, rows, float(loaded.config.neutral_threshold))

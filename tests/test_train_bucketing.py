@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from train import evaluation, input_feed, models, train
+from train import input_feed, metrics, models, train
 from train.data import batching, synthetic
 
 from tests import train_tiny_run
@@ -26,18 +26,18 @@ def test_bucketed_evaluation_returns_the_fixed_padding_predictions_in_order():
   fixed_config.bucket_by_length = False
   for name in ("validation", "manual_test"):
     split = datasets.splits[name]
-    bucketed = trainer.probabilities(state, split)
-    trainer.config = fixed_config
-    fixed = trainer.probabilities(state, split)
-    trainer.config = config
+    bucketed = trainer.evaluator.probabilities(state, split)
+    trainer.evaluator.config = fixed_config
+    fixed = trainer.evaluator.probabilities(state, split)
+    trainer.evaluator.config = config
     assert bucketed.shape == fixed.shape == (len(split), 2)
     np.testing.assert_allclose(bucketed, fixed, rtol=1e-5, atol=1e-6)
     assert not np.allclose(fixed[:, 0], fixed[0, 0])  # Rows differ, so an order mix-up would show.
   split = datasets.splits["manual_test"]
-  trainer.config = fixed_config
-  fixed_report = evaluation.manual_test_report(trainer.probabilities(state, split), split.labels, 0.7)
-  trainer.config = config
-  bucketed_report = evaluation.manual_test_report(trainer.probabilities(state, split), split.labels, 0.7)
+  trainer.evaluator.config = fixed_config
+  fixed_report = metrics.manual_test_report(trainer.evaluator.probabilities(state, split), split.labels, 0.7)
+  trainer.evaluator.config = config
+  bucketed_report = metrics.manual_test_report(trainer.evaluator.probabilities(state, split), split.labels, 0.7)
   assert bucketed_report["binary"]["confusion_matrix"] == fixed_report["binary"]["confusion_matrix"]
   np.testing.assert_allclose(np.asarray(bucketed_report["three_way"]["curve"]),
                              np.asarray(fixed_report["three_way"]["curve"]), atol=1e-9)

@@ -156,16 +156,19 @@ class Checkpointer:
   def restore_best(self, target: Any, *, params_only: bool = False) -> Tuple[Any, Optional[dict]]:
     """The best-by-validation checkpoint if readable, else the newest readable latest one.
 
-    ``self.evaluated`` says which was used: {"kind": "best" | "latest" | None, "step"}.
     ``params_only``: ``target`` is a parameter tree and only the parameters are read.
     """
-    state, progress = self._restore(self._best, target, "best", params_only)
-    kind = "best"
-    if progress is None:
-      state, progress = self._restore(self._latest, target, "latest", params_only)
-      kind = "latest"
-    self.evaluated = {"kind": kind if progress else None, "step": int(progress["step"]) if progress else None}
+    state, progress, _ = self.restore_best_or_latest(target, params_only=params_only)
     return state, progress
+
+  def restore_best_or_latest(self, target: Any, *,
+                             params_only: bool = False) -> Tuple[Any, Optional[dict], Optional[str]]:
+    """``restore_best`` and which checkpoint it restored: "best" | "latest" (None: none readable)."""
+    state, progress = self._restore(self._best, target, "best", params_only)
+    if progress is not None:
+      return state, progress, "best"
+    state, progress = self._restore(self._latest, target, "latest", params_only)
+    return state, progress, "latest" if progress is not None else None
 
   def wait(self) -> None:
     self._latest.wait_until_finished()

@@ -31,7 +31,7 @@ from typing import Optional, Union
 import numpy as np
 from absl import app, flags, logging
 
-from train import evaluation, model_dir, provenance
+from train import inference, metrics, provenance
 from train.data.datasets import LABEL_NAMES, Split
 
 FLAGS = flags.FLAGS
@@ -208,14 +208,14 @@ def read_labelled_file(path: str, *, text_column: Optional[Union[int, str]] = No
                       label_scheme=scheme, columns={"text": text_column, "label": label_column})
 
 
-def score(model: model_dir.LoadedModel, rows: LabelledRows, threshold: float,
+def score(model: inference.LoadedModel, rows: LabelledRows, threshold: float,
           batch_size: Optional[int] = None) -> dict:
   """Metrics of ``model`` on ``rows`` (evaluated in length buckets); see the module docstring."""
   split = Split(tokens=model.tokenizer.encode(rows.texts), labels=rows.labels)
   probs = model.probabilities(split, batch_size) if len(split) else np.zeros((0, 2))
-  report = evaluation.manual_test_report(probs, rows.labels, threshold, model.config.ece_bins)
-  three_way = evaluation.confusion_matrix(rows.labels, evaluation.three_way_predictions(probs, threshold), 3)
-  report["three_way"]["macro_f1"] = evaluation.macro_f1(three_way)
+  report = metrics.manual_test_report(probs, rows.labels, threshold, model.config.ece_bins)
+  three_way = metrics.confusion_matrix(rows.labels, metrics.three_way_predictions(probs, threshold), 3)
+  report["three_way"]["macro_f1"] = metrics.macro_f1(three_way)
   report["three_way"]["confusion_matrix"] = three_way.tolist()
   counts = np.bincount(rows.labels, minlength=len(LABEL_NAMES))
   report["label_counts"] = {name: int(c) for name, c in zip(LABEL_NAMES, counts)}
@@ -255,7 +255,7 @@ def main(argv):
     rows = read_labelled_file(FLAGS.data, text_column=FLAGS.text_column,
                               label_column=FLAGS.label_column, delimiter=delimiter,
                               encoding=FLAGS.encoding, labels=FLAGS.labels)
-    model = model_dir.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint)
+    model = inference.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint)
   except (FileNotFoundError, ValueError) as e:
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(2)

@@ -4,7 +4,7 @@
 
 Writes parameters only (no optimizer state) as safetensors, the tokenizer, the training
 config and ``evaluation.json`` + ``README.md`` (the model card); the layout is documented in
-``train/model_dir.py``. The exported weights are loaded back and evaluated on the run's
+``train/model_dir.py``. The exported weights are loaded back (``train.inference``) and evaluated on the run's
 validation, test and manual-test splits (so the data must be available, as for training):
 the card reports the accuracy of the stored weights next to the training run's own report,
 and the largest probability change that casting to ``--dtype`` caused.
@@ -21,12 +21,12 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from train import evaluation, model_dir, models, provenance
+from train import eval_report, inference, metrics, model_dir, models, provenance
 from train.data import pipeline
 
 FLAGS = flags.FLAGS
 
-EVALUATED_SPLITS = ("validation", "test", "manual_test")
+EVALUATED_SPLITS = metrics.REPORTED_SPLITS
 SPLIT_DESCRIPTIONS = {
     "validation": "held-out validation (picks the best checkpoint)",
     "test": "held-out test",
@@ -34,27 +34,22 @@ SPLIT_DESCRIPTIONS = {
 }
 
 
-def split_metrics(name: str, probs: np.ndarray, split, config) -> dict:
-  """The eval report's metrics of split ``name``: classification metrics, or the manual-test report."""
-  if name == "manual_test":
-    return evaluation.manual_test_report(probs, split.labels, config.neutral_threshold, config.ece_bins)
-  return evaluation.classification_metrics(probs, split.labels, config.ece_bins)
-
-
-def binary_part(metrics: dict) -> dict:
+def binary_part(split_report: dict) -> dict:
   """The positive/negative metrics of a split report (the manual test nests them under "binary")."""
-  return metrics["binary"] if "binary" in metrics else metrics
+  return split_report["binary"] if "binary" in split_report else split_report
 
 
-def compare_weights(original: model_dir.LoadedModel, stored: model_dir.LoadedModel, splits) -> dict:
+def compare_weights(original: inference.LoadedModel, stored: inference.LoadedModel, splits) -> dict:
   """split -> {float32: metrics, stored: metrics, max_abs_probability_difference}."""
   result = {}
   for name in EVALUATED_SPLITS:
     split = splits[name]
     p_original, p_stored = original.probabilities(split), stored.probabilities(split)
     result[name] = {
-        "float32": split_metrics(name, p_original, split, original.config),
-        "stored": split_metrics(name, p_stored, split, stored.config),
+        "float32": metrics.split_metrics(name, p_original, split.labels, original.config.neutral_threshold,
+                                         original.config.ece_bins),
+        "stored": metrics.split_metrics(name, p_stored, split.labels, stored.config.neutral_threshold,
+                                        stored.config.ece_bins),
         "max_abs_probability_difference": float(np.max(np.abs(p_original - p_stored))) if len(split) else 0.0,
     }
   return result
@@ -200,18 +195,17 @@ def model_card(name: str, report: dict, config, comparison: dict, export_info: d
 def export(workdir: str, output: str, dtype: str, checkpoint: str = "best", name: str = "",
            command: str = "") -> dict:
   """Writes the model directory ``output`` from ``workdir``; returns the evaluation dict it wrote."""
-  report_path = os.path.join(workdir, "eval_report.json")
+  report_path = eval_report.report_path(workdir)
   if not os.path.exists(report_path):
     raise FileNotFoundError(f"{report_path} not found: export a workdir whose training run has finished "
                             "(python -m train.main writes it at the end).")
-  if dtype not in model_dir.STORED_DTYPES:
-    raise ValueError(f"--dtype must be one of {sorted(model_dir.STORED_DTYPES)}, got {dtype!r}")
+  if dtype not in model_dir.DISK_DTYPES:
+    raise ValueError(f"--dtype must be one of {sorted(model_dir.DISK_DTYPES)}, got {dtype!r}")
   if os.path.exists(output) and os.listdir(output) and not os.path.exists(
       os.path.join(output, model_dir.PARAMS_FILE)):
     raise ValueError(f"{output} exists and is not an exported model directory; not overwriting it.")
-  with open(report_path, encoding="utf-8") as f:
-    report = json.load(f)
-  original = model_dir.load_workdir(workdir, checkpoint)
+  report = eval_report.read_eval_report(workdir)
+  original = inference.load_workdir(workdir, checkpoint)
   staging = output.rstrip("/") + ".partial"
   shutil.rmtree(staging, ignore_errors=True)
   os.makedirs(staging)
@@ -225,7 +219,7 @@ def export(workdir: str, output: str, dtype: str, checkpoint: str = "best", name
   elif original.config.dataset != "synthetic":
     raise FileNotFoundError(f"no tokenizer.* file in {workdir}")
 
-  stored = model_dir.load_exported(staging)
+  stored = inference.load_exported(staging)
   splits = pipeline.get_datasets(original.config, log=lambda message: print(message, file=sys.stderr)).splits
   comparison = compare_weights(original, stored, splits)
   export_info = {
@@ -280,7 +274,7 @@ def _define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
   flags.DEFINE_string("workdir", None, "Workdir of a finished training run.")
   flags.DEFINE_string("output", None, "Model directory to write (replaced if it is an earlier export).")
-  flags.DEFINE_enum("dtype", "float32", sorted(model_dir.STORED_DTYPES), "dtype of the stored weights.")
+  flags.DEFINE_enum("dtype", "float32", sorted(model_dir.DISK_DTYPES), "dtype of the stored weights.")
   flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of --workdir to export.")
   flags.DEFINE_string("name", "", "Title of the model card (default: the output folder's name).")
 

@@ -18,7 +18,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import config_checks, models, train
+from train import config_checks, eval_report, models, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
@@ -52,7 +52,7 @@ def main(argv):
     print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr)
     sys.exit(2)
   print(f"{models.task_of(FLAGS.config).summary(report)}, {report['examples_per_s']:.0f} examples/s; "
-        f"report: {os.path.join(os.path.abspath(workdir), 'eval_report.json')}")
+        f"report: {eval_report.report_path(os.path.abspath(workdir))}")
   evaluated = report["evaluated_checkpoint"]
   if not evaluated["is_intended"]:
     print(f"ERROR: the best checkpoint was unreadable; the figures above are of the {evaluated['used']} "

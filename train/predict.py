@@ -17,19 +17,14 @@ A line with nothing but whitespace and control characters is an empty line.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import unicodedata
 from typing import Iterable, Iterator, Optional
 
-import jax
-import numpy as np
 from absl import app, flags, logging
 
-from train import evaluation
-from train import model_dir as model_dir_lib
-from train.train import eval_step
+from train import inference
 
 FLAGS = flags.FLAGS
 
@@ -38,23 +33,6 @@ MAX_LINE_CHARS = 10_000  # Longer lines are cut here before tokenization (tweets
 # Characters a terminal acts on: C0 controls, DEL, C1 controls (CSI ...), line/paragraph separators,
 # bidirectional embeddings, overrides and isolates.
 UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-class Predictor:
-  """A trained classifier plus its tokenizer, from a training workdir or an exported model directory."""
-
-  def __init__(self, workdir: Optional[str] = None, checkpoint: str = "best", model_dir: Optional[str] = None):
-    loaded = model_dir_lib.load(workdir, model_dir, checkpoint)
-    self.config, self.tokenizer, self.state, self.step = loaded.config, loaded.tokenizer, loaded.state, loaded.step
-    self.max_length = int(self.config.max_length)
-    self._eval = jax.jit(eval_step)
-
-  def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """texts -> (probs (N, 2), number of tokens per text (N,))."""
-    tokens = np.asarray(self.tokenizer.encode(texts)).astype(np.int32)
-    mask = (tokens != 0).astype(np.int32)
-    logits = np.asarray(self._eval(self.state, {"tokens": tokens, "mask": mask}))
-    return evaluation.softmax(logits), mask.sum(axis=1)
 
 
 def decode_line(raw: bytes) -> tuple[str, Optional[str]]:
@@ -81,15 +59,20 @@ def argv_bytes(text: str) -> bytes:
   return text.encode("utf-8", errors="surrogateescape")
 
 
-def classify(predictor: Predictor, raw_lines: Iterable[bytes], threshold: float,
+def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold: float,
              batch_size: int = 256) -> Iterator[dict]:
-  """One result dict per input line: {line, text, label, probability, p_positive, note} or {line, error}."""
+  """One result dict per input line: {line, text, label, probability, p_positive, note} or {line, error}.
+
+  ``model``: ``train.inference.load`` of a workdir or an exported model; each batch of
+  ``batch_size`` lines is evaluated as one batch (no length buckets).
+  """
   batch: list[dict] = []  # Results in input order; those with a "text" still need the model.
 
   def flush():
     pending = [r for r in batch if "text" in r]
     if pending:
-      probs, lengths = predictor.probabilities([r["text"] for r in pending])
+      tokens = model.encode([r["text"] for r in pending])
+      probs, lengths = model.batch_probabilities(tokens), (tokens != 0).sum(axis=1)
       for result, p, length in zip(pending, probs, lengths):
         notes = result.pop("notes")
         if length == 0:
@@ -97,8 +80,8 @@ def classify(predictor: Predictor, raw_lines: Iterable[bytes], threshold: float,
           result.clear()  # In place: ``batch`` holds this dict.
           result.update(line=line, error="empty line (no tokens after normalization)")
           continue
-        if length >= predictor.max_length:
-          notes.append(f"long input: only the first {predictor.max_length} tokens were used")
+        if length >= model.max_length:
+          notes.append(f"long input: only the first {model.max_length} tokens were used")
         confidence = float(p.max())
         result.update(label=LABELS[int(p.argmax())] if confidence >= threshold else "neutral",
                       probability=confidence, p_positive=float(p[1]), note="; ".join(notes) or None)
@@ -144,14 +127,14 @@ def main(argv):
   if bool(FLAGS.workdir) == bool(FLAGS.model):
     raise app.UsageError("give exactly one of --workdir (a training run) or --model (an exported model).")
   try:
-    predictor = Predictor(FLAGS.workdir, FLAGS.checkpoint, model_dir=FLAGS.model)
+    model = inference.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint)
   except (FileNotFoundError, ValueError) as e:
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(2)
-  threshold = predictor.config.neutral_threshold if FLAGS.threshold is None else FLAGS.threshold
+  threshold = model.config.neutral_threshold if FLAGS.threshold is None else FLAGS.threshold
   lines = [argv_bytes(a) for a in argv[1:]] if len(argv) > 1 else sys.stdin.buffer
   out = sys.stdout
-  for result in classify(predictor, lines, threshold, FLAGS.batch_size):
+  for result in classify(model, lines, threshold, FLAGS.batch_size):
     out.write(format_result(result, FLAGS.format) + "\n")
   out.flush()
 

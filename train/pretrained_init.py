@@ -24,12 +24,13 @@ import ml_collections
 from absl import logging
 
 from mamba_jax import MambaClassifier, pretrained
-from train import checkpointing, models
+from train import checkpointing, model_dir, models
+from train.workdir import CONFIG_FILE
 
 
 def is_lm_workdir(path: str) -> bool:
   """Whether ``path`` is a training workdir (config.json and checkpoints/) rather than an LM folder."""
-  return os.path.isfile(os.path.join(path, "config.json")) and os.path.isdir(os.path.join(path, "checkpoints"))
+  return os.path.isfile(os.path.join(path, CONFIG_FILE)) and os.path.isdir(os.path.join(path, "checkpoints"))
 
 
 def check_tokenizer(path: Optional[str], tokenizer_path: Optional[str]) -> None:
@@ -40,17 +41,17 @@ def check_tokenizer(path: Optional[str], tokenizer_path: Optional[str]) -> None:
   """
   if not path or not is_lm_workdir(path) or not tokenizer_path:
     return
-  copies = sorted(f for f in os.listdir(path) if f.startswith("tokenizer."))
-  if not copies:
+  copy = model_dir.tokenizer_file(path)
+  if not copy:
     raise ValueError(f"config.init_from {path} has no tokenizer.* file: cannot check that it used this run's tokenizer")
-  if not filecmp.cmp(os.path.join(path, copies[0]), tokenizer_path, shallow=False):
+  if not filecmp.cmp(copy, tokenizer_path, shallow=False):
     raise ValueError(f"config.init_from {path} was trained with another tokenizer than this run's ({tokenizer_path}); "
                      "its embedding would map the wrong token ids (prepare both with the same data and vocab_size)")
 
 
 def _workdir_backbone(path: str, vocab_size: int) -> tuple:
   """(MambaConfig, params) of the best checkpoint of the LM workdir ``path``."""
-  with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+  with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as f:
     config = ml_collections.ConfigDict(json.load(f))
   if config.get("model_type") != "mamba_lm":
     raise ValueError(f"config.init_from {path} is a workdir of model_type {config.get('model_type')!r}; "

@@ -3,12 +3,14 @@
 Glossary: b batch, l length, c classes, m model width, v (padded) vocabulary, k sampled
 candidates, N examples.
 
-A task gives the trainer (``train.train``) three things:
+A task gives the trainer (``train.train``) and its evaluation (``train.inference``):
 
 * ``loss(apply_fn, params, batch, rng, label_smoothing) -> (loss, accuracy)`` inside the
   jitted train step (``rng`` is the step's dropout key);
 * ``eval_outputs(logits, batch)``: what the jitted eval step returns per row;
-* ``metrics(outputs, split, ece_bins)``: host-side metrics of a whole split from those rows.
+* ``metrics(outputs, split, ece_bins)``: host-side metrics of a whole split from those rows;
+* ``reported_splits`` and ``report_metrics(name, outputs, split, config)``: the final report's
+  splits and the metrics of each.
 
 Both tasks read the same batches (tokens, mask, label, weight; ``train.data.batching``),
 so the input pipeline, checkpoints and resume are shared. Which task a model trains on
@@ -25,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from train import evaluation
+from train import metrics
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
@@ -47,6 +49,8 @@ def weighted_accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array) 
 class Classification:
   """Sentiment of a tweet: logits (b, c) against ``batch["label"]`` (b,)."""
 
+  reported_splits = metrics.REPORTED_SPLITS
+
   @classmethod
   def for_run(cls, config: ml_collections.ConfigDict, train_split=None) -> "Classification":
     del config, train_split
@@ -64,8 +68,14 @@ class Classification:
     return logits.astype(jnp.float32)
 
   def metrics(self, outputs: np.ndarray, split, ece_bins: int) -> dict:
-    """``evaluation.classification_metrics`` of the logits (N, c) of ``split``."""
-    return evaluation.classification_metrics(evaluation.softmax(outputs), split.labels, ece_bins)
+    """``train.metrics.classification_metrics`` of the logits (N, c) of ``split``."""
+    return metrics.classification_metrics(metrics.softmax(outputs), split.labels, ece_bins)
+
+  @staticmethod
+  def report_metrics(name: str, outputs: np.ndarray, split, config: ml_collections.ConfigDict) -> dict:
+    """``train.metrics.split_metrics`` of the logits (N, c) of split ``name``."""
+    return metrics.split_metrics(name, metrics.softmax(outputs), split.labels, config.neutral_threshold,
+                                 config.ece_bins)
 
   @staticmethod
   def summary(report: dict) -> str:
@@ -91,6 +101,8 @@ class NextToken:
   (b, l, v) -- the 32k-way softmax is most of a full step's time on the CPU. The training
   ``accuracy`` is then the share of targets that beat every sampled candidate.
   """
+
+  reported_splits = ("validation", "test")
 
   def __init__(self, num_samples: int = 0, token_counts: Optional[np.ndarray] = None):
     if num_samples and token_counts is None:
@@ -162,7 +174,15 @@ class NextToken:
     return {"loss": float(loss), "perplexity": float(np.exp(loss)), "accuracy": float(correct / max(count, 1.0)),
             "num_tokens": int(count), "num_examples": int(len(outputs))}
 
+  def report_metrics(self, name: str, outputs: np.ndarray, split, config: ml_collections.ConfigDict) -> dict:
+    """``metrics`` of split ``name`` (every split of the report is scored alike)."""
+    del name
+    return self.metrics(outputs, split, config.ece_bins)
+
   @staticmethod
   def summary(report: dict) -> str:
     """The final eval report in one line (what ``python -m train.main`` prints)."""
     return f"test perplexity {report['test']['perplexity']:.2f}, next-token accuracy {report['test']['accuracy']:.4f}"
+
+
+CLASSIFICATION = Classification()  # Stateless: the default task of the train and eval steps.

@@ -13,7 +13,7 @@ characters and "<url>"/"<user>" placeholders included) are weighted by
 TF-IDF with sublinear term frequency; a binary L2-regularized logistic
 regression is fitted on the train split for each C in ``--c_values``, the C
 with the best validation accuracy is kept, and it is evaluated on the test
-split and the manual test set with the metrics of ``train.evaluation``
+split and the manual test set with the metrics of ``train.metrics``
 (accuracy, macro-F1, ECE, and the three-way neutral threshold on the manual set).
 """
 
@@ -31,7 +31,7 @@ from absl import flags
 from ml_collections import config_flags
 import numpy as np
 
-from train import evaluation, provenance
+from train import metrics, provenance
 
 
 SPLITS = ("train", "validation", "test", "manual_test")
@@ -115,12 +115,9 @@ def fit_and_evaluate(splits, c_values: Sequence[float], *, min_df: int = 2, max_
       "rows": {name: len(splits[name][1]) for name in SPLITS},
       "timings_s": timings,
   }
-  for name in ("validation", "test"):
-    probs = best_classifier.predict_proba(features[name])
-    report[name] = evaluation.classification_metrics(probs, splits[name][1], ece_bins)
-  report["manual_test"] = evaluation.manual_test_report(
-      best_classifier.predict_proba(features["manual_test"]), splits["manual_test"][1],
-      neutral_threshold, ece_bins)
+  for name in metrics.REPORTED_SPLITS:
+    report[name] = metrics.split_metrics(name, best_classifier.predict_proba(features[name]), splits[name][1],
+                                         neutral_threshold, ece_bins)
   return provenance.to_jsonable(report)
 
 

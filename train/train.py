@@ -4,9 +4,10 @@ Glossary: b batch, l length, c classes.
 
 ``train_and_evaluate(config, workdir)`` trains ``config.model_type`` on
 ``config.dataset``, resuming from ``<workdir>/checkpoints`` when present, and
-writes ``<workdir>/eval_report.json`` (its fields: ``train.evaluation.eval_report``;
-the workdir's files: ``train.model_dir``). The batch is split over every device
-(``jax.sharding`` mesh, parameters replicated).
+writes ``<workdir>/eval_report.json`` (its fields: ``train.eval_report.build_eval_report``;
+the workdir's files: ``train.model_dir``); validation and the final evaluation run through
+``train.inference.Evaluator``. The batch is split over every device (``jax.sharding`` mesh,
+parameters replicated).
 """
 
 from __future__ import annotations
@@ -24,34 +25,20 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from flax.training import train_state
 from tqdm import tqdm
 
-from train import checkpointing, distributed, evaluation, input_feed, models, pretrained_init, provenance, tasks
+from train import checkpointing, distributed, eval_report, inference, input_feed, models, pretrained_init, provenance
+from train import tasks
 from train import workdir as workdir_lib
 from train.data import batching, pipeline
 from train.data import summary as summary_lib
 from train.metric_logging import MetricWriter
 from train.optimizer import create_optimizer, learning_rate_schedule
-
-
-CLASSIFICATION = tasks.Classification()
+from train.train_state import TrainState
 
 
 class NonFiniteLossError(RuntimeError):
   """The training loss became NaN or inf."""
-
-
-class TrainState(train_state.TrainState):
-  """Flax TrainState plus the base dropout key (per-step keys are folded from the step).
-
-  ``dropout_rng`` holds the raw key data (uint32 (2,), ``jax.random.key_data``), not a typed
-  key: checkpoints store it as a plain array, as every checkpoint written so far does, so
-  Orbax saves and restores it like any other leaf (a typed key would need its own handling)
-  and old checkpoints still restore. ``train_step`` wraps it back into a typed key.
-  """
-
-  dropout_rng: jax.Array
 
 
 def total_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -82,7 +69,7 @@ def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
   return state.replace(step=jnp.asarray(0, jnp.int32))
 
 
-def train_step(state: TrainState, batch: dict, *, task=CLASSIFICATION, label_smoothing: float = 0.0,
+def train_step(state: TrainState, batch: dict, *, task=tasks.CLASSIFICATION, label_smoothing: float = 0.0,
                nan_after_step: int = -1) -> tuple[TrainState, dict]:
   """One AdamW step on ``batch``; a step whose loss or gradient is not finite leaves the state unchanged.
 
@@ -116,43 +103,8 @@ def train_step(state: TrainState, batch: dict, *, task=CLASSIFICATION, label_smo
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict, *, task=CLASSIFICATION) -> jax.Array:
-  """``task.eval_outputs`` of ``batch`` without dropout: the classifiers' logits (b, c) float32."""
-  logits = state.apply_fn({"params": state.params}, batch["tokens"], batch["mask"], train=False)
-  return task.eval_outputs(logits, batch)
-
-
-def predict_outputs(p_eval_step, state: TrainState, split, batch_size: int, mesh,
-                    bounds=None, progress_desc: Optional[str] = None) -> np.ndarray:
-  """The eval step's rows (N, ...) for every example of ``split``, in the split's order.
-
-  Batches are bucketed by length (``bounds``, see ``train.data.batching.eval_batches``);
-  each row's output is put back at its example's index. ``progress_desc``: show a
-  progress bar with this title. An empty split gives (0, 2).
-  """
-  sharding = input_feed.batch_sharding(mesh)
-  outputs = None
-  batches = batching.eval_batches(split, batch_size, bounds)
-  if progress_desc:
-    batches = tqdm(batches, desc=progress_desc, unit="batch", leave=False, mininterval=1.0,
-                   disable=jax.process_index() != 0)
-  for rows, batch in batches:
-    out = np.asarray(jax.device_get(p_eval_step(state, input_feed.shard_batch(batch, sharding))))
-    if outputs is None:
-      outputs = np.zeros((len(split),) + out.shape[1:], out.dtype)
-    keep = rows >= 0
-    outputs[rows[keep]] = out[keep]
-  return np.zeros((0, 2)) if outputs is None else outputs
-
-
-def predict_probabilities(p_eval_step, state: TrainState, split, batch_size: int, mesh,
-                          bounds=None, progress_desc: Optional[str] = None) -> np.ndarray:
-  """Softmax probabilities (N, c) of a classifier on every example of ``split``, in its order."""
-  return evaluation.softmax(predict_outputs(p_eval_step, state, split, batch_size, mesh, bounds, progress_desc))
-
-
 class Trainer:
-  """Holds the compiled steps, the task and the device layout of one run."""
+  """Holds the compiled steps, the task and the device layout of one run (``evaluator``: its evaluation)."""
 
   def __init__(self, config: ml_collections.ConfigDict, model, total_steps: int, train_split=None):
     """``train_split``: what a task may derive from the training data (the LM's sampled softmax)."""
@@ -171,33 +123,8 @@ class Trainer:
                                 nan_after_step=config.debug_nan_after_step)
     self.train_step = jax.jit(step_fn, in_shardings=(replicated, sharded),
                               out_shardings=(replicated, replicated), donate_argnums=(0,))
-    self.eval_step = jax.jit(functools.partial(eval_step, task=self.task),
-                             in_shardings=(replicated, sharded), out_shardings=replicated)
-
-  def outputs(self, state: TrainState, split, name: str = "") -> np.ndarray:
-    """The eval step's rows (N, ...) of ``split`` in its order, evaluated in length buckets.
-
-    ``name`` titles the progress bar ("evaluate <name>").
-    """
-    return predict_outputs(self.eval_step, state, split, self.config.eval_batch_size, self.mesh,
-                           batching.config_bounds(self.config, split.max_length),
-                           progress_desc=f"evaluate {name}" if name else None)
-
-  def probabilities(self, state: TrainState, split, name: str = "") -> np.ndarray:
-    """A classifier's softmax probabilities (N, c) of ``split`` in its order."""
-    return evaluation.softmax(self.outputs(state, split, name))
-
-  def evaluate(self, state: TrainState, split, name: str = "") -> dict:
-    """The task's metrics of ``split`` (``accuracy`` and ``loss`` among them)."""
-    return self.task.metrics(self.outputs(state, split, name), split, self.config.ece_bins)
-
-  def split_metrics(self, state: TrainState, splits: dict) -> dict:
-    """The final report's metrics: a classifier's validation, test and manual_test
-    (``evaluation.split_metrics``); a language model's validation and test."""
-    if isinstance(self.task, tasks.Classification):
-      return evaluation.split_metrics(functools.partial(self.probabilities, state), splits,
-                                      self.config.neutral_threshold, self.config.ece_bins)
-    return {name: self.evaluate(state, splits[name], name) for name in ("validation", "test")}
+    self.evaluator = inference.Evaluator(config, self.task, self.mesh,
+                                         inference.jit_eval_step(self.task, self.mesh))
 
 
 @dataclasses.dataclass
@@ -373,7 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
       if evaluate or save:
         train_seconds += time.perf_counter() - segment_start
       if evaluate:
-        metrics_val = trainer.evaluate(state, splits["validation"], "validation")
+        metrics_val = trainer.evaluator.task_metrics(state, splits["validation"], "validation")
         writer.write(step, "validation", metrics_val)
         if best_accuracy is None or metrics_val["accuracy"] > best_accuracy:
           best_accuracy = metrics_val["accuracy"]
@@ -399,13 +326,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
   timed_steps = max(trained_steps - 1, 0)  # The first step (compilation) is not timed.
   examples_per_s = timed_steps * config.batch_size / train_seconds if train_seconds > 0 else 0.0
 
-  figures = evaluation.measured_figures(workdir, trained_steps, train_seconds, examples_per_s)
-  eval_state, eval_progress = checkpointer.restore_best(abstract_state)
-  evaluated = evaluation.evaluated_checkpoint(checkpointer, eval_progress)
+  figures = eval_report.measured_figures(workdir, trained_steps, train_seconds, examples_per_s)
+  eval_state, eval_progress, eval_kind = checkpointer.restore_best_or_latest(abstract_state)
+  evaluated = eval_report.evaluated_checkpoint(eval_kind, eval_progress, checkpointer.problems)
   if eval_progress is None:
     eval_state, eval_progress = state, progress_dict(total_steps)
-  metrics = trainer.split_metrics(eval_state, splits)
-  report = provenance.to_jsonable(evaluation.eval_report(config, run={
+  metrics = trainer.evaluator.report_metrics(eval_state, splits)
+  report = provenance.to_jsonable(eval_report.build_eval_report(config, run={
       "model_type": config.model_type,
       "num_params": num_params,
       "steps": total_steps,
@@ -420,7 +347,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
       "data_summary": datasets.summary,
   }, figures=figures, metrics=metrics, epoch_examples=steps_per_epoch * config.batch_size))
   if is_chief:
-    evaluation.write_eval_report(workdir, report)
+    eval_report.write_eval_report(workdir, report)
     if trained_steps:  # A finished run started again already logged its test row.
       writer.write(total_steps, "test", report["test"])
   checkpointer.close()

@@ -20,6 +20,8 @@ from typing import Any
 
 import ml_collections
 
+from train.eval_report import EVAL_REPORT_FILE
+
 CONFIG_FILE = "config.json"
 # Fields that may change between runs of one workdir: they do not change the trained parameters.
 RESULT_INDEPENDENT_FIELDS = (
@@ -45,7 +47,7 @@ RETIRED_FIELDS = (
     "write_tfds",  # The TFDS dataset is always written now (train.data.pipeline); same token ids.
 )
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", "eval_report.json", CONFIG_FILE)
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", EVAL_REPORT_FILE, CONFIG_FILE)
 
 
 class WorkdirConfigMismatch(ValueError):

@@ -52,11 +52,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from configs import sent140, tiny
-from train import checkpointing, models
+from train import checkpointing, inference, models
 from train import train as training
 from train.data import pipeline
 from train.data.datasets import LABEL_NAMES
-from train.predict import Predictor, classify
+from train.predict import classify
 
 np.set_printoptions(precision=3, suppress=True)
 print("jax", jax.__version__, "on", jax.default_backend(), f"({jax.device_count()} device(s))")
@@ -213,13 +213,13 @@ plt.show()
 # %% [markdown]
 # ## 6. Classify new tweets
 #
-# `train.predict.Predictor` restores a workdir (config, tokenizer, best checkpoint) and
+# `train.inference.load_workdir` restores a workdir (config, tokenizer, best checkpoint) and
 # `classify` turns raw lines into labels, like the command line
 # `python -m train.predict --workdir=<workdir> "some tweet"`. With the threshold at 0 the answer
 # is always positive or negative; with `neutral_threshold` a low-confidence tweet is "neutral".
 
 # %%
-predictor = Predictor(str(WORKDIR))
+predictor = inference.load_workdir(str(WORKDIR))
 tweets = [
     "I love my new phone, best purchase this year!",
     "worst flight ever. lost my bag and no one cares",
@@ -258,7 +258,7 @@ tokens = np.asarray(predictor.tokenizer.encode(tweets)).astype(np.int32)
 mask = (tokens != 0).astype(np.int32)
 logits = model.apply({"params": params}, tokens, mask, train=False)
 restored = np.asarray(jax.nn.softmax(logits))
-np.testing.assert_allclose(restored, predictor.probabilities(tweets)[0], rtol=1e-5, atol=1e-6)
+np.testing.assert_allclose(restored, predictor.batch_probabilities(tokens), rtol=1e-5, atol=1e-6)
 print("P(positive) from the restored parameters:", restored[:, 1])
 
 # %% [markdown]

@@ -304,10 +304,9 @@ from flax import linen as nn
 
 from configs import sent140, tiny
 from mamba_jax import MambaMixer
-from train import models
+from train import inference, models
 from train import train as training
 from train.data import sources, synthetic
-from train.predict import Predictor
 from sentiment140_sample import write_sample  # notebooks/sentiment140_sample.py (see 01_quickstart)
 
 
@@ -349,7 +348,7 @@ with open(run_dir / "eval_report.json", encoding="utf-8") as f:
 print(f"validation accuracy {report['validation']['accuracy']:.3f}, "
       f"manual test (positive/negative) accuracy {report['manual_test']['binary']['accuracy']:.3f}")
 
-predictor = Predictor(str(run_dir))
+predictor = inference.load_workdir(str(run_dir))
 config, tokenizer = predictor.config, predictor.tokenizer
 model = models.create_model(config, tokenizer.vocab_size)
 params = predictor.state.params
@@ -438,8 +437,9 @@ example_tokens = tokens[examples]
 example_mask = (example_tokens != 0).astype(np.int32)
 logits, records = trace_scan_inputs(model, params, example_tokens)
 probabilities = np.asarray(jax.nn.softmax(logits))
-# Recording changes nothing: the predictor (train.predict) gives the same answer.
-np.testing.assert_allclose(predictor.probabilities([texts[i] for i in examples])[0], probabilities, rtol=1e-4, atol=1e-5)
+# Recording changes nothing: the loaded model (train.inference, as train.predict uses it) gives the same answer.
+np.testing.assert_allclose(predictor.batch_probabilities(predictor.encode([texts[i] for i in examples])), probabilities,
+                           rtol=1e-4, atol=1e-5)
 delta_per_token = np.stack([np.asarray(r["delta"]).mean(axis=-1) for r in records], axis=1)  # (b, layers, l)
 norms = np.stack([state_norms(r, example_mask) for r in records], axis=1)  # (b, layers, l)
 print("delta (mean over channels):", delta_per_token.shape, " state norms:", norms.shape)

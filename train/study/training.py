@@ -16,6 +16,7 @@ import traceback
 from typing import Any, Dict, Optional
 
 import configs
+from train import eval_report
 from train import workdir as workdir_lib
 from train.study.report import write_summary
 from train.study.runs import FULL_SEEDS, QUICK_SEEDS, StudyOptions, StudyRun
@@ -58,7 +59,7 @@ def _train_or_reuse_workdir(run: StudyRun, seed: int, options: StudyOptions) -> 
   from train import train as trainer  # pylint: disable=import-outside-toplevel
 
   workdir = os.path.join(options.workdir_root, run.name, f"seed{seed}")
-  report_path = os.path.join(workdir, "eval_report.json")
+  report_path = eval_report.report_path(workdir)
   config = build_config(run, seed, options)
   record: Dict[str, Any] = {"run": run.name, "seed": seed, "description": run.description,
                             "base_config": configs.BY_MODEL[run.base].__name__, "overrides": run.overrides,
@@ -66,8 +67,7 @@ def _train_or_reuse_workdir(run: StudyRun, seed: int, options: StudyOptions) -> 
                             "workdir": os.path.abspath(workdir)}
   wanted = workdir_lib.as_json_dict(config)
   if os.path.exists(report_path) and not options.retrain:
-    with open(report_path, encoding="utf-8") as f:
-      report = json.load(f)
+    report = eval_report.read_eval_report(workdir)
     differences = workdir_lib.result_differences(report.get("config", {}), wanted)
     if not differences:
       record.update(status="ok", reused=True, report=report)

@@ -1,21 +1,19 @@
-"""Classification metrics on numpy arrays (host side), and the final eval report of a run.
+"""Classification metrics on numpy arrays (host side): pure functions, nothing read or written.
 
 Glossary: N examples, c classes. ``probs`` are softmax outputs (N, c) over
 (negative, positive); labels are 0 negative, 1 positive, 2 neutral (manual_test only).
+A classifier's report scores the splits of ``REPORTED_SPLITS`` with ``split_metrics``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any, Callable, Optional, Sequence
+from typing import Sequence
 
-import ml_collections
 import numpy as np
 
-EVAL_REPORT_FILE = "eval_report.json"  # In the workdir; written by train.train.train_and_evaluate.
 NEUTRAL = 2
 DEFAULT_THRESHOLDS = tuple(np.round(np.arange(0.5, 1.0001, 0.025), 3).tolist())
+REPORTED_SPLITS = ("validation", "test", "manual_test")  # What a classifier's report scores, in this order.
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -122,78 +120,13 @@ def manual_test_report(probs: np.ndarray, labels: np.ndarray, threshold: float, 
   }
 
 
-def measured_figures(workdir: str, trained_steps: int, train_seconds: float, examples_per_s: float) -> dict:
-  """train_time_s / examples_per_s of this run, or those of the earlier report when nothing was trained.
-
-  Starting a finished run again only evaluates; its measured speed stays the one measured.
-  """
-  figures = {"train_time_s": train_seconds, "examples_per_s": examples_per_s}
-  path = os.path.join(workdir, EVAL_REPORT_FILE)
-  if trained_steps == 0 and os.path.exists(path):
-    try:
-      with open(path, encoding="utf-8") as f:
-        earlier = json.load(f)
-      figures = {name: earlier[name] for name in figures}
-    except (OSError, ValueError, KeyError):
-      pass  # An unreadable earlier report: this run's (zero) figures it is.
-  return figures
-
-
-def evaluated_checkpoint(checkpointer: Any, eval_progress: Optional[dict]) -> dict:
-  """Which checkpoint the final evaluation used and why, for the eval report.
-
-  ``checkpointer``: the run's ``train.checkpointing.Checkpointer`` after ``restore_best``;
-  ``eval_progress``: what ``restore_best`` returned (None: no checkpoint could be restored).
-
-  {"intended": "best", "used": "best" | "latest" | "final_state", "step", "is_intended",
-   "problems": [unreadable checkpoints met in this run: kind, step, error, moved_to]}.
-  """
-  used = checkpointer.evaluated["kind"] if eval_progress is not None else "final_state"
-  return {"intended": "best", "used": used or "final_state",
-          "step": checkpointer.evaluated["step"], "is_intended": used == "best",
-          "problems": list(checkpointer.problems)}
-
-
-def split_metrics(probabilities: Callable[[Any, str], np.ndarray], splits: dict, neutral_threshold: float,
+def split_metrics(name: str, probs: np.ndarray, labels: np.ndarray, neutral_threshold: float,
                   ece_bins: int) -> dict:
-  """{"validation", "test": classification_metrics, "manual_test": manual_test_report} of one model.
+  """The report's metrics of split ``name``: ``manual_test_report`` for "manual_test", else
+  ``classification_metrics``.
 
-  ``probabilities(split, name)``: the model's softmax probabilities (N, c) of ``split`` in its order.
-  ``splits``: name -> split with ``labels`` (N,), as ``train.data.datasets.Datasets.splits``.
+  probs (N, c) softmax probabilities, labels (N,).
   """
-  return {
-      "validation": classification_metrics(
-          probabilities(splits["validation"], "validation"), splits["validation"].labels, ece_bins),
-      "test": classification_metrics(probabilities(splits["test"], "test"), splits["test"].labels, ece_bins),
-      "manual_test": manual_test_report(
-          probabilities(splits["manual_test"], "manual_test"), splits["manual_test"].labels,
-          neutral_threshold, ece_bins),
-  }
-
-
-def eval_report(config: ml_collections.ConfigDict, run: dict, figures: dict, metrics: dict,
-                epoch_examples: int) -> dict:
-  """The eval report of a run: ``run``, ``figures``, epoch_time_s, ``metrics`` and the config.
-
-  Args:
-    config: the run's config (stored as ``config``).
-    run: what the run was and did: model_type, num_params, steps, evaluated_step,
-      resumed_from_step, devices, device_kind, evaluated_checkpoint (see ``evaluated_checkpoint``),
-      best_validation_accuracy, wall_time_s, tokenizer_path, data_summary.
-    figures: ``measured_figures``: train_time_s, examples_per_s.
-    metrics: ``split_metrics`` of the evaluated state: validation, test, manual_test.
-    epoch_examples: training examples per epoch (steps per epoch x batch size).
-  """
-  return {
-      **run,
-      **figures,
-      "epoch_time_s": epoch_examples / figures["examples_per_s"] if figures["examples_per_s"] else None,
-      **metrics,
-      "config": config.to_dict(),
-  }
-
-
-def write_eval_report(workdir: str, report: dict) -> None:
-  """Writes ``report`` (JSON-ready) to ``<workdir>/eval_report.json``."""
-  with open(os.path.join(workdir, EVAL_REPORT_FILE), "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=2)
+  if name == "manual_test":
+    return manual_test_report(probs, labels, neutral_threshold, ece_bins)
+  return classification_metrics(probs, labels, ece_bins)
