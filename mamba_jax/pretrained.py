@@ -180,66 +180,53 @@ def _dt_limit(value, where: str) -> Tuple[float, float]:
   return (_json_float(value[0], where), _json_float(value[1], where))
 
 
+def _hf_shared_fields(cfg: Mapping, d_state_default: int, tie_default: bool) -> dict:
+  """The MambaConfig fields a Hugging Face ``MambaConfig`` and ``Mamba2Config`` spell alike."""
+  return dict(
+      vocab_size=int(cfg["vocab_size"]),
+      d_model=int(cfg["hidden_size"]),
+      n_layers=int(cfg["num_hidden_layers"]),
+      d_state=int(cfg.get("state_size", d_state_default)),
+      d_conv=int(cfg.get("conv_kernel", 4)),
+      expand=int(cfg.get("expand", 2)),
+      dt_min=float(cfg.get("time_step_min", 1e-3)),
+      dt_max=float(cfg.get("time_step_max", 0.1)),
+      dt_init_floor=float(cfg.get("time_step_floor", 1e-4)),
+      conv_bias=bool(cfg.get("use_conv_bias", True)),
+      bias=bool(cfg.get("use_bias", False)),
+      norm_epsilon=float(cfg.get("layer_norm_epsilon", 1e-5)),
+      tie_embeddings=bool(cfg.get("tie_word_embeddings", tie_default)),
+  )
+
+
 def config_from_hf(cfg: Mapping, where: str = "config.json") -> MambaConfig:
-  """MambaConfig of a Hugging Face ``MambaConfig`` / ``Mamba2Config`` dict (vocab_size: padded rows)."""
+  """MambaConfig of a Hugging Face ``MambaConfig`` / ``Mamba2Config`` dict (vocab_size: padded rows).
+
+  Defaults of absent fields are transformers' own (Mamba2Config: state 128, head_dim 64, chunk 256,
+  untied head).
+  """
   _require(cfg, ("vocab_size", "hidden_size", "num_hidden_layers"), where)
   if cfg.get("hidden_act", "silu") != "silu":
     raise CheckpointError(f"{where}: hidden_act {cfg['hidden_act']!r} is not supported (only 'silu')")
   if HF_MODEL_TYPES.get(cfg.get("model_type", "mamba")) == "mamba2":
-    return _config_from_hf_mamba2(cfg, where)
+    if not cfg.get("rms_norm", True):
+      raise CheckpointError(f"{where}: rms_norm=false (no gated norm) is not supported")
+    config = MambaConfig(
+        mixer="mamba2", head_dim=int(cfg.get("head_dim", 64)), n_groups=int(cfg.get("n_groups", 1)),
+        chunk_size=int(cfg.get("chunk_size", 256)),
+        dt_limit=_dt_limit(cfg.get("time_step_limit", (0.0, float("inf"))), where),
+        **_hf_shared_fields(cfg, d_state_default=128, tie_default=False))
+    if "num_heads" in cfg and int(cfg["num_heads"]) != config.num_heads:
+      raise CheckpointError(f"{where}: num_heads {cfg['num_heads']} is not expand * hidden_size / head_dim "
+                            f"= {config.num_heads}")
+    return config
   rank = cfg.get("time_step_rank", "auto")
-  config = MambaConfig(
-      vocab_size=int(cfg["vocab_size"]),
-      d_model=int(cfg["hidden_size"]),
-      n_layers=int(cfg["num_hidden_layers"]),
-      d_state=int(cfg.get("state_size", 16)),
-      d_conv=int(cfg.get("conv_kernel", 4)),
-      expand=int(cfg.get("expand", 2)),
-      dt_rank=rank if rank == "auto" else int(rank),
-      dt_min=float(cfg.get("time_step_min", 1e-3)),
-      dt_max=float(cfg.get("time_step_max", 0.1)),
-      dt_init_floor=float(cfg.get("time_step_floor", 1e-4)),
-      dt_scale=float(cfg.get("time_step_scale", 1.0)),
-      conv_bias=bool(cfg.get("use_conv_bias", True)),
-      bias=bool(cfg.get("use_bias", False)),
-      norm_epsilon=float(cfg.get("layer_norm_epsilon", 1e-5)),
-      tie_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-  )
+  config = MambaConfig(dt_rank=rank if rank == "auto" else int(rank),
+                       dt_scale=float(cfg.get("time_step_scale", 1.0)),
+                       **_hf_shared_fields(cfg, d_state_default=16, tie_default=True))
   if "intermediate_size" in cfg and int(cfg["intermediate_size"]) != config.d_inner:
     raise CheckpointError(f"{where}: intermediate_size {cfg['intermediate_size']} is not expand * hidden_size "
                           f"= {config.d_inner}")
-  return config
-
-
-def _config_from_hf_mamba2(cfg: Mapping, where: str) -> MambaConfig:
-  """MambaConfig of a Hugging Face ``Mamba2Config`` dict (defaults: transformers' Mamba2Config)."""
-  if not cfg.get("rms_norm", True):
-    raise CheckpointError(f"{where}: rms_norm=false (no gated norm) is not supported")
-  hidden, expand = int(cfg["hidden_size"]), int(cfg.get("expand", 2))
-  head_dim = int(cfg.get("head_dim", 64))
-  config = MambaConfig(
-      vocab_size=int(cfg["vocab_size"]),
-      mixer="mamba2",
-      d_model=hidden,
-      n_layers=int(cfg["num_hidden_layers"]),
-      d_state=int(cfg.get("state_size", 128)),
-      d_conv=int(cfg.get("conv_kernel", 4)),
-      expand=expand,
-      head_dim=head_dim,
-      n_groups=int(cfg.get("n_groups", 1)),
-      chunk_size=int(cfg.get("chunk_size", 256)),
-      dt_min=float(cfg.get("time_step_min", 1e-3)),
-      dt_max=float(cfg.get("time_step_max", 0.1)),
-      dt_init_floor=float(cfg.get("time_step_floor", 1e-4)),
-      dt_limit=_dt_limit(cfg.get("time_step_limit", (0.0, float("inf"))), where),
-      conv_bias=bool(cfg.get("use_conv_bias", True)),
-      bias=bool(cfg.get("use_bias", False)),
-      norm_epsilon=float(cfg.get("layer_norm_epsilon", 1e-5)),
-      tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-  )
-  if "num_heads" in cfg and int(cfg["num_heads"]) != config.num_heads:
-    raise CheckpointError(f"{where}: num_heads {cfg['num_heads']} is not expand * hidden_size / head_dim "
-                          f"= {config.num_heads}")
   return config
 
 
