@@ -3,7 +3,8 @@ r"""Inference runtime vs sequence length of every study model.
   python -m benchmarks.runtime                      # writes results/runtime_<device>.{json,md}
   python -m benchmarks.runtime --lengths=16,64 --repeats=3 --output_dir=/tmp/rt
 
-For each model (configs/{sent140,transformer,lstm,ssm}.py, vocabulary 32000)
+For each model (``configs.BY_MODEL``: configs/{sent140,sent140_mamba2,transformer,lstm,ssm}.py,
+vocabulary 32000)
 and length: a jitted forward over a batch of random token ids (no padding),
 compiled and run once before timing (warm-up excluded), then timed
 ``--repeats`` times (fewer when a point exceeds ``--seconds_per_point``);
@@ -12,11 +13,12 @@ the median is reported. A point whose compiled program needs more than
 as ``skipped_memory``; an allocation failure while compiling or running as
 ``oom``. On the CPU lengths above ``--cpu_max_length`` are not run.
 
-Also: Mamba's (and the LTI SSM's) recurrent ``step`` latency per token, which
-does not depend on the prefix length, against the Transformer re-encoding the
-whole prefix (one forward at that length) for every new token; the lengths
-where the Transformer's forward / re-encoding becomes slower than Mamba's
-(crossover); and the log-log growth exponent of each model's forward time.
+Also: the recurrent ``step`` latency per token of Mamba, Mamba-2 and the LTI SSM
+(``init_cache`` + ``step``, the same API for either mixer), which does not depend on
+the prefix length, against the Transformer re-encoding the whole prefix (one
+forward at that length) for every new token; the lengths where the Transformer's
+forward / re-encoding becomes slower than Mamba's and than Mamba-2's (crossover);
+and the log-log growth exponent of each model's forward time.
 
 Glossary: b batch, l length.
 """
@@ -40,7 +42,9 @@ import configs
 from train import models as model_factory
 from train import provenance
 
-STEP_MODELS = ("mamba", "ssm")  # Models with a recurrent step(token, cache).
+STEP_MODELS = ("mamba", "mamba2", "ssm")  # Models with a recurrent step(token, cache).
+# The Mambas whose crossover with the Transformer is reported: name -> (label, key suffix).
+CROSSOVER_MODELS = {"mamba": ("Mamba", ""), "mamba2": ("Mamba-2", "_mamba2")}
 VOCAB_SIZE = 32000
 
 FLAGS = flags.FLAGS
@@ -188,16 +192,19 @@ def analyze(results: Dict[str, Any]) -> Dict[str, Any]:
                           for name, points in results["forward"].items()},
       "crossover": {},
   }
-  if "transformer" in forward and "mamba" in forward:
-    summary["crossover"]["forward"] = dict(
-        crossover(forward["transformer"], forward["mamba"].get),
-        description="shortest length at which the Transformer's forward takes longer than Mamba's")
-  step = results.get("step", {}).get("mamba")
-  if step and "transformer" in forward:
-    summary["crossover"]["step"] = dict(
-        crossover(forward["transformer"], lambda l: step["median_s"]),
-        description="shortest prefix length at which the Transformer re-encoding the prefix "
-                    "takes longer than one Mamba recurrent step")
+  if "transformer" not in forward:
+    return summary
+  for name, (label, suffix) in CROSSOVER_MODELS.items():
+    if name in forward:
+      summary["crossover"]["forward" + suffix] = dict(
+          crossover(forward["transformer"], forward[name].get),
+          description=f"shortest length at which the Transformer's forward takes longer than {label}'s")
+    step = results.get("step", {}).get(name)
+    if step:
+      summary["crossover"]["step" + suffix] = dict(
+          crossover(forward["transformer"], lambda l, step=step: step["median_s"]),
+          description="shortest prefix length at which the Transformer re-encoding the prefix "
+                      f"takes longer than one {label} recurrent step")
   return summary
 
 

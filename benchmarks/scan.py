@@ -1,6 +1,6 @@
 """Benchmark of the selective-scan methods: time, memory, and the memory floor.
 
-Glossary: b batch, l length, d channels, n state size.
+Glossary: b batch, l length, d channels, n state size; for the SSD h heads, p channels per head.
 
 For every shape x dtype x mode (fwd, fwd_bwd) x method it measures the median
 wall time of the jitted computation, its speed-up over the associative scan,
@@ -10,6 +10,19 @@ the process-wide peak from ``device.memory_stats()`` where the backend has one,
 and the memory floor: the bytes a fused kernel must move (fwd: read u, delta, A,
 B, C, D and write y; fwd_bwd: read those and dy, write every gradient) divided by
 the measured device-to-device copy bandwidth, with the ratio time / floor.
+
+Mamba-2's SSD (``ssm.ssd_scan``) is timed at every shape too, as the methods
+``ssd:associative`` and ``ssd:sequential`` (the recurrence over chunk states). A
+Mamba-1 shape (b, l, d, n) becomes SSD inputs of h = d / ``--ssd_head_dim`` heads of
+p = ``--ssd_head_dim`` channels, one group and the same n, in chunks of
+``--ssd_chunk_size``, built from the same random inputs: x = u as (b, l, h, p), dt and
+D from the first channel of each head (so (b, l, h) and (h,)), A per head (h,)
+negative, B and C as (b, l, 1, n). Their floor bytes are those of the SSD inputs.
+Every record says its ``family`` ("selective_scan" or "ssd"); the speed-up column of
+every row, SSD rows included, is over Mamba-1's associative scan; the fastest method
+of a case is reported per family (an SSD row never competes with Mamba-1's scans:
+``python -m benchmarks.fastest_method --family=ssd`` picks a Mamba-2 config's
+``scan_method``).
 
 Usage (from the repository root)::
 
@@ -24,6 +37,9 @@ Usage (from the repository root)::
     # Kernel settings sweep (one column per setting):
     python -m benchmarks.scan --shapes=long32k --dtypes=float32 \
         --methods=associative,pallas,pallas:block_d=32,pallas:num_segments=1,pallas:num_warps=2
+    # Mamba-2's SSD only, heads of 32 channels, chunks of 128:
+    python -m benchmarks.scan --methods=ssd:associative,ssd:sequential \
+        --ssd_head_dim=32 --ssd_chunk_size=128
 
 The Pallas method runs only on GPUs; elsewhere it would run in interpret mode,
 which is not a real method, so it is skipped unless --pallas_interpret is given
@@ -45,6 +61,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 
+from benchmarks.fastest_method import FAMILIES, SSD_PREFIX, family_of, fastest_method
 from mamba_jax import ssm
 from mamba_jax.scan import pallas
 from train import provenance
@@ -65,6 +82,14 @@ GPU_SHAPES = ("tweet", "tweet_big", "long4k", "long32k")
 PALLAS_OPTIONS = ("chunk_size", "block_d", "num_segments", "num_warps", "num_stages")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MODES = ("fwd", "fwd_bwd")
+# The recurrences over chunk states an "ssd:<recurrence>" method may name ("auto" is not a method).
+SSD_RECURRENCES = ("associative", "sequential")
+
+
+def usage_error(message: str):
+  """Exits with code 2 and one line on stderr."""
+  print(message, file=sys.stderr)
+  raise SystemExit(2)
 
 
 def parse_shape(name: str) -> Tuple[str, Tuple[int, int, int, int]]:
@@ -72,9 +97,8 @@ def parse_shape(name: str) -> Tuple[str, Tuple[int, int, int, int]]:
     return name, NAMED_SHAPES[name]
   match = re.fullmatch(r"(\d+)x(\d+)x(\d+)x(\d+)", name)
   if not match:
-    raise SystemExit(
-        f"Unknown shape {name!r}: use one of {sorted(NAMED_SHAPES)} "
-        "or b x l x d x n like 4x100x64x16.")
+    usage_error(f"Unknown shape {name!r}: use one of {sorted(NAMED_SHAPES)} "
+                "or b x l x d x n like 4x100x64x16.")
   return name, tuple(int(g) for g in match.groups())
 
 
@@ -96,32 +120,68 @@ def make_inputs(shape, dtype, seed=0):
   return jax.block_until_ready(build(jax.random.key(seed)))
 
 
+def make_ssd_inputs(inputs, head_dim: int):
+  """The SSD inputs (x, dt, A, B, C, D) of one Mamba-1 shape, from its scan inputs.
+
+  u, delta (b, l, d), A (d, n), B, C (b, l, n), D (d,) -> x (b, l, h, p) = u, dt (b, l, h) and
+  D (h,) from the first channel of each head, A (h,) = A[first channel of each head, 0] (< 0),
+  B, C (b, l, 1, n): one group. h = d / head_dim heads of p = head_dim channels.
+  """
+  u, delta, A, B, C, D = inputs
+  b, l, d = u.shape
+  if d % head_dim:
+    raise ValueError(f"--ssd_head_dim {head_dim} does not divide d = {d}")
+  h = d // head_dim
+
+  @jax.jit
+  def build(u, delta, A, B, C, D):
+    return (u.reshape(b, l, h, head_dim), delta.reshape(b, l, h, head_dim)[..., 0],
+            A.reshape(h, head_dim, -1)[:, 0, 0], B[:, :, None, :], C[:, :, None, :],
+            D.reshape(h, head_dim)[:, 0])
+
+  return jax.block_until_ready(build(u, delta, A, B, C, D))
+
+
 def parse_method(method: str) -> Tuple[str, Dict[str, int]]:
-  """"pallas:block_d=32:num_warps=2" -> ("pallas", {"block_d": 32, "num_warps": 2})."""
+  """"pallas:block_d=32:num_warps=2" -> ("pallas", {"block_d": 32, "num_warps": 2});
+  "ssd:sequential" -> ("ssd:sequential", {})."""
+  if family_of(method) == "ssd":
+    if method[len(SSD_PREFIX):] not in SSD_RECURRENCES:
+      usage_error(f"Unknown SSD method {method!r}; expected {SSD_PREFIX}<one of {SSD_RECURRENCES}>.")
+    return method, {}
   name, *options = method.split(":")
   if name not in ssm.SCAN_METHODS:
-    raise SystemExit(f"Unknown method {name!r}; expected some of {ssm.SCAN_METHODS}.")
+    usage_error(f"Unknown method {name!r}; expected some of {ssm.SCAN_METHODS} or "
+                f"{SSD_PREFIX}<one of {SSD_RECURRENCES}>.")
   kwargs = {}
   for option in options:
     key, _, value = option.partition("=")
     if name != "pallas" or key not in PALLAS_OPTIONS or not value.isdigit():
-      raise SystemExit(f"Bad option {option!r} of method {method!r}: only pallas takes options, "
-                       f"integers among {PALLAS_OPTIONS}.")
+      usage_error(f"Bad option {option!r} of method {method!r}: only pallas takes options, "
+                  f"integers among {PALLAS_OPTIONS}.")
     kwargs[key] = int(value)
   return name, kwargs
 
 
-def scan_fn(method: str) -> Callable:
-  """y = scan(u, delta, A, B, C, D) by one method, from its natural entry point."""
+def scan_fn(method: str, ssd_chunk_size: int = 64) -> Callable:
+  """y = scan(*inputs) by one method, from its natural entry point.
+
+  Mamba-1 methods take (u, delta, A, B, C, D) of :func:`make_inputs`; SSD methods take
+  (x, dt, A, B, C, D) of :func:`make_ssd_inputs` and run in chunks of ``ssd_chunk_size``.
+  """
   name, kwargs = parse_method(method)
+  if family_of(name) == "ssd":
+    recurrence = name[len(SSD_PREFIX):]
+    return lambda x, dt, A, B, C, D: ssm.ssd_scan(x, dt, A, B, C, D, chunk_size=ssd_chunk_size,
+                                                  method=recurrence)
   if name == "pallas":
     return lambda u, delta, A, B, C, D: pallas.selective_scan_pallas(
         u, delta, A, B, C, D, **kwargs)
   return lambda u, delta, A, B, C, D: ssm.selective_scan(u, delta, A, B, C, D, method=name)
 
 
-def benchmark_fn(method: str, mode: str) -> Callable:
-  scan = scan_fn(method)
+def benchmark_fn(method: str, mode: str, ssd_chunk_size: int = 64) -> Callable:
+  scan = scan_fn(method, ssd_chunk_size)
   if mode == "fwd":
     return jax.jit(scan)
 
@@ -136,7 +196,7 @@ def nbytes(*xs) -> int:
 
 
 def floor_bytes(inputs, mode: str) -> int:
-  """Bytes a single fused kernel must read and write."""
+  """Bytes a single fused kernel must read and write (the output has the first input's shape)."""
   u = inputs[0]
   out_bytes = u.size * u.dtype.itemsize  # y (fwd) or dy (bwd), in u's dtype
   if mode == "fwd":
@@ -179,10 +239,17 @@ def jaxlib_version() -> Optional[str]:
 
 
 def run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, settings) -> dict:
+  """Times one method on ``inputs`` (the SSD inputs for an SSD method) and returns its record."""
   b, l, d, n = shape
-  record = dict(shape=shape_name, b=b, l=l, d=d, n=n, dtype=dtype_name, mode=mode, method=method)
+  family = family_of(method)
+  record = dict(shape=shape_name, b=b, l=l, d=d, n=n, dtype=dtype_name, mode=mode, method=method,
+                family=family)
+  if family == "ssd":
+    x, _, _, B = inputs[:4]
+    record.update(ssd_heads=x.shape[2], ssd_head_dim=x.shape[3], ssd_groups=B.shape[2],
+                  ssd_chunk_size=settings.ssd_chunk_size)
   try:
-    fn = benchmark_fn(method, mode)
+    fn = benchmark_fn(method, mode, settings.ssd_chunk_size)
     t0 = time.perf_counter()
     compiled = fn.lower(*inputs).compile()
     record["compile_s"] = round(time.perf_counter() - t0, 3)
@@ -206,6 +273,7 @@ def run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, set
 
 
 def add_speedups(records: List[dict]) -> None:
+  """speedup_vs_associative of every record (SSD rows too): over Mamba-1's associative scan."""
   base = {(r["shape"], r["dtype"], r["mode"]): r.get("median_ms")
           for r in records if r["method"] == "associative"}
   for r in records:
@@ -261,7 +329,17 @@ def to_markdown(report: dict) -> str:
       f"- copy bandwidth {meta['copy_bandwidth_gb_s']:.1f} GB/s "
       "(memory floor = floor bytes / this)",
       "",
-      "| shape (b,l,d,n) | dtype | mode | method | median ms | speed-up vs assoc | floor ms | "
+  ]
+  if any(r.get("family") == "ssd" for r in report["results"]):
+    lines += [
+        "SSD rows (method ssd:<recurrence>): Mamba-2's SSD on the same random inputs in heads of "
+        f"{meta['ssd_head_dim']} channels, one group, chunks of {meta['ssd_chunk_size']} tokens; "
+        "their speed-up is over Mamba-1's associative scan too. The fastest method of a case is "
+        "picked per family (Mamba-1's scans; the SSD's recurrences).",
+        "",
+    ]
+  lines += [
+      "| shape (b,l,d,n) | dtype | mode | method | median ms | speed-up vs Mamba-1 assoc | floor ms | "
       "x floor | program MiB | (b,l,d,n) temp | note |",
       "|---|---|---|---|---:|---:|---:|---:|---:|---|---|",
   ]
@@ -279,22 +357,23 @@ def to_markdown(report: dict) -> str:
     for c in report["targets"]:
       verdict = "MET" if c["met"] else "NOT MET"
       lines.append(f"- {verdict}: {c['target']} (measured {c['value']:.2f})")
-  if report.get("fastest"):
-    lines += ["", "## Fastest method per case", ""]
-    for key, method in report["fastest"].items():
+  for family, fastest in report.get("fastest", {}).items():
+    lines += ["", f"## Fastest {family} method per case", ""]
+    for key, method in fastest.items():
       lines.append(f"- {key}: {method}")
   return "\n".join(lines) + "\n"
 
 
-def fastest_methods(records: List[dict]) -> Dict[str, str]:
-  best: Dict[str, Tuple[float, str]] = {}
-  for r in records:
-    if "median_ms" not in r:
-      continue
-    key = f"{r['shape']} {r['dtype']} {r['mode']}"
-    if key not in best or r["median_ms"] < best[key][0]:
-      best[key] = (r["median_ms"], r["method"])
-  return {k: v[1] for k, v in best.items()}
+def fastest_methods(records: List[dict]) -> Dict[str, Dict[str, str]]:
+  """{family: {"<shape> <dtype> <mode>": fastest timed method}}: methods compete within a family."""
+  cases = list(dict.fromkeys(f"{r['shape']} {r['dtype']} {r['mode']}" for r in records))
+  result: Dict[str, Dict[str, str]] = {}
+  for family in FAMILIES:
+    fastest = {case: fastest_method(records, case, family=family) for case in cases}
+    fastest = {case: method for case, method in fastest.items() if method is not None}
+    if fastest:
+      result[family] = fastest
+  return result
 
 
 def main(argv: Sequence[str]) -> None:
@@ -307,6 +386,13 @@ def main(argv: Sequence[str]) -> None:
   methods = [m for m in settings.methods if m]
   for m in methods:
     parse_method(m)
+  ssd_methods = [m for m in methods if family_of(m) == "ssd"]
+  if settings.ssd_chunk_size < 1 or settings.ssd_head_dim < 1:
+    usage_error("--ssd_head_dim and --ssd_chunk_size must be >= 1.")
+  for shape_name, (_, _, d, _) in shapes:
+    if ssd_methods and d % settings.ssd_head_dim:
+      usage_error(f"--ssd_head_dim {settings.ssd_head_dim} does not divide d = {d} of shape "
+                  f"{shape_name} (methods {ssd_methods}).")
   if backend != "gpu" and not settings.pallas_interpret:
     skipped = [m for m in methods if parse_method(m)[0] == "pallas"]
     if skipped:
@@ -317,10 +403,10 @@ def main(argv: Sequence[str]) -> None:
   modes = [m for m in settings.modes if m]
   for t in dtypes:
     if t not in DTYPES:
-      raise SystemExit(f"Unknown dtype {t!r}; expected some of {sorted(DTYPES)}.")
+      usage_error(f"Unknown dtype {t!r}; expected some of {sorted(DTYPES)}.")
   for m in modes:
     if m not in MODES:
-      raise SystemExit(f"Unknown mode {m!r}; expected some of {MODES}.")
+      usage_error(f"Unknown mode {m!r}; expected some of {MODES}.")
 
   copy_bytes = settings.copy_bytes or (2**30 if backend == "gpu" else 2**28)
   bandwidth = copy_bandwidth(copy_bytes, settings.repeats)
@@ -330,12 +416,15 @@ def main(argv: Sequence[str]) -> None:
   for shape_name, shape in shapes:
     for dtype_name in dtypes:
       inputs = make_inputs(shape, DTYPES[dtype_name])
+      ssd_inputs = make_ssd_inputs(inputs, settings.ssd_head_dim) if ssd_methods else None
       for mode in modes:
         for method in methods:
-          record = run_case(shape_name, shape, dtype_name, mode, method, inputs, bandwidth, settings)
+          case_inputs = ssd_inputs if family_of(method) == "ssd" else inputs
+          record = run_case(shape_name, shape, dtype_name, mode, method, case_inputs, bandwidth,
+                            settings)
           records.append(record)
           print(json.dumps(record), flush=True)
-      del inputs
+      del inputs, ssd_inputs
   add_speedups(records)
 
   report = dict(
@@ -345,7 +434,8 @@ def main(argv: Sequence[str]) -> None:
           device_kind=device.device_kind, backend=backend, jaxlib_version=jaxlib_version(),
           load_average_at_end=os.getloadavg() if hasattr(os, "getloadavg") else None,
           copy_bandwidth_gb_s=bandwidth / 1e9, copy_bytes=copy_bytes,
-          repeats=settings.repeats, max_seconds_per_case=settings.max_seconds_per_case),
+          repeats=settings.repeats, max_seconds_per_case=settings.max_seconds_per_case,
+          ssd_head_dim=settings.ssd_head_dim, ssd_chunk_size=settings.ssd_chunk_size),
       results=records,
       targets=check_targets(records),
       fastest=fastest_methods(records),
@@ -357,8 +447,10 @@ def main(argv: Sequence[str]) -> None:
 def _define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
   flags.DEFINE_list("shapes", list(GPU_SHAPES), f"Comma list of {sorted(NAMED_SHAPES)} or bxlxdxn.")
-  flags.DEFINE_list("methods", ["pallas", "associative", "sequential"],
-                    "Comma list; pallas may carry kernel settings, e.g. pallas:block_d=32:num_warps=2.")
+  flags.DEFINE_list("methods", ["pallas", "associative", "sequential", "ssd:associative",
+                                "ssd:sequential"],
+                    "Comma list; pallas may carry kernel settings, e.g. pallas:block_d=32:num_warps=2; "
+                    "ssd:<recurrence> is Mamba-2's SSD (ssm.ssd_scan) with that chunk recurrence.")
   flags.DEFINE_list("dtypes", ["float32", "bfloat16"], f"Comma list of {sorted(DTYPES)}.")
   flags.DEFINE_list("modes", ["fwd", "fwd_bwd"], f"Comma list of {list(MODES)}.")
   flags.DEFINE_integer("repeats", 10, "Timed runs per case.")
@@ -368,6 +460,8 @@ def _define_flags() -> None:
                        "Bytes of the bandwidth measurement (default 1 GiB GPU, 256 MiB else).")
   flags.DEFINE_bool("pallas_interpret", False,
                     "Allow the pallas method off-GPU (interpret mode; for smoke tests).")
+  flags.DEFINE_integer("ssd_head_dim", 64, "SSD methods: channels per head (must divide every d).")
+  flags.DEFINE_integer("ssd_chunk_size", 64, "SSD methods: tokens per chunk.")
   flags.DEFINE_string("out", None, "JSON path (default results/scan_<device>.json).")
 
 

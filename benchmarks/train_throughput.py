@@ -4,7 +4,8 @@ r"""Training throughput: fixed padding vs length-bucketed batches, every study m
   python -m benchmarks.train_throughput --synthetic_lengths   # no prepared data needed
   python -m benchmarks.train_throughput --quick        # small models, < 1 minute (smoke test)
 
-For each config (configs/{sent140,transformer,lstm,ssm}.py) two trainers are built
+For each config (``configs.BY_MODEL``: configs/{sent140,sent140_mamba2,transformer,lstm,ssm}.py)
+two trainers are built
 with the project's own ``train.train.Trainer`` (the jitted ``train_step`` the real runs
 use) and ``train.input_feed.train_feed`` (the config's feed, device-resident by default):
 one with ``bucket_by_length=False`` (every batch padded to max_length) and one bucketed.
@@ -55,11 +56,13 @@ from train.data.datasets import Split
 HISTOGRAM_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sent140_train_lengths.json")
 MODES = ("fixed", "bucketed")
 # --quick: small models and batches, a short window; still every config, both modes, every bound.
+# An override applies to the configs that have the field: head_dim 16 gives Mamba-2 d_inner 32 / 16 = 2
+# heads (its config's 64 would not divide d_inner).
 QUICK = {"batch_size": 64, "model_overrides": {"d_model": 16, "n_layers": 1, "d_state": 4, "num_heads": 2,
-                                              "d_ff": 32, "embed_dim": 16,
+                                              "head_dim": 16, "d_ff": 32, "embed_dim": 16,
                                               "hidden_size": 16},
          "num_examples": 4096, "rounds": 1, "steps": 3, "steps_per_bound": 1, "max_length": 32,
-         "bucket_bounds": (16,), "configs": "mamba,transformer"}
+         "bucket_bounds": (16,), "configs": "mamba,mamba2,transformer"}
 
 
 def load_histogram(path: str = HISTOGRAM_PATH) -> np.ndarray:
@@ -193,9 +196,11 @@ def markdown(report: Dict[str, Any]) -> str:
         f"{fixed['full_run_estimate_min']:.0f} / {bucketed['full_run_estimate_min']:.0f} min |")
   lines += ["", "ex/s: batch / mean step time over one epoch's mix of batch shapes (median per shape). "
             "Full run: num_epochs x one epoch of training steps, no evaluation.", ""]
-  if "mamba" in report["models"]:
-    lines.append(f"Estimated full `configs/sent140.py` run (bucketed): "
-                 f"{report['models']['mamba']['bucketed']['full_run_estimate_min']:.0f} min of training steps.")
+  for name in ("mamba", "mamba2"):
+    if name in report["models"]:
+      entry = report["models"][name]
+      lines.append(f"Estimated full `{entry['config'].replace('.', '/')}.py` run (bucketed): "
+                   f"{entry['bucketed']['full_run_estimate_min']:.0f} min of training steps.")
   return "\n".join(lines) + "\n"
 
 

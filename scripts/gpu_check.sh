@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One prepared command for a GPU session (issue 13): validate the fused Pallas
-# scan on the GPU, benchmark it, measure training throughput and train the
-# reference and large models with the fastest correct scan method.
+# scan on the GPU, benchmark it and Mamba-2's SSD, measure training throughput and
+# train the reference, Mamba-2 and large models with the fastest correct scan method.
 #
-#   scripts/gpu_check.sh            # on an H100/H200 machine, from a fresh checkout: < 10 minutes
+#   scripts/gpu_check.sh            # on an H100/H200 machine, from a fresh checkout: < 11 minutes
 #   scripts/gpu_check.sh --dry-run  # the same stages on a CPU: tiny shapes, interpret-mode
-#                                   # kernels, configs/tiny.py; < 3 minutes (tests/test_gpu_check.py)
+#                                   # kernels, configs/tiny.py and configs/tiny_mamba2.py;
+#                                   # < 4 minutes (tests/test_gpu_check.py)
 #
 # Before the GPU session (on a machine with network), fill the two ignored folders
 # that travel with the checkout (README "GPU session"):
@@ -17,24 +18,27 @@
 #            cp -r data_cache/<sentiment140-key>/spm-bpe32000-* .carry/data_cache/<sentiment140-key>/
 #
 # Stages, each under its own time limit (seconds; `timeout`), so one slow stage
-# cannot eat the others (on a GPU the limits add up to 550 s; a training run cut
+# cannot eat the others (on a GPU the limits add up to 645 s; a training run cut
 # by its limit resumes from its last checkpoint when the script is run again):
 #   install           pip install --no-index --no-deps from .whl/ the packages of
 #                     scripts/gpu_wheels.txt not installed yet, then --no-deps -e . (no network)
 #   imports           every module the later stages need
 #   gpu_tests         pytest tests/test_pallas_scan.py -k Gpu (compiled kernels vs the associative scan)
 #   scan_benchmark    python -m benchmarks.scan at tweet, tweet_big, long4k, long32k
-#                     (float32 and bfloat16, fwd and fwd_bwd, pallas / associative / sequential)
-#   train_throughput  python -m benchmarks.train_throughput --configs=mamba (fixed vs bucketed batches)
+#                     (float32 and bfloat16, fwd and fwd_bwd, pallas / associative / sequential,
+#                     and Mamba-2's SSD: ssd:associative / ssd:sequential, heads of 64, chunks of 64)
+#   train_throughput  python -m benchmarks.train_throughput --configs=mamba,mamba2 (fixed vs bucketed)
 #   train_sent140     configs/sent140.py with the fastest correct method at "tweet float32 fwd_bwd":
 #                     the full run (3 epochs, 9,189 steps) unless SENT140_STEPS caps it
+#   train_mamba2      configs/sent140_mamba2.py with the fastest SSD recurrence at "tweet float32
+#                     fwd_bwd" (benchmarks.fastest_method --family=ssd), SENT140_STEPS as above
 #   train_large       configs/sent140_large.py with the fastest at "tweet bfloat16 fwd_bwd", under a
 #                     step budget: LARGE_STEPS (default 2,000 of its 4 epochs = 12,252 steps; the
 #                     cosine schedule follows the budget, so it is a complete, shorter run)
 # "Correct" = the GPU tests passed; otherwise pallas is excluded from the choice.
 #
 # Results: results/ (scan_<gpu>.json/.md, train_throughput_<gpu>.json/.md) and
-# results/gpu_check/ (stage logs, both training runs' eval_report.json and metrics,
+# results/gpu_check/ (stage logs, the training runs' eval_report.json and metrics,
 # summary.md); all of results/ is copied to $OUT/results when $OUT is set. A short
 # summary table is printed last. Exit code: 0 when every stage passed, 1 otherwise,
 # 2 for a bad command line.
@@ -59,34 +63,40 @@ if [[ $DRY_RUN == 1 ]]; then
   RESULTS="$BASE/results"
   WORKDIRS="$BASE/workdirs"
   TINY_SHAPE=1x5x4x2
+  # Every default method, SSD included: d = 4 in 2 heads of 2, l = 5 in chunks of 2 (a padded last one).
   SCAN_ARGS=(--shapes=$TINY_SHAPE --dtypes=float32 --modes=fwd,fwd_bwd --repeats=2
+             --ssd_head_dim=2 --ssd_chunk_size=2
              --copy_bytes=1048576 --pallas_interpret --out="$RESULTS/scan_dry_run.json")
-  THROUGHPUT_ARGS=(--quick --configs=mamba --output_dir="$RESULTS" --device_tag=dry_run)
+  THROUGHPUT_ARGS=(--quick --configs=mamba,mamba2 --output_dir="$RESULTS" --device_tag=dry_run)
   CASE_FP32="$TINY_SHAPE float32 fwd_bwd"
   CASE_BF16="$TINY_SHAPE float32 fwd_bwd"
   SENT140_CONFIG=configs/tiny.py
+  MAMBA2_CONFIG=configs/tiny_mamba2.py
   LARGE_CONFIG=configs/tiny.py
   SENT140_STEPS=${SENT140_STEPS:-4}
   LARGE_STEPS=${LARGE_STEPS:-4}
   # Generous: the dry run checks the script, not the time (a shared CPU may be slow).
   LIMITS=(install=300 imports=300 gpu_tests=300 scan_benchmark=600 train_throughput=600
-          train_sent140=300 train_large=300)
+          train_sent140=300 train_mamba2=300 train_large=300)
 else
   RESULTS=results
   WORKDIRS=workdirs/gpu_check
   SCAN_ARGS=(--shapes=tweet,tweet_big,long4k,long32k --dtypes=float32,bfloat16
-             --modes=fwd,fwd_bwd --methods=pallas,associative,sequential
-             --repeats=5 --max_seconds_per_case=2)
-  # Mamba only, to fit the time budget (all models: python -m benchmarks.train_throughput).
-  THROUGHPUT_ARGS=(--configs=mamba --rounds=2 --steps=10 --steps_per_bound=1)
+             --modes=fwd,fwd_bwd --methods=pallas,associative,sequential,ssd:associative,ssd:sequential
+             --ssd_head_dim=64 --ssd_chunk_size=64 --repeats=5 --max_seconds_per_case=2)
+  # The two Mambas only, one round, to fit the time budget (all models: python -m
+  # benchmarks.train_throughput).
+  THROUGHPUT_ARGS=(--configs=mamba,mamba2 --rounds=1 --steps=10 --steps_per_bound=1)
   CASE_FP32="tweet float32 fwd_bwd"
   CASE_BF16="tweet bfloat16 fwd_bwd"
   SENT140_CONFIG=configs/sent140.py
+  MAMBA2_CONFIG=configs/sent140_mamba2.py
   LARGE_CONFIG=configs/sent140_large.py
   SENT140_STEPS=${SENT140_STEPS:--1}
   LARGE_STEPS=${LARGE_STEPS:-2000}
-  LIMITS=(install=20 imports=20 gpu_tests=90 scan_benchmark=140 train_throughput=60
-          train_sent140=120 train_large=100)
+  # 645 s in all: with the machine's start-up, within the 15 minutes a GPU is lent for.
+  LIMITS=(install=20 imports=20 gpu_tests=75 scan_benchmark=180 train_throughput=75
+          train_sent140=100 train_mamba2=90 train_large=85)
   # The prepared data: the token cache carried in .carry/, no raw files, no download.
   export MAMBA_JAX_DATA_CACHE="$PWD/.carry/data_cache"
   export SENT140_DATA_DIR="$PWD/.carry/no_raw_data"
@@ -187,9 +197,11 @@ run_stage train_throughput "" "$PYTHON" -m benchmarks.train_throughput "${THROUG
 # ---- training runs with the fastest correct method
 EXCLUDE=pallas  # Not correct until the GPU tests pass (on a CPU they are skipped: rc 0).
 if [[ $GPU_TESTS_OK == 1 ]]; then EXCLUDE=""; fi
+# pick_method CASE [FAMILY]: the fastest correct method of CASE among FAMILY's (default
+# selective_scan; ssd prints the recurrence a Mamba-2 config's scan_method takes), or auto.
 pick_method() {
   "$PYTHON" -m benchmarks.fastest_method --report="$SCAN_REPORT" --case="$1" --exclude="$EXCLUDE" \
-    2>> "$LOGS/pick_method.log" || echo auto
+    --family="${2:-selective_scan}" 2>> "$LOGS/pick_method.log" || echo auto
 }
 train_stage() {
   local name=$1 config=$2 steps=$3 method=$4
@@ -204,6 +216,7 @@ train_stage() {
   cp "$WORKDIRS/$name"/eval_report.json "$WORKDIRS/$name"/metrics.jsonl "$RUN_DIR/$name/" 2>/dev/null
 }
 train_stage train_sent140 "$SENT140_CONFIG" "$SENT140_STEPS" "$(pick_method "$CASE_FP32")"
+train_stage train_mamba2 "$MAMBA2_CONFIG" "$SENT140_STEPS" "$(pick_method "$CASE_FP32" ssd)"
 train_stage train_large "$LARGE_CONFIG" "$LARGE_STEPS" "$(pick_method "$CASE_BF16")"
 
 # ---- summary (printed last) and the copy to $OUT

@@ -60,6 +60,12 @@ def scan_result(report_path: str) -> str:
     if r["method"] == "pallas" and r["mode"] == "fwd_bwd" and "speedup_vs_associative" in r \
         and r["shape"] in ("tweet", "long32k") and r["dtype"] == "float32":
       parts.append(f"pallas fwd_bwd {r['shape']} {r['speedup_vs_associative']:.1f}x assoc")
+  # Mamba-2: the fastest SSD recurrence at the tweet shape (speed-up over Mamba-1's associative scan).
+  ssd = report.get("fastest", {}).get("ssd", {}).get("tweet float32 fwd_bwd")
+  for r in records:
+    if (r["shape"], r["dtype"], r["mode"], r["method"]) == ("tweet", "float32", "fwd_bwd", ssd) \
+        and "speedup_vs_associative" in r:
+      parts.append(f"{ssd} fwd_bwd tweet {r['speedup_vs_associative']:.1f}x assoc")
   targets = report.get("targets", [])
   if targets:
     parts.append(f"targets met {sum(t['met'] for t in targets)}/{len(targets)}")

@@ -22,6 +22,7 @@ def test_quick_run_writes_speedups(tmp_path):
   report = train_throughput.run(["--quick", f"--output_dir={tmp_path}"])
   saved = json.load(open(tmp_path / "train_throughput_cpu.json"))
   assert set(saved["speedup"]) == set(train_throughput.QUICK["configs"].split(","))
+  assert "mamba2" in saved["speedup"]
   for name, entry in saved["models"].items():
     assert saved["speedup"][name] > 0
     assert entry["bucketed"]["compiled_train_programs"] == 2 and entry["fixed"]["compiled_train_programs"] == 1
@@ -30,4 +31,7 @@ def test_quick_run_writes_speedups(tmp_path):
   assert saved["environment"]["command"].startswith("python -m benchmarks.train_throughput --quick")
   assert report["speedup"] == saved["speedup"]
   text = (tmp_path / "train_throughput_cpu.md").read_text()
-  assert "| mamba |" in text and "Estimated full" in text
+  assert "| mamba |" in text and "| mamba2 |" in text
+  assert "Estimated full `configs/sent140.py` run" in text
+  assert "Estimated full `configs/sent140_mamba2.py` run" in text
+  assert saved["model_overrides"]["head_dim"] == 16  # Mamba-2: d_inner 32 in 2 heads.
