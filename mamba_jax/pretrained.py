@@ -361,7 +361,7 @@ def hf_config_dict(config: MambaConfig, dtype: str = "float32") -> dict:
 # ---- Reading tensors -----------------------------------------------------------
 
 
-def _read_safetensors(filename: str, names: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
+def read_safetensors(filename: str, names: Optional[List[str]] = None) -> Dict[str, np.ndarray]:
   """Tensors of one safetensors file (all, or ``names``), as numpy arrays in their disk dtype.
 
   numpy has no bfloat16, so safetensors' numpy API cannot return BF16 tensors;
@@ -406,7 +406,7 @@ def read_tensors(path: str) -> Dict[str, np.ndarray]:
   single = os.path.join(path, SAFETENSORS_FILE)
   index = os.path.join(path, SAFETENSORS_INDEX)
   if os.path.exists(single):
-    return _read_safetensors(single)
+    return read_safetensors(single)
   if os.path.exists(index):
     with open(index, encoding="utf-8") as f:
       weight_map = json.load(f).get("weight_map")
@@ -420,14 +420,15 @@ def read_tensors(path: str) -> Dict[str, np.ndarray]:
       raise CheckpointError(f"{index} names shards that are not in {path}: {', '.join(missing)}")
     tensors = {}
     for shard, names in sorted(by_shard.items()):
-      tensors.update(_read_safetensors(os.path.join(path, shard), names))
+      tensors.update(read_safetensors(os.path.join(path, shard), names))
     return tensors
   if os.path.exists(os.path.join(path, TORCH_FILE)):
     return _read_torch(os.path.join(path, TORCH_FILE))
   raise CheckpointError(f"{path}: no weights ({SAFETENSORS_FILE}, {SAFETENSORS_INDEX} or {TORCH_FILE})")
 
 
-def _set_path(tree: dict, path: Tuple[str, ...], value) -> None:
+def set_path(tree: dict, path: Tuple[str, ...], value) -> None:
+  """tree[path[0]][path[1]]... = value, creating the nested dicts on the way."""
   for key in path[:-1]:
     tree = tree.setdefault(key, {})
   tree[path[-1]] = value
@@ -496,7 +497,7 @@ def load_pretrained(path: str) -> Tuple[MambaConfig, Params]:
   check_tensors(specs, tensors, f"{path} ({layout} layout)")
   params: dict = {}
   for spec in specs:
-    _set_path(params, spec.path, spec.to_flax(np.asarray(tensors[spec.name], np.float32)))
+    set_path(params, spec.path, spec.to_flax(np.asarray(tensors[spec.name], np.float32)))
   return config, params
 
 
@@ -537,11 +538,12 @@ BACKBONE_FIELDS = ("mixer", "padded_vocab_size", "d_model", "n_layers", "d_state
                    "resolved_dt_rank", "head_dim", "n_groups", "conv_bias", "bias", "norm_epsilon")
 
 
-def _flatten(tree: Mapping, prefix: Tuple[str, ...] = ()) -> Dict[Tuple[str, ...], object]:
+def flatten_tree(tree: Mapping, prefix: Tuple[str, ...] = ()) -> Dict[Tuple[str, ...], object]:
+  """Nested dicts (a parameter tree) -> {path tuple: leaf}; :func:`set_path` builds them back."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, Mapping):
-      flat.update(_flatten(value, prefix + (key,)))
+      flat.update(flatten_tree(value, prefix + (key,)))
     else:
       flat[prefix + (key,)] = value
   return flat
@@ -579,8 +581,8 @@ def merge_backbone(params: Params, config: MambaConfig, pretrained: Params, pret
     hint = (" (a vocabulary of another size means another tokenizer)"
             if config.padded_vocab_size != pretrained_config.padded_vocab_size else "")
     raise CheckpointError(f"{where} does not fit the model: {'; '.join(differing)}{hint}")
-  source = {p: v for p, v in _flatten(pretrained).items() if p[0] != "lm_head"}
-  target = _flatten(params)
+  source = {p: v for p, v in flatten_tree(pretrained).items() if p[0] != "lm_head"}
+  target = flatten_tree(params)
   missing = sorted("/".join(p) for p in source if p not in target)
   if missing:
     raise CheckpointError(f"the model has no parameters for {', '.join(missing)} of {where}")
@@ -594,5 +596,5 @@ def merge_backbone(params: Params, config: MambaConfig, pretrained: Params, pret
       kept.append("/".join(p))
   tree: dict = {}
   for p, value in merged.items():
-    _set_path(tree, p, value)
+    set_path(tree, p, value)
   return tree, loaded, kept

@@ -29,7 +29,7 @@ with open(os.path.join(FIXTURES, "hf_mamba_tiny_reference.json"), encoding="utf-
 
 
 def _flat(params):
-  return pretrained._flatten(params)  # pylint: disable=protected-access
+  return pretrained.flatten_tree(params)
 
 
 def assert_same_params(a, b):

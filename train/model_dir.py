@@ -28,10 +28,11 @@ from typing import Any, Optional
 import jax
 import ml_collections
 import numpy as np
-import safetensors.flax
+import safetensors
 import safetensors.numpy
 
 from configs import sent140
+from mamba_jax import pretrained
 from mamba_jax.pretrained import DISK_DTYPES
 from train import models, tasks
 from train import workdir as workdir_lib
@@ -46,21 +47,14 @@ PARAMS_FORMAT = "mamba-jax flax params v1"  # safetensors "__metadata__" "format
 
 def flatten_params(params: Any) -> dict[str, np.ndarray]:
   """Nested parameter dict -> {"a/b/c": array} (numpy, host)."""
-  flat = {}
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    flat["/".join(str(getattr(key, "key", key)) for key in path)] = np.asarray(jax.device_get(leaf))
-  return flat
+  return {"/".join(path): np.asarray(jax.device_get(leaf)) for path, leaf in pretrained.flatten_tree(params).items()}
 
 
 def unflatten_params(flat: dict[str, Any]) -> dict:
   """{"a/b/c": array} -> nested dict."""
   nested: dict = {}
   for name, value in flat.items():
-    *parents, leaf = name.split("/")
-    node = nested
-    for key in parents:
-      node = node.setdefault(key, {})
-    node[leaf] = value
+    pretrained.set_path(nested, tuple(name.split("/")), value)
   return nested
 
 
@@ -74,12 +68,11 @@ def save_params(path: str, params: Any, dtype: str, metadata: dict[str, str]) ->
 
 def load_params(path: str) -> tuple[dict, dict[str, str]]:
   """(nested float32 params, safetensors metadata) from a file written by :func:`save_params`."""
-  with safetensors.safe_open(path, framework="flax") as f:
+  with safetensors.safe_open(path, framework="np") as f:
     metadata = dict(f.metadata() or {})
   if metadata.get("format") != PARAMS_FORMAT:
     raise ValueError(f"{path} is not a mamba-jax parameter file (format {metadata.get('format')!r})")
-  # safetensors.numpy cannot read bfloat16; the flax reader can (and gives JAX arrays).
-  flat = safetensors.flax.load_file(path)
+  flat = pretrained.read_safetensors(path)  # bfloat16 included.
   return unflatten_params({k: np.asarray(v, np.float32) for k, v in flat.items()}), metadata
 
 
