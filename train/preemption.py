@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Optional
 
 import jax
@@ -59,6 +60,8 @@ class StopOnSignal:
       os.kill(os.getpid(), signal.SIGTERM)  # JAX's preemption service tells the other processes.
 
   def __enter__(self) -> "StopOnSignal":
+    if threading.current_thread() is not threading.main_thread():
+      return self  # Python delivers signals to the main thread only; a run in another thread keeps the defaults.
     # With several processes JAX's preemption service owns SIGTERM; ours would replace its handler.
     for signum in (signal.SIGINT,) if self.multi_process else SIGNALS:
       self._previous[signum] = signal.signal(signum, self._handle)
