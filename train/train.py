@@ -487,10 +487,18 @@ def final_evaluation(run: Run) -> tuple[dict, dict, dict]:
   return run.trainer.split_metrics(eval_state, run.datasets.splits), eval_progress, evaluated
 
 
-def write_report(run: Run, clock: RunClock, figures: dict, metrics: dict, eval_progress: dict,
-                 evaluated: dict) -> dict:
-  """Step 6: ``<workdir>/eval_report.json`` (the chief writes it) and the test row of the metrics."""
+def write_report(run: Run, clock: RunClock, metrics: dict, eval_progress: dict, evaluated: dict) -> dict:
+  """Step 6: ``<workdir>/eval_report.json`` (the chief writes it) and the test row of the metrics.
+
+  The measured figures (training time, examples/s) are this run's, or, for a finished run
+  started again, the earlier report's (``evaluation.measured_figures``).
+  """
   config = run.config
+  trained_steps = run.total_steps - run.start_step
+  timed_steps = max(trained_steps - 1, 0)  # The first step (compilation) is not timed.
+  train_s = clock.train_s()
+  examples_per_s = timed_steps * config.batch_size / train_s if train_s > 0 else 0.0
+  figures = evaluation.measured_figures(run.workdir, trained_steps, train_s, examples_per_s)
   report = provenance.to_jsonable(evaluation.eval_report(config, run={
       "model_type": config.model_type,
       "num_params": run.num_params,
@@ -507,7 +515,7 @@ def write_report(run: Run, clock: RunClock, figures: dict, metrics: dict, eval_p
   }, figures=figures, metrics=metrics, epoch_examples=run.steps_per_epoch * config.batch_size))
   if run.is_chief:
     evaluation.write_eval_report(run.workdir, report)
-    if run.total_steps > run.start_step:  # A finished run started again already logged its test row.
+    if trained_steps:  # A finished run started again already logged its test row.
       run.writer.write(run.total_steps, "test", report["test"])
   return report
 
@@ -539,10 +547,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
     load_data(run)
     build_state(run, cleanup)
     train_loop(run, clock)
-    trained_steps = run.total_steps - run.start_step
-    timed_steps = max(trained_steps - 1, 0)  # The first step (compilation) is not timed.
-    train_s = clock.train_s()
-    examples_per_s = timed_steps * config.batch_size / train_s if train_s > 0 else 0.0
-    figures = evaluation.measured_figures(run.workdir, trained_steps, train_s, examples_per_s)
     metrics, eval_progress, evaluated = final_evaluation(run)
-    return write_report(run, clock, figures, metrics, eval_progress, evaluated)
+    return write_report(run, clock, metrics, eval_progress, evaluated)

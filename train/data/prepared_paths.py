@@ -92,8 +92,11 @@ def find_without_sources(config) -> Optional[PreparedPaths]:
   root = resolve_prepared_dir(config.prepared_dir)
   matches = []
   for info_path in glob.glob(os.path.join(root, "sentiment140-*", "spm-bpe*", "tokenizer.json")):
-    with open(info_path) as f:
-      fingerprint = json.load(f).get("fingerprint", {})
+    try:
+      with open(info_path) as f:
+        fingerprint = json.load(f).get("fingerprint", {})
+    except (OSError, ValueError):  # Damaged: not a match (a build with the raw files replaces it).
+      continue
     fingerprint = json.loads(json.dumps(fingerprint))
     if fingerprint.get("data"):
       fingerprint["data"]["sources"] = None
