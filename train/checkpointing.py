@@ -14,10 +14,13 @@ step is first moved aside to ``unreadable/<kind>-<step>`` (renamed, nothing dele
 the run continues from the previous good step and saves that step again later. Every
 such event is kept in ``Checkpointer.problems`` (for the eval report).
 
-A save that fails for lack of disk space raises ``CheckpointDiskFull`` (one line: which step,
-which folder, how much space was needed and free) after removing its half-written temporary
-directory; the steps saved before it stay restorable. Orbax's own error logs of a failed save
-(background-thread tracebacks) are dropped: the error reaches the caller as an exception.
+A save that lacks disk space raises ``CheckpointDiskFull`` (one line: which step, which folder,
+how much space was needed and free): in a single process before writing anything when the
+free space is less than the state's size, else when a write fails for lack of space, after
+removing the half-written temporary directory. The steps saved before it stay restorable.
+Orbax's own error logs of a failed save (background-thread tracebacks) are dropped: the error
+reaches the caller as an exception. (A write that fails mid-way may still let TensorStore
+print "Event loop is closed" tracebacks from its own threads, which no logger carries.)
 """
 
 from __future__ import annotations
@@ -64,10 +67,24 @@ class CheckpointDiskFull(RuntimeError):
 
 
 class _DropOrbaxErrors(py_logging.Filter):
-  """Drops the error records Orbax logs from its save threads (the error is raised to the caller too)."""
+  """Drops the error records of Orbax's save threads and of its asyncio tasks (the error is raised to
+  the caller as an exception too). Installed once per process: the tasks' records come when they
+  are garbage-collected, which may be after the checkpointer is closed."""
 
   def filter(self, record: py_logging.LogRecord) -> bool:
-    return not (record.levelno >= py_logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+    if record.levelno < py_logging.ERROR:
+      return True
+    return not (f"{os.sep}orbax{os.sep}" in record.pathname or "orbax" in record.getMessage())
+
+
+_ORBAX_ERRORS = _DropOrbaxErrors()
+
+
+def _drop_orbax_error_logs() -> None:
+  for name in ("absl", "asyncio"):
+    logger = py_logging.getLogger(name)
+    if _ORBAX_ERRORS not in logger.filters:
+      logger.addFilter(_ORBAX_ERRORS)
 
 
 def is_disk_full(error: BaseException) -> bool:
@@ -109,8 +126,7 @@ class Checkpointer:
     self.repair = repair
     self.problems: list[dict] = []  # {"kind", "step", "error", "moved_to"} of every unreadable checkpoint.
     self._in_flight: dict[str, Tuple[int, int]] = {}  # kind -> (step, bytes) of a save not known complete.
-    self._quiet = _DropOrbaxErrors()
-    py_logging.getLogger("absl").addFilter(self._quiet)
+    _drop_orbax_error_logs()
     self._latest = ocp.CheckpointManager(
         os.path.join(self.directory, "latest"),
         item_names=("state", "progress"),
@@ -133,6 +149,17 @@ class Checkpointer:
   def _managers(self) -> dict[str, ocp.CheckpointManager]:
     return {"latest": self._latest, "best": self._best}
 
+  def _disk_full(self, kind: str, step: int, needed: int) -> CheckpointDiskFull:
+    """The one-line error of a ``kind`` save of ``step`` that lacks space, after removing what it wrote."""
+    manager = self._managers()[kind]
+    self.remove_partial_saves()
+    free = shutil.disk_usage(self.directory).free
+    return CheckpointDiskFull(
+        f"no space left on the device to save {kind} checkpoint step {step} in {manager.directory} "
+        f"(about {readable_size(needed)} needed, {readable_size(free)} free); nothing of step {step} is left "
+        f"on disk and the latest complete checkpoint is step {manager.latest_step()}: free some space and "
+        "run the same command again to resume from it")
+
   @contextlib.contextmanager
   def _disk_full_as_one_line(self, kind: str) -> Iterator[None]:
     """Turns a failed save of ``kind`` (the one in flight) for lack of space into ``CheckpointDiskFull``."""
@@ -144,23 +171,21 @@ class Checkpointer:
       if not is_disk_full(e) or kind not in self._in_flight:
         raise
       step, needed = self._in_flight.pop(kind)
-      manager = self._managers()[kind]
-      self.remove_partial_saves()
-      free = shutil.disk_usage(self.directory).free
-      raise CheckpointDiskFull(
-          f"no space left on the device to save {kind} checkpoint step {step} in {manager.directory} "
-          f"(about {readable_size(needed)} needed, {readable_size(free)} free); the half-written step was "
-          f"removed and the latest complete checkpoint is step {manager.latest_step()}: free some space and "
-          "run the same command again to resume from it") from None
+      raise self._disk_full(kind, step, needed) from None
 
   def _save(self, kind: str, step: int, state: Any, progress: dict, **kwargs) -> None:
+    """Saves unless ``step`` is saved already; first checks the space (one process: with several, all
+    of them would have to agree, so there only a failed write tells)."""
     manager = self._managers()[kind]
     with self._disk_full_as_one_line(kind):  # The previous async save of this kind may fail here.
       manager.wait_until_finished()
     self._in_flight.pop(kind, None)
     if step in manager.all_steps():
       return
-    self._in_flight[kind] = (step, tree_bytes(state))
+    needed = tree_bytes(state)  # Uncompressed: an upper bound of what the save writes.
+    if jax.process_count() == 1 and shutil.disk_usage(self.directory).free < needed:
+      raise self._disk_full(kind, step, needed)
+    self._in_flight[kind] = (step, needed)
     with self._disk_full_as_one_line(kind):
       manager.save(step, args=self._args(state, progress), force=True, **kwargs)
 
@@ -294,7 +319,6 @@ class Checkpointer:
           errors.append(e)
         else:
           self.remove_partial_saves()
-    py_logging.getLogger("absl").removeFilter(self._quiet)
     if errors:
       raise errors[0]
 
