@@ -10,7 +10,10 @@ normally empties the file. Commands that only read a workdir (predict, evaluate,
 never take the lock, so they work on a workdir whose run is still going.
 
 ``flock`` is advisory and per host unless the file system passes it on: local disks and
-NFSv4 do; on a file system that does not, two hosts are not kept apart.
+NFSv4 do; on a file system that does not, two hosts are not kept apart. With several
+processes (``jax.distributed``) process 0 alone takes the lock; when it stops because the
+workdir is in use, the others learn it only at their first barrier's timeout
+(``train.distributed.BARRIER_TIMEOUT_S``).
 """
 
 from __future__ import annotations
