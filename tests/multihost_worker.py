@@ -7,8 +7,9 @@ tests/test_train_multihost.py starts one per process id (and one, not distribute
 the 1-process reference); the process settings come from the environment
 (``train.distributed``). The record holds, per step, the batch rows whose data live on
 this process's devices; the files ``train.train``, the metric writer, the workdir claim
-and the eval report opened for writing; and this process's copy of the parameters at
-every latest-checkpoint save and restore.
+and the eval report opened for writing; this process's copy of the parameters at every
+latest-checkpoint save and restore; and the step a signal stopped it at (``stopped_at``,
+``train.preemption``; None: ran to the end).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 
 from tests.train_tiny_run import tiny_config
-from train import checkpointing, eval_report, input_feed, metric_logging, train
+from train import checkpointing, eval_report, input_feed, metric_logging, preemption, train
 from train import workdir as workdir_lib
 
 
@@ -104,10 +105,14 @@ def main(argv: list[str]) -> None:
   record_feed(fed)
   record_writes([train, metric_logging, workdir_lib, eval_report], written, workdir)
   record_checkpoints(saved, restored)
-  train.train_and_evaluate(config, workdir)
+  try:
+    train.train_and_evaluate(config, workdir)
+    stopped_at = None
+  except preemption.Preempted as stopped:
+    stopped_at = stopped.step
   record = {"process_index": jax.process_index(), "process_count": jax.process_count(),
             "local_devices": jax.local_device_count(), "devices": jax.device_count(),
-            "fed": fed, "written": written, "saved": saved, "restored": restored}
+            "fed": fed, "written": written, "saved": saved, "restored": restored, "stopped_at": stopped_at}
   with open(record_path, "w", encoding="utf-8") as f:
     json.dump(record, f)
 

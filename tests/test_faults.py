@@ -1,29 +1,55 @@
-"""What the project promises when things go wrong (issue 12), one test per promise.
+"""What survives what: the project's promises when things go wrong, one test per promise.
 
-Workdirs and checkpoints
+The README's section "What survives what" is the same list, with the exit codes.
+
+Signals
+  - SIGTERM during training (then SIGTERM and SIGINT again while it saves): the step reached is
+    saved, one line, exit 75; the same command resumes to the uninterrupted parameters.
+kill -9
+  - kill -9 at random points (one of them during an async save) x3, then resume: the same
+    parameters as an uninterrupted run, no finished step lost, the dead run's lock taken over.
+Disk full
+  - a checkpoint save on a full disk: one line (step, folder, space), exit 2, no half-written
+    step; with space freed the same command resumes to the uninterrupted parameters.
+Damaged files
+  - a truncated or deleted checkpoint file: moved aside, reported once, the step saved again; a
+    half-written step is ignored;
+  - a damaged best checkpoint: eval_report.json says what was evaluated, exit code 4;
+  - a restore failure prints one line, not a traceback;
+  - a truncated token cache, tokenizer model or TFDS shard: moved aside, one line, rebuilt.
+Concurrent runs
+  - a second train.main on a workdir in use stops before touching it (one line naming the
+    running process, exit 2); predict, evaluate and export still work there; a lock left by a
+    process that no longer runs is taken over in one line.
+Workdirs
   - a config that changes the result stops before training (exit 2, the fields, both values, how
     to proceed); --start_over clears the old run; result-independent fields may differ;
-  - kill -9 at random points (one of them during an async save) x3, then resume: the same
-    parameters as an uninterrupted run, no finished step lost;
-  - a truncated or deleted checkpoint file: moved aside, reported once, the step saved again;
-  - a damaged best checkpoint: eval_report.json says what was evaluated, exit code 4;
-  - a finished run started again keeps its measured figures and logs no duplicate rows;
-  - a restore failure prints one line, not a traceback.
-Data
+  - a finished run started again keeps its measured figures and logs no duplicate rows.
+NaN
+  - a NaN loss stops training with one line, exit 3, the last good checkpoint intact.
+Bad input
   - the malformed-CSV corpus: every valid row kept, every other line counted by reason;
-  - train.main prints the unused-row counts;
+  - files with a UTF-8, UTF-16 or UTF-32 byte order mark keep their first row (training reader
+    and train.evaluate);
+  - train.main and prepare_data print the unused rows as one line of non-zero reasons;
   - a vocab_size the data cannot support is an error naming both numbers;
-  - $SENT140_DATA_DIR naming a missing folder is not created; a prepared cache used instead is named.
-Command line
+  - $SENT140_DATA_DIR naming a missing folder is not created; a prepared cache used instead is named;
   - an unknown --config.x names the closest fields, type and range errors are one line, exit 2;
-  - progress: early loss on the bar, evaluation bars, no TFDS "Unknown size" line.
+  - predict's bad-input corpus: one answer per line, control characters escaped (in
+    tests/test_predict.py, with the other predict tests).
+Progress
+  - early loss on the bar, evaluation bars, no TFDS "Unknown size" line.
 """
 
+import codecs
+import glob
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,12 +59,15 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from train import checkpointing, config_checks, train, workdir as workdir_lib
-from train.data import pipeline, sources, tokenizer as tokenizer_lib
+from train import checkpointing, config_checks, predict, preemption, train, workdir as workdir_lib, workdir_lock
+from train.data import batching, pipeline, sources, tokenizer as tokenizer_lib
 
 from tests import train_tiny_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = train_tiny_run.STEPS
+CHECKPOINT_EVERY = train_tiny_run.OVERRIDES["checkpoint_every_steps"]
+LOG_EVERY = train_tiny_run.OVERRIDES["log_every_steps"]
 
 
 def _env(tmp_cache=None):
@@ -53,9 +82,10 @@ def _run(args, timeout=600, **kwargs):
                         capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def trained():
-  return train_tiny_run.trained_tiny_run()
+def _train_command(workdir, **overrides):
+  """train.main of the tiny run (``train_tiny_run``) into ``workdir`` (None: no --workdir flag)."""
+  return [sys.executable, "-m", "train.main", "--config=configs/tiny.py",
+          *([f"--workdir={workdir}"] if workdir else []), *train_tiny_run.cli_overrides(**overrides)]
 
 
 def _copy_workdir(trained, tmp_path):
@@ -64,7 +94,374 @@ def _copy_workdir(trained, tmp_path):
   return target
 
 
-# ---------------------------------------------------------------- workdirs and checkpoints
+def _latest_steps(workdir):
+  folder = os.path.join(workdir, "checkpoints", "latest")
+  return sorted(int(s) for s in os.listdir(folder) if s.isdigit()) if os.path.isdir(folder) else []
+
+
+def _saving(workdir):
+  """Whether a save is in flight: an Orbax temporary directory exists."""
+  folder = os.path.join(workdir, "checkpoints", "latest")
+  return os.path.isdir(folder) and any(checkpointing.TEMPORARY_MARKER in name for name in os.listdir(folder))
+
+
+def _when(process, ready, timeout=600):
+  """Waits until ``ready()`` while ``process`` runs; returns whether it was still running then."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and process.poll() is None:
+    if ready():
+      return True
+    time.sleep(0.005)
+  return False
+
+
+def _latest_params(workdir, config):
+  """(params as numpy arrays, progress) of the latest checkpoint in ``workdir``."""
+  from train import models  # pylint: disable=import-outside-toplevel
+  from train.data import synthetic  # pylint: disable=import-outside-toplevel
+  model = models.create_model(config, synthetic.make_datasets(config).tokenizer.vocab_size)
+  target = train.create_train_state(config, model, jax.random.key(0), STEPS)
+  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=5, async_save=False)
+  state, progress = checkpointer.restore_latest(target)
+  checkpointer.close()
+  return jax.tree_util.tree_map(np.asarray, state.params), progress
+
+
+def _assert_uninterrupted_parameters(reference, workdir, config):
+  """The latest checkpoint of ``workdir`` is the last step, bit-identical to the uninterrupted run's."""
+  (expected, expected_progress), (got, got_progress) = (_latest_params(w, config) for w in (reference, workdir))
+  assert expected_progress["step"] == got_progress["step"] == STEPS
+  for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(expected)[0], jax.tree_util.tree_leaves(got)):
+    np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+
+
+def _train_rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line)["step"] for line in f if '"train"' in line]
+
+
+def _damage(step_dir, how):
+  """Truncates every file of a checkpoint's state, or deletes them."""
+  for root, _, files in os.walk(os.path.join(step_dir, "state")):
+    for name in files:
+      path = os.path.join(root, name)
+      if how == "truncate":
+        open(path, "wb").close()
+      else:
+        os.remove(path)
+
+
+# ---------------------------------------------------------------- signals
+
+def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_to_the_uninterrupted_parameters(
+    trained, tmp_path):
+  reference, config, _ = trained
+  workdir = str(tmp_path / "preempted")
+  command = _train_command(workdir, async_checkpointing=True)
+  env = _env(str(tmp_path / "xla_cache"))
+  with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err)
+    try:
+      assert _when(process, lambda: _latest_steps(workdir)), "the run ended before its first checkpoint"
+      process.send_signal(signal.SIGTERM)
+      _when(process, lambda: _saving(workdir), timeout=5)  # The step's save (if not already done) ...
+      process.send_signal(signal.SIGTERM)  # ... is not disturbed by more signals.
+      process.send_signal(signal.SIGINT)
+      process.wait(timeout=300)
+    finally:
+      if process.poll() is None:
+        process.kill()
+  stderr = (tmp_path / "err").read_text()
+  assert process.returncode == preemption.PREEMPTED_EXIT_CODE, stderr[-3000:]
+  assert "Traceback" not in stderr
+  stopped = [line for line in stderr.splitlines() if "STOPPED" in line]
+  assert len(stopped) == 1 and stopped[0].startswith("STOPPED: stopped by SIGTERM after step "), stopped
+  step = int(re.search(r"after step (\d+);", stopped[0]).group(1))
+  assert CHECKPOINT_EVERY <= step < STEPS and _latest_steps(workdir)[-1] == step
+  assert f"in {os.path.join(workdir, 'checkpoints')}" in stopped[0]
+  assert not _saving(workdir) and not os.path.exists(os.path.join(workdir, "eval_report.json"))
+
+  resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"Resuming from step {step} " in resumed.stdout
+  assert "took over the lock" not in resumed.stdout  # The stopped run released it.
+  assert _train_rows(workdir) == sorted(set(range(LOG_EVERY, STEPS + 1, LOG_EVERY)) | {step})
+  _assert_uninterrupted_parameters(reference, workdir, config)
+
+
+# ---------------------------------------------------------------- kill -9
+
+def test_kill_9_three_times_then_resume_gives_the_uninterrupted_parameters(trained, tmp_path):
+  reference, config, _ = trained
+  assert len(batching.config_bounds(config, config.max_length)) > 1  # Length-bucketed batches.
+  workdir = str(tmp_path / "killed")
+  command = _train_command(workdir, async_checkpointing=True)
+  env = _env(str(tmp_path / "xla_cache"))
+  rng = random.Random(12)
+
+  killed_at = []
+  for attempt in range(3):
+    before = _latest_steps(workdir)
+    delay = rng.uniform(0.0, 1.5)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+      if attempt == 0:
+        ready = lambda: _saving(workdir)  # pylint: disable=unnecessary-lambda-assignment  # An async save in flight.
+      else:
+        start = [None]
+
+        def ready(before=before, delay=delay, start=start):  # A random moment after a new step is saved ...
+          steps = _latest_steps(workdir)
+          if start[0] is None and steps != before:
+            start[0] = time.time()
+          # ... but mid-training on any machine: at once when the second-to-last save appears
+          # (on a fast machine the rest of the run, report included, takes less than `delay`).
+          near_end = bool(steps) and steps[-1] >= STEPS - 2 * CHECKPOINT_EVERY
+          return start[0] is not None and (time.time() - start[0] >= delay or near_end)
+      assert _when(process, ready), "the run ended before it could be killed"
+      process.send_signal(signal.SIGKILL)
+      process.wait(timeout=60)
+    finally:
+      if process.poll() is None:
+        process.kill()
+    killed_at.append(_latest_steps(workdir))
+    assert not os.path.exists(os.path.join(workdir, "eval_report.json"))
+  assert killed_at[-1] and killed_at[-1][-1] < STEPS, killed_at
+
+  resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"Resuming from step {killed_at[-1][-1]} " in resumed.stdout
+  assert resumed.stdout.count("WARNING: took over the lock") == 1  # The killed run's.
+  report = json.load(open(os.path.join(workdir, "eval_report.json")))
+  assert report["resumed_from_step"] == killed_at[-1][-1]
+  assert f"test accuracy {report['test']['accuracy']:.4f}, manual_test binary accuracy" in resumed.stdout
+  assert _train_rows(workdir) == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))  # No step lost, none twice.
+  _assert_uninterrupted_parameters(reference, workdir, config)
+
+
+# ---------------------------------------------------------------- disk full
+
+# Runs inside a private mount namespace (unshare): a small tmpfs holds the workdir. The first run
+# fills the disk once its first checkpoint exists, leaving $LEAVE_KB free; the second runs the
+# same command with the space freed. Both workdirs are copied out for the test to read.
+DISK_FULL_SCRIPT = r"""
+set -u
+mount -t tmpfs -o size=32m tmpfs "$MNT"
+"$@" --workdir="$MNT/run" > "$OUT/first.out" 2> "$OUT/first.err" &
+pid=$!
+while [ ! -d "$MNT/run/checkpoints/latest/8" ] && kill -0 $pid 2>/dev/null; do sleep 0.005; done
+free_kb=$(df -k --output=avail "$MNT" | tail -1)
+dd if=/dev/zero of="$MNT/filler" bs=1k count=$((free_kb - LEAVE_KB)) 2>/dev/null
+wait $pid; echo $? > "$OUT/first.rc"
+cp -a "$MNT/run" "$OUT/after_failure"
+rm "$MNT/filler"
+"$@" --workdir="$MNT/run" > "$OUT/second.out" 2> "$OUT/second.err"; echo $? > "$OUT/second.rc"
+cp -a "$MNT/run" "$OUT/resumed"
+"""
+# What TensorStore's own threads may print when a write fails mid-way (no logger carries it).
+TENSORSTORE_NOISE = re.compile(r"Traceback \(most recent call last\):\n(  .*\n)+RuntimeError: Event loop is closed\n")
+
+
+@pytest.mark.parametrize("space", ["less than the state", "more than the state"])
+def test_disk_full_during_a_save_is_one_line_exit_2_and_the_run_resumes_after(trained, tmp_path, space):
+  """Less free space than the state's bytes: refused before writing; more: a write fails mid-way."""
+  if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+    pytest.skip("needs unshare -rm (unprivileged mount namespaces) for a small tmpfs")
+  reference, config, _ = trained
+  from train import models  # pylint: disable=import-outside-toplevel
+  from train.data import synthetic  # pylint: disable=import-outside-toplevel
+  model = models.create_model(config, synthetic.make_datasets(config).tokenizer.vocab_size)
+  state_kb = checkpointing.tree_bytes(train.create_train_state(config, model, jax.random.key(0), STEPS)) // 1024
+  leave_kb = 16 if space == "less than the state" else state_kb + 16
+  (tmp_path / "mnt").mkdir()
+  env = {**_env(str(tmp_path / "xla_cache")), "MNT": str(tmp_path / "mnt"), "OUT": str(tmp_path),
+         "LEAVE_KB": str(leave_kb)}
+  subprocess.run(["unshare", "-rm", "sh", "-c", DISK_FULL_SCRIPT, "sh", *_train_command(None)], cwd=REPO, env=env,
+                 timeout=900, check=True)
+  first_err = (tmp_path / "first.err").read_text()
+  assert (tmp_path / "first.rc").read_text().strip() == "2", first_err[-3000:]
+  assert "Traceback" not in TENSORSTORE_NOISE.sub("", first_err.replace("\r", "\n")), first_err[-3000:]
+  errors = [line for line in first_err.splitlines() if "ERROR" in line]
+  assert len(errors) == 1, first_err[-3000:]
+  match = re.search(r"ERROR: no space left on the device to save (latest|best) checkpoint step (\d+) in "
+                    r"\S+/run/checkpoints/(latest|best) \(about [\d.]+ [KMG]iB needed, [\d.]+ [KMG]iB free\); "
+                    r"nothing of step \d+ is left on disk and the latest complete checkpoint is step (\d+)", errors[0])
+  assert match, errors[0]
+  failed = tmp_path / "after_failure"
+  for kind in ("latest", "best"):  # No half-written step: every entry is a complete step.
+    names = os.listdir(failed / "checkpoints" / kind) if (failed / "checkpoints" / kind).is_dir() else []
+    assert all(name.isdigit() for name in names), names
+  assert int(match.group(2)) not in _latest_steps(str(failed))
+  assert _latest_steps(str(failed))[-1] == int(match.group(4))
+
+  second_err = (tmp_path / "second.err").read_text()
+  assert (tmp_path / "second.rc").read_text().strip() == "0", second_err[-3000:]
+  assert "WARNING" not in second_err  # The previous checkpoint restores as it is.
+  assert f"Resuming from step {match.group(4)} " in (tmp_path / "second.out").read_text()
+  _assert_uninterrupted_parameters(reference, str(tmp_path / "resumed"), config)
+
+
+# ---------------------------------------------------------------- damaged files
+
+@pytest.mark.parametrize("how", ["truncate", "delete"])
+def test_damaged_checkpoint_is_moved_aside_reported_once_and_saved_again(tmp_path, capsys, how):
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=3, async_save=False, repair=True)
+  for step in (1, 2, 3):
+    checkpointer.save_latest(step, {"w": jnp.full((4,), float(step))}, {"step": step})
+  checkpointer.close()
+  _damage(str(tmp_path / "latest" / "3"), how)
+  # A partial write (killed before the rename) is ignored altogether.
+  os.makedirs(tmp_path / "latest" / "4.orbax-checkpoint-tmp-1234" / "state")
+
+  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=3, async_save=False, repair=True)
+  state, progress = checkpointer.restore_latest({"w": jnp.zeros((4,))})
+  assert progress == {"step": 2} and float(state["w"][0]) == 2.0
+  err = capsys.readouterr().err
+  assert err.count("WARNING: latest checkpoint step 3 unreadable") == 1 and len(err.splitlines()) == 1
+  assert os.path.isdir(tmp_path / "unreadable" / "latest-3")  # Renamed, nothing deleted.
+  assert checkpointer.problems[0]["step"] == 3 and checkpointer.latest_step() == 2
+  checkpointer.save_latest(3, {"w": jnp.full((4,), 3.0)}, {"step": 3})  # The run saves step 3 again.
+  state, progress = checkpointer.restore_latest({"w": jnp.zeros((4,))})
+  checkpointer.close()
+  assert progress == {"step": 3} and float(state["w"][0]) == 3.0
+
+
+def test_damaged_best_checkpoint_is_in_the_report_and_the_exit_code(trained, tmp_path):
+  workdir = _copy_workdir(trained, tmp_path)
+  best_dir = os.path.join(workdir, "checkpoints", "best")
+  best_step = max(int(s) for s in os.listdir(best_dir) if s.isdigit())
+  _damage(os.path.join(best_dir, str(best_step)), "truncate")
+  result = _run(["train.main", "--config=configs/tiny.py", f"--workdir={workdir}",
+                 *train_tiny_run.cli_overrides()])
+  assert result.returncode == 4, result.stderr[-3000:]
+  assert "the best checkpoint was unreadable" in result.stderr
+  assert "Traceback" not in result.stderr + result.stdout
+  assert result.stderr.count("WARNING: ") == 1  # One line per unreadable checkpoint.
+  assert f"WARNING: best checkpoint step {best_step} unreadable" in result.stderr
+  evaluated = json.load(open(os.path.join(workdir, "eval_report.json")))["evaluated_checkpoint"]
+  assert evaluated["used"] == "latest" and evaluated["step"] == train_tiny_run.STEPS
+  assert not evaluated["is_intended"]
+  assert evaluated["problems"][0]["kind"] == "best" and evaluated["problems"][0]["step"] == best_step
+
+
+def test_predict_restore_failure_is_one_line(trained, tmp_path):
+  workdir = _copy_workdir(trained, tmp_path)
+  for kind in ("best", "latest"):
+    for step in os.listdir(os.path.join(workdir, "checkpoints", kind)):
+      _damage(os.path.join(workdir, "checkpoints", kind, step), "truncate")
+  result = _run(["train.predict", f"--workdir={workdir}", "good"])
+  assert result.returncode == 2
+  lines = result.stderr.strip().splitlines()
+  assert "Traceback" not in result.stderr and result.stdout == ""
+  assert len(lines) == 1 + len(os.listdir(os.path.join(workdir, "checkpoints", "latest"))) + 1, lines
+  assert lines[-1].startswith("ERROR: no readable checkpoint")
+
+
+def test_predict_loads_only_the_parameters_of_a_workdir(trained, tmp_path):
+  from train import inference  # pylint: disable=import-outside-toplevel
+  workdir = _copy_workdir(trained, tmp_path)
+  loaded = inference.load_workdir(workdir, "latest")
+  assert jax.tree_util.tree_leaves(loaded.state.opt_state) == []  # No optimizer state in memory.
+  expected = _latest_params(workdir, loaded.config)[0]
+  assert jax.tree_util.tree_all(jax.tree_util.tree_map(
+      np.array_equal, jax.tree_util.tree_map(np.asarray, loaded.state.params), expected))
+
+
+def _truncate(path):
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) // 3])
+
+
+def _prepared_config(tmp_path, **fields):
+  config = tiny.get_config()
+  config.update(dataset="sentiment140", prepared_dir=str(tmp_path / "cache"), vocab_size=300,
+                split_fractions=(0.8, 0.1, 0.1), data_dir=str(tmp_path / "raw"), **fields)
+  return config
+
+
+def test_damaged_prepared_files_are_moved_aside_reported_in_one_line_and_rebuilt(tmp_path):
+  _tiny_csv_folder(tmp_path / "raw")
+  clean = pipeline.get_datasets(_prepared_config(tmp_path), log=lambda _: None)
+  data_dir = os.path.dirname(os.path.dirname(clean.tokenizer_path))
+  token_cache = glob.glob(os.path.join(os.path.dirname(clean.tokenizer_path), "tokens_L*.npz"))[0]
+  shards = glob.glob(os.path.join(data_dir, "tfds", "**", "*.array_record-*"), recursive=True)
+  assert shards
+  damages = [  # (what is damaged, the config that reads it next)
+      ([token_cache], _prepared_config(tmp_path)),
+      ([clean.tokenizer_path], _prepared_config(tmp_path)),
+      (shards, _prepared_config(tmp_path, max_length=24)),  # A new max_length reads the TFDS dataset.
+  ]
+  for number, (paths, config) in enumerate(damages, start=1):
+    for path in paths:
+      _truncate(path)
+    messages = []
+    rebuilt = pipeline.get_datasets(config, log=messages.append)
+    warnings = [m for m in messages if m.startswith("WARNING")]
+    assert len(warnings) == 1 and "cannot be read" in warnings[0] and "building it again" in warnings[0], messages
+    assert "\n" not in warnings[0]
+    assert len(os.listdir(os.path.join(data_dir, "unreadable"))) == number  # Moved aside, nothing deleted.
+    if config.max_length == clean.splits["train"].tokens.shape[1]:
+      for name in ("train", "validation", "test", "manual_test"):
+        np.testing.assert_array_equal(rebuilt.splits[name].tokens, clean.splits[name].tokens)
+    else:
+      assert len(rebuilt.splits["train"]) == len(clean.splits["train"])
+
+
+# ---------------------------------------------------------------- concurrent runs
+
+def _hold_lock(workdir):
+  """A live process holding ``workdir``'s training lock (it waits for its stdin to close)."""
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys; from train import workdir_lock; lock = workdir_lock.WorkdirLock(sys.argv[1]); "
+       "print('locked', flush=True); sys.stdin.read()", workdir],
+      cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  assert holder.stdout.readline().strip() == "locked"
+  return holder
+
+
+def test_second_run_on_a_workdir_in_use_stops_before_touching_it(tmp_path):
+  workdir = str(tmp_path / "busy")
+  holder = _hold_lock(workdir)
+  try:
+    result = _run(["train.main", "--config=configs/tiny.py", f"--workdir={workdir}", "--start_over",
+                   *train_tiny_run.cli_overrides()])
+  finally:
+    holder.kill()
+    holder.wait()
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr[-3000:]
+  assert f"is in use by another training run: process {holder.pid} on {socket.gethostname()} (started " in result.stderr
+  assert os.listdir(workdir) == [workdir_lock.LOCK_FILE]  # Nothing touched, --start_over included.
+
+
+def test_evaluation_commands_work_on_a_workdir_in_use_and_a_dead_runs_lock_is_taken_over(
+    trained, tmp_path, capsys):
+  from train import evaluate, export, inference, model_dir  # pylint: disable=import-outside-toplevel
+  workdir = _copy_workdir(trained, tmp_path)
+  holder = _hold_lock(workdir)
+  try:
+    assert [r["line"] for r in predict.classify(inference.load_workdir(workdir), [b"good", b"bad"], threshold=0.0)] == [1, 2]
+    labelled = tmp_path / "labelled.csv"
+    labelled.write_text("".join(GOOD.format(label=label, i=i, text=f"text {i}") for i, label in enumerate("0404")))
+    report = evaluate.score(inference.load(workdir, None), evaluate.read_labelled_file(str(labelled)), 0.0)
+    assert report["rows"]["scored"] == 4
+    export.export(workdir, str(tmp_path / "exported"), "float32")
+    assert os.path.isfile(tmp_path / "exported" / model_dir.PARAMS_FILE)
+  finally:
+    holder.kill()  # kill -9: the lock file still names it.
+    holder.wait()
+  capsys.readouterr()
+  train.train_and_evaluate(trained[1], workdir)
+  taken_over = [line for line in capsys.readouterr().out.splitlines() if "took over the lock" in line]
+  assert len(taken_over) == 1 and f"process {holder.pid} on {socket.gethostname()}" in taken_over[0], taken_over
+  assert taken_over[0].endswith("which no longer runs.")
+  assert open(os.path.join(workdir, workdir_lock.LOCK_FILE)).read() == ""  # Released at the end.
+
+
+# ---------------------------------------------------------------- workdirs
 
 def _fake_run(tmp_path, config):
   """A workdir that config made (its config.json and one checkpoint step directory)."""
@@ -122,120 +519,6 @@ def test_cli_changed_config_exits_2_with_the_fields(tmp_path):
   assert os.path.isdir(os.path.join(folder, "checkpoints", "latest", "8"))  # Nothing deleted.
 
 
-def _latest_steps(workdir):
-  folder = os.path.join(workdir, "checkpoints", "latest")
-  return sorted(int(s) for s in os.listdir(folder) if s.isdigit()) if os.path.isdir(folder) else []
-
-
-CHECKPOINT_EVERY = train_tiny_run.OVERRIDES["checkpoint_every_steps"]
-
-
-def _kill_when(process, ready, timeout=600):
-  """SIGKILLs ``process`` once ``ready()`` is true; returns whether it was still running then."""
-  deadline = time.time() + timeout
-  while time.time() < deadline and process.poll() is None:
-    if ready():
-      process.send_signal(signal.SIGKILL)
-      process.wait(timeout=60)
-      return True
-    time.sleep(0.01)
-  return False
-
-
-def test_kill_9_three_times_then_resume_gives_the_uninterrupted_parameters(trained, tmp_path):
-  reference, config, _ = trained
-  workdir = str(tmp_path / "killed")
-  command = [sys.executable, "-m", "train.main", "--config=configs/tiny.py", f"--workdir={workdir}",
-             *train_tiny_run.cli_overrides(async_checkpointing=True)]
-  env = _env(str(tmp_path / "xla_cache"))
-  rng = random.Random(12)
-  latest = os.path.join(workdir, "checkpoints", "latest")
-
-  def saving():  # An async save in flight: Orbax's temporary directory exists.
-    return os.path.isdir(latest) and any("tmp" in name for name in os.listdir(latest))
-
-  killed_at = []
-  for attempt in range(3):
-    before = _latest_steps(workdir)
-    delay = rng.uniform(0.0, 1.5)
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-      if attempt == 0:
-        ready = saving
-      else:
-        start = [None]
-
-        def ready(before=before, delay=delay, start=start):  # A random moment after a new step is saved ...
-          steps = _latest_steps(workdir)
-          if start[0] is None and steps != before:
-            start[0] = time.time()
-          # ... but mid-training on any machine: at once when the second-to-last save appears
-          # (on a fast machine the rest of the run, report included, takes less than `delay`).
-          near_end = bool(steps) and steps[-1] >= train_tiny_run.STEPS - 2 * CHECKPOINT_EVERY
-          return start[0] is not None and (time.time() - start[0] >= delay or near_end)
-      assert _kill_when(process, ready), "the run ended before it could be killed"
-    finally:
-      if process.poll() is None:
-        process.kill()
-    killed_at.append(_latest_steps(workdir))
-    assert not os.path.exists(os.path.join(workdir, "eval_report.json"))
-  assert killed_at[-1] and killed_at[-1][-1] < train_tiny_run.STEPS, killed_at
-
-  resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    train_steps = [json.loads(line)["step"] for line in f if '"train"' in line]
-  assert train_steps == list(range(8, train_tiny_run.STEPS + 1, 8))  # No step lost, none twice.
-  expected, got = (_latest_params(w, config) for w in (reference, workdir))
-  for a, b in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(got)):
-    np.testing.assert_array_equal(a, b)
-
-
-def _latest_params(workdir, config):
-  from train import models  # pylint: disable=import-outside-toplevel
-  from train.data import synthetic  # pylint: disable=import-outside-toplevel
-  model = models.create_model(config, synthetic.make_datasets(config).tokenizer.vocab_size)
-  target = train.create_train_state(config, model, jax.random.key(0), train_tiny_run.STEPS)
-  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=5, async_save=False)
-  state, progress = checkpointer.restore_latest(target)
-  checkpointer.close()
-  assert progress["step"] == train_tiny_run.STEPS
-  return jax.tree_util.tree_map(np.asarray, state.params)
-
-
-def _damage(step_dir, how):
-  """Truncates every file of a checkpoint's state, or deletes them."""
-  for root, _, files in os.walk(os.path.join(step_dir, "state")):
-    for name in files:
-      path = os.path.join(root, name)
-      if how == "truncate":
-        open(path, "wb").close()
-      else:
-        os.remove(path)
-
-
-@pytest.mark.parametrize("how", ["truncate", "delete"])
-def test_damaged_checkpoint_is_moved_aside_reported_once_and_saved_again(tmp_path, capsys, how):
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=3, async_save=False, repair=True)
-  for step in (1, 2, 3):
-    checkpointer.save_latest(step, {"w": jnp.full((4,), float(step))}, {"step": step})
-  checkpointer.close()
-  _damage(str(tmp_path / "latest" / "3"), how)
-
-  checkpointer = checkpointing.Checkpointer(str(tmp_path), keep=3, async_save=False, repair=True)
-  state, progress = checkpointer.restore_latest({"w": jnp.zeros((4,))})
-  assert progress == {"step": 2} and float(state["w"][0]) == 2.0
-  err = capsys.readouterr().err
-  assert err.count("WARNING: latest checkpoint step 3 unreadable") == 1 and len(err.splitlines()) == 1
-  assert os.path.isdir(tmp_path / "unreadable" / "latest-3")  # Renamed, nothing deleted.
-  assert checkpointer.problems[0]["step"] == 3 and checkpointer.latest_step() == 2
-  checkpointer.save_latest(3, {"w": jnp.full((4,), 3.0)}, {"step": 3})  # The run saves step 3 again.
-  state, progress = checkpointer.restore_latest({"w": jnp.zeros((4,))})
-  checkpointer.close()
-  assert progress == {"step": 3} and float(state["w"][0]) == 3.0
-
-
 def test_finished_run_started_again_keeps_figures_and_prints_unused_rows(trained, tmp_path, capsys, monkeypatch):
   workdir = _copy_workdir(trained, tmp_path)
   before = json.load(open(os.path.join(workdir, "eval_report.json")))
@@ -261,48 +544,26 @@ def test_finished_run_started_again_keeps_figures_and_prints_unused_rows(trained
     assert os.path.getsize(os.path.join(workdir, "tensorboard", name)) < 200
 
 
-def test_damaged_best_checkpoint_is_in_the_report_and_the_exit_code(trained, tmp_path):
-  workdir = _copy_workdir(trained, tmp_path)
-  best_dir = os.path.join(workdir, "checkpoints", "best")
-  best_step = max(int(s) for s in os.listdir(best_dir) if s.isdigit())
-  _damage(os.path.join(best_dir, str(best_step)), "truncate")
-  result = _run(["train.main", "--config=configs/tiny.py", f"--workdir={workdir}",
-                 *train_tiny_run.cli_overrides()])
-  assert result.returncode == 4, result.stderr[-3000:]
-  assert "the best checkpoint was unreadable" in result.stderr
-  assert "Traceback" not in result.stderr + result.stdout
-  assert result.stderr.count("WARNING: ") == 1  # One line per unreadable checkpoint.
-  assert f"WARNING: best checkpoint step {best_step} unreadable" in result.stderr
-  evaluated = json.load(open(os.path.join(workdir, "eval_report.json")))["evaluated_checkpoint"]
-  assert evaluated["used"] == "latest" and evaluated["step"] == train_tiny_run.STEPS
-  assert not evaluated["is_intended"]
-  assert evaluated["problems"][0]["kind"] == "best" and evaluated["problems"][0]["step"] == best_step
+# ---------------------------------------------------------------- NaN
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
+  workdir = str(tmp_path / "nan")
+  overrides = dict(num_train_steps=24, debug_nan_after_step=20, eval_every_steps=100)
+  result = subprocess.run(_train_command(workdir, **overrides), cwd=REPO, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 3, result.stderr[-3000:]
+  assert "ERROR: training loss became nan" in result.stderr
+  assert "at step 21 " in result.stderr
+  assert "last good checkpoint is step 16" in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(os.path.join(workdir, "eval_report.json"))
+  assert _latest_steps(workdir)[-1] == 16
+  params, progress = _latest_params(workdir, train_tiny_run.tiny_config(**overrides))
+  assert progress["step"] == 16
+  assert all(np.isfinite(p).all() for p in jax.tree_util.tree_leaves(params))
 
 
-def test_predict_restore_failure_is_one_line(trained, tmp_path):
-  workdir = _copy_workdir(trained, tmp_path)
-  for kind in ("best", "latest"):
-    for step in os.listdir(os.path.join(workdir, "checkpoints", kind)):
-      _damage(os.path.join(workdir, "checkpoints", kind, step), "truncate")
-  result = _run(["train.predict", f"--workdir={workdir}", "good"])
-  assert result.returncode == 2
-  lines = result.stderr.strip().splitlines()
-  assert "Traceback" not in result.stderr and result.stdout == ""
-  assert len(lines) == 1 + len(os.listdir(os.path.join(workdir, "checkpoints", "latest"))) + 1, lines
-  assert lines[-1].startswith("ERROR: no readable checkpoint")
-
-
-def test_predict_loads_only_the_parameters_of_a_workdir(trained, tmp_path):
-  from train import inference  # pylint: disable=import-outside-toplevel
-  workdir = _copy_workdir(trained, tmp_path)
-  loaded = inference.load_workdir(workdir, "latest")
-  assert jax.tree_util.tree_leaves(loaded.state.opt_state) == []  # No optimizer state in memory.
-  expected = _latest_params(workdir, loaded.config)
-  assert jax.tree_util.tree_all(jax.tree_util.tree_map(
-      np.array_equal, jax.tree_util.tree_map(np.asarray, loaded.state.params), expected))
-
-
-# ---------------------------------------------------------------- data
+# ---------------------------------------------------------------- bad input
 
 GOOD = '"{label}","{i}","Mon Apr 06 22:19:45 PDT 2009","NO_QUERY","user","{text}"\n'
 
@@ -341,6 +602,43 @@ def test_malformed_csv_corpus_loses_no_valid_row(tmp_path):
   assert rows.malformed_lines == {"wrong_column_count": [2, 9], "unknown_polarity": [4], "empty_text": [5],
                                   "unterminated_quote": [6], "field_too_large": [11]}
   assert len(rows.texts) + rows.num_malformed == 16 - 1  # Every line is used or counted (13-14 is one row).
+
+
+@pytest.mark.parametrize("encoding, mark", [
+    ("utf-8", codecs.BOM_UTF8), ("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", codecs.BOM_UTF16_BE),
+    ("utf-32-le", codecs.BOM_UTF32_LE), ("utf-32-be", codecs.BOM_UTF32_BE)])
+def test_a_byte_order_mark_keeps_the_first_row(tmp_path, encoding, mark):
+  from train import evaluate  # pylint: disable=import-outside-toplevel
+  text = _good(1) + GOOD.format(label="4", i=2, text="caf\u00e9 \U0001F600") + _good(3, "2")
+  path = tmp_path / "spreadsheet.csv"
+  path.write_bytes(mark + text.encode(encoding))
+  rows = sources.read_csv(str(path), allow_neutral=True)
+  assert rows.texts == ["valid tweet 1", "caf\u00e9 \U0001F600", "valid tweet 3"]
+  assert rows.row_numbers.tolist() == [1, 2, 3] and rows.num_malformed == 0
+  labelled = evaluate.read_labelled_file(str(path))
+  assert labelled.texts == rows.texts and labelled.labels.tolist() == [0, 1, 2]
+  assert sum(labelled.bad_rows.values()) == 0
+  assert (labelled.encoding, labelled.encoding_detected) == (encoding[:6], True)
+
+
+def test_unused_rows_are_one_line_of_the_reasons_that_occurred():
+  from train import prepare_data  # pylint: disable=import-outside-toplevel
+  from train.data import summary as summary_lib  # pylint: disable=import-outside-toplevel
+  summary = {
+      "malformed_rows": 3,
+      "malformed_by_reason": {"training_file": dict.fromkeys(sources.MALFORMED_REASONS, 0),
+                              "manual_test": {**dict.fromkeys(sources.MALFORMED_REASONS, 0),
+                                              "wrong_column_count": 1, "empty_text": 2}},
+      "malformed_first_lines": {"manual_test": {"wrong_column_count": [7], "empty_text": [3, 9]}},
+  }
+  assert summary_lib.describe_unused_rows(summary) == (
+      "unused source rows: 3 (manual_test: 2 empty_text (lines 3, 9); 1 wrong_column_count (line 7))")
+  summary.update(rows={name: 0 for name in ("train", "validation", "test", "manual_test")},
+                 rows_per_label={name: {} for name in ("train", "validation", "test", "manual_test")},
+                 duplicates=0, truncated_share=0.0, max_length=64, vocab_size=300)
+  lines = prepare_data.format_summary(summary).splitlines()
+  assert "malformed rows skipped: 3 (manual_test: 2 empty_text (lines 3, 9); 1 wrong_column_count (line 7))" in lines
+  assert not any("{" in line for line in lines)  # No raw dict.
 
 
 def test_vocab_size_the_data_cannot_support_is_an_error():

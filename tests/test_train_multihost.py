@@ -8,7 +8,8 @@ mesh spans processes and devices). Each multi-process run matches the reference:
 process fed only its own rows of each batch, the loss curve, the parameters both processes
 saved at every checkpoint, one checkpoint per step, and the eval report, written by process
 0 alone. Then the 2-process run resumes from one of its checkpoints, both processes
-restoring it, and matches again. Every worker is killed when one fails or time runs out.
+restoring it, and matches again. A SIGTERM to process 1 alone stops both processes at one
+step, which both save; resumed, they end where the reference does. Every worker is killed when one fails or time runs out.
 The runs share a persistent compilation cache in tmp; on CPU JAX keys it per process and
 only process 0 writes it, so in the resumed run process 0 compiles nothing and process 1
 everything (``train.distributed.wait_for_all`` keeps them together). Last, the process
@@ -19,6 +20,7 @@ import collections
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -220,6 +222,40 @@ def test_two_processes_train_and_resume_like_one(runs, compilation_cache):
     assert f"Resuming from step {RESUME_FROM}" in log
     assert record["restored"] == [{"step": RESUME_FROM, "params": saved[RESUME_FROM]}]
   check_like_one_process(workdir, records, runs["one_process"], first_step=RESUME_FROM)
+
+
+def test_sigterm_to_one_process_stops_every_process_at_one_saved_step(runs, compilation_cache, tmp_path):
+  reference_dir, (one,), _ = runs["one_process"]
+  workdir = str(tmp_path / "preempted")
+  workers = start_workers(compilation_cache, workdir, OVERRIDES, PROCESSES, 1)
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  try:
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while not (os.path.exists(metrics) and read(metrics).strip()):  # Training has begun.
+      assert all(w.process.poll() is None for w in workers) and time.monotonic() < deadline, "ended first"
+      time.sleep(0.005)
+    workers[1].process.send_signal(signal.SIGTERM)
+    for worker in workers:
+      worker.process.wait(timeout=RUN_TIMEOUT_S)
+  finally:
+    for worker in workers:
+      if worker.process.poll() is None:
+        worker.process.kill()
+  assert [w.process.returncode for w in workers] == [0] * PROCESSES, "\n".join(read(w.log)[-3000:] for w in workers)
+  records = [json.loads(read(w.record)) for w in workers]
+  stopped = records[0]["stopped_at"]
+  assert stopped is not None and stopped < STEPS and records[1]["stopped_at"] == stopped
+  assert [r["saved"][-1]["step"] for r in records] == [stopped] * PROCESSES  # The same step, by both.
+  assert records[0]["saved"][-1]["params"] == records[1]["saved"][-1]["params"]
+  assert str(stopped) in checkpoint_steps(workdir)["latest"]
+
+  [(records, logs)] = run_side_by_side(compilation_cache, (workdir, OVERRIDES, PROCESSES, 1))
+  for log, record in zip(logs, records):
+    assert f"Resuming from step {stopped} " in log and record["restored"][0]["step"] == stopped
+    assert record["saved"][-1]["step"] == STEPS
+    np.testing.assert_allclose(record["saved"][-1]["params"], one["saved"][-1]["params"], rtol=1e-4, atol=1e-6)
+  assert records[0]["saved"][-1]["params"] == records[1]["saved"][-1]["params"]
+  np.testing.assert_allclose(train_losses(workdir), train_losses(reference_dir), rtol=2e-5, atol=1e-6)
 
 
 def test_two_processes_of_two_devices_train_like_one(runs):

@@ -8,8 +8,10 @@ unless ``--text_column`` / ``--label_column`` name the columns of another CSV or
 name, or a 0-based index; with names the first row is the header). Labels are 0/2/4
 (Sentiment140), negative/neutral/positive, or 0/1 (negative/positive); ``--labels=auto``
 picks the scheme from the values found. The encoding is UTF-8 if the whole file decodes as
-UTF-8, else latin-1 (the official Sentiment140 files), unless ``--encoding`` says; the
-report says which was used. Rows that cannot be scored are skipped and counted by reason.
+UTF-8, else latin-1 (the official Sentiment140 files), unless ``--encoding`` says; a byte
+order mark (UTF-8, UTF-16, UTF-32: ``train.data.byte_order_marks``) names the encoding and
+is removed. The report says which encoding was used. Rows that cannot be scored are
+skipped and counted by reason.
 
 Prints a summary and writes JSON (``--output``): binary accuracy, macro-F1 and ECE on the
 positive/negative rows, three-way accuracy (and macro-F1) on all rows with the neutral
@@ -32,6 +34,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from train import inference, metrics, provenance
+from train.data import byte_order_marks
 from train.data.datasets import LABEL_NAMES, Split
 
 FLAGS = flags.FLAGS
@@ -86,11 +89,16 @@ def read_bytes(path: str) -> bytes:
 
 
 def decode(raw: bytes, encoding: str) -> tuple[str, str, bool]:
-  """(text, encoding used, detected?). "auto": UTF-8 if it all decodes, else latin-1.
+  """(text, encoding used, detected?). "auto": the byte order mark's encoding if the file starts
+  with one, else UTF-8 if it all decodes, else latin-1.
 
   With "utf-8" forced, invalid bytes become lone surrogates (their rows are counted as
-  invalid_utf8); latin-1 decodes every byte.
+  invalid_utf8) and a UTF-8 byte order mark is removed; latin-1 decodes every byte.
   """
+  marked = byte_order_marks.detect(raw[:4])
+  if encoding == "auto" and marked:
+    name, codec = marked
+    return raw.decode(codec, errors="surrogateescape" if name == "utf-8" else "replace"), name, True
   if encoding == "auto":
     try:
       return raw.decode("utf-8"), "utf-8", True
@@ -98,7 +106,8 @@ def decode(raw: bytes, encoding: str) -> tuple[str, str, bool]:
       return raw.decode("latin-1"), "latin-1", True
   if encoding not in ENCODINGS:
     raise UsageError(f"--encoding must be auto or one of {ENCODINGS}, got {encoding!r}")
-  return raw.decode(encoding, errors="surrogateescape"), encoding, False
+  text = raw.decode(encoding, errors="surrogateescape")
+  return (text.removeprefix("\ufeff") if encoding == "utf-8" else text), encoding, False
 
 
 def parse_column(spec: Optional[Union[int, str]]) -> Optional[Union[int, str]]:

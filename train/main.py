@@ -7,9 +7,11 @@ belongs to the config that made it (train/workdir.py): a config that differs in 
 that changes the trained result stops with exit code 2 and lists the fields; use a new
 --workdir, or --start_over to delete the old checkpoints and train from step 0.
 
-Exit codes: 0 done; 2 bad usage, config or data; 3 the loss became NaN/inf; 4 trained, but
-the final evaluation could not use the best checkpoint (see eval_report.json
-"evaluated_checkpoint").
+Exit codes (README, "What survives what"): 0 done; 2 bad usage, config or data, another run
+is training in the workdir (train/workdir_lock.py), or the disk filled up while saving a
+checkpoint; 3 the loss became NaN/inf; 4 trained, but the final evaluation could not use
+the best checkpoint (see eval_report.json "evaluated_checkpoint"); 75 stopped by SIGTERM or
+SIGINT after saving the step it had reached (train/preemption.py): run the same command again.
 """
 
 import os
@@ -18,7 +20,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from train import config_checks, eval_report, models, train
+from train import checkpointing, config_checks, eval_report, models, preemption, train, workdir_lock
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file (configs/*.py).",
@@ -45,11 +47,22 @@ def main(argv):
   try:
     config_checks.check_training_config(FLAGS.config)
     report = train.train_and_evaluate(FLAGS.config, workdir, start_over=FLAGS.start_over)
+  except preemption.Preempted as e:
+    print(f"STOPPED: {e}", file=sys.stderr)
+    sys.exit(preemption.PREEMPTED_EXIT_CODE)
   except train.NonFiniteLossError as e:
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(3)
+  except (workdir_lock.WorkdirInUse, checkpointing.CheckpointDiskFull) as e:
+    print(f"ERROR: {e}", file=sys.stderr)
+    sys.exit(2)
   except (ValueError, FileNotFoundError) as e:
     print(f"ERROR: {type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(2)
+  except OSError as e:  # Disk full outside a checkpoint save (metrics, report, prepared data).
+    if not checkpointing.is_disk_full(e):
+      raise
+    print(f"ERROR: no space left on the device: {checkpointing.one_line(e)}", file=sys.stderr)
     sys.exit(2)
   print(f"{models.task_of(FLAGS.config).summary(report)}, {report['examples_per_s']:.0f} examples/s; "
         f"report: {eval_report.report_path(os.path.abspath(workdir))}")

@@ -21,6 +21,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from train.data import pipeline, prepared_paths, sources
+from train.data import summary as summary_lib
 from train.data.datasets import SPLIT_NAMES
 
 
@@ -37,7 +38,7 @@ def format_summary(summary: dict) -> str:
       f"duplicates (rows repeating an earlier normalized text): {summary['duplicates']:,}"
       + (f" in {details['duplicate_groups']:,} texts, {details['conflicting_label_texts']:,} with both labels"
          if details else ""),
-      f"malformed rows skipped: {summary['malformed_rows']:,} {summary.get('malformed_by_reason', '')}",
+      summary_lib.describe_unused_rows(summary, "malformed rows skipped"),
       f"train tweets longer than max_length={summary['max_length']}: {summary['truncated_share']:.3%}",
       f"vocab size: {summary['vocab_size']:,}",
   ]

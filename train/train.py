@@ -12,6 +12,7 @@ parameters replicated).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -27,9 +28,10 @@ import optax
 from absl import logging
 from tqdm import tqdm
 
-from train import checkpointing, distributed, eval_report, inference, input_feed, models, pretrained_init, provenance
-from train import tasks
+from train import checkpointing, distributed, eval_report, inference, input_feed, models, preemption
+from train import pretrained_init, provenance, tasks
 from train import workdir as workdir_lib
+from train import workdir_lock
 from train.data import batching, pipeline
 from train.data import summary as summary_lib
 from train.metric_logging import MetricWriter
@@ -127,6 +129,37 @@ class Trainer:
                                          inference.jit_eval_step(self.task, self.mesh))
 
 
+class RunClock:
+  """The run's one clock: wall time since the run started, and training time.
+
+  Training time runs only while steps are trained: from the end of the first step of this
+  process (compilation excluded) on, paused during validation and checkpoint saves.
+  """
+
+  def __init__(self):
+    self.start = time.perf_counter()
+    self._trained_s = 0.0
+    self._since: Optional[float] = None  # When training time last resumed; None: paused.
+
+  def wall_s(self) -> float:
+    return time.perf_counter() - self.start
+
+  def resume(self) -> None:
+    """Starts (or resumes) counting training time."""
+    self._since = time.perf_counter()
+
+  def pause(self) -> None:
+    """Stops counting training time (validation, saves)."""
+    if self._since is not None:
+      self._trained_s += time.perf_counter() - self._since
+      self._since = None
+
+  def train_s(self) -> float:
+    """Training time so far, seconds."""
+    running = time.perf_counter() - self._since if self._since is not None else 0.0
+    return self._trained_s + running
+
+
 @dataclasses.dataclass
 class MetricsWindow:
   """The step metrics since the last flush: averaged, checked and written at each flush.
@@ -136,17 +169,19 @@ class MetricsWindow:
     schedule: step -> learning rate (logged beside the metrics).
     bar: the progress bar whose postfix shows the latest averages.
     checkpoint_dir: named in the error when a step's loss is not finite.
+    clock: the run's clock; examples/s is over its training time.
     pending: the device-side metrics dicts of the steps since the last flush.
-    start_time: ``time.perf_counter()`` when the window's clock started.
-    examples: training examples seen since the window's clock started.
+    start_s: the clock's training time when the window started.
+    examples: training examples seen since the window started.
   """
 
   writer: MetricWriter
   schedule: Callable[[int], float]
   bar: tqdm
   checkpoint_dir: str
+  clock: RunClock
   pending: list = dataclasses.field(default_factory=list)
-  start_time: float = dataclasses.field(default_factory=time.perf_counter)
+  start_s: float = 0.0
   examples: int = 0
 
   def add(self, metrics: dict, num_examples: int) -> None:
@@ -154,13 +189,9 @@ class MetricsWindow:
     self.pending.append(metrics)
     self.examples += num_examples
 
-  def restart_clock(self) -> None:
-    """Restarts the throughput clock, e.g. after a validation or a save (their time is not training)."""
-    self.start_time = time.perf_counter()
-
   def reset(self) -> None:
-    """Restarts the throughput clock and the example count (after compilation, after a flush)."""
-    self.restart_clock()
+    """Starts the window's throughput count afresh (after compilation, after a flush)."""
+    self.start_s = self.clock.train_s()
     self.examples = 0
 
   def flush(self, step: int, last_saved: Optional[int]) -> dict:
@@ -187,7 +218,7 @@ class MetricsWindow:
             f"{where}. Try a lower learning_rate, a smaller grad_clip_norm or dtype='float32'.")
     summary = {name: float(np.mean([m[name] for m in host])) for name in ("loss", "accuracy", "grad_norm")}
     summary["learning_rate"] = float(self.schedule(step - 1))
-    elapsed = max(time.perf_counter() - self.start_time, 1e-9)
+    elapsed = max(self.clock.train_s() - self.start_s, 1e-9)
     summary["examples_per_s"] = self.examples / elapsed
     self.writer.write(step, "train", summary)
     self.bar.set_postfix(loss=f"{summary['loss']:.4f}", acc=f"{summary['accuracy']:.3f}",
@@ -216,8 +247,212 @@ def _copy_tokenizer(datasets, workdir: str) -> Optional[str]:
   return target
 
 
+@dataclasses.dataclass
+class Run:
+  """What the steps of ``train_and_evaluate`` hand on to each other.
+
+  Attributes:
+    config, workdir: as given (``workdir`` absolute).
+    is_chief: this is process 0, which alone writes the workdir's files outside checkpoints.
+    datasets: the four splits, tokenized (``train.data.datasets.Datasets``).
+    tokenizer_copy: the tokenizer copied into the workdir (None: none, or not the chief).
+    trainer: the compiled steps.
+    total_steps, steps_per_epoch: of the whole run.
+    bounds: the length buckets of the train split.
+    num_params: parameters of the model.
+    abstract_state: shapes, dtypes and shardings of the state (its buffers get donated).
+    checkpointer: the run's checkpoints.
+    writer: metrics.jsonl and TensorBoard.
+    state: the state to train from (restored or initial), then the trained state.
+    start_step: the step ``state`` is at (0: a fresh start).
+    best_accuracy: the best validation accuracy so far (None: none yet).
+  """
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  is_chief: bool
+  datasets: Any = None
+  tokenizer_copy: Optional[str] = None
+  trainer: Optional[Trainer] = None
+  total_steps: int = 0
+  steps_per_epoch: int = 0
+  bounds: Any = None
+  num_params: int = 0
+  abstract_state: Any = None
+  checkpointer: Optional[checkpointing.Checkpointer] = None
+  writer: Optional[MetricWriter] = None
+  state: Optional[TrainState] = None
+  start_step: int = 0
+  best_accuracy: Optional[float] = None
+
+  def progress(self, step: int) -> dict:
+    """The ``progress`` item of a checkpoint of ``step``."""
+    return {"step": step, "best_validation_accuracy": self.best_accuracy, "total_steps": self.total_steps,
+            "examples_seen": step * self.config.batch_size}
+
+
+def claim_workdir(run: Run, start_over: bool, cleanup: contextlib.ExitStack) -> None:
+  """Step 1: the workdir's lock (released by ``cleanup``), then its config (``train.workdir``).
+
+  Raises:
+    train.workdir_lock.WorkdirInUse: another run is training in the workdir (nothing touched).
+  """
+  if run.is_chief:
+    cleanup.enter_context(workdir_lock.WorkdirLock(run.workdir))
+    workdir_lib.claim(run.config, run.workdir, start_over=start_over)
+
+
+def load_data(run: Run) -> None:
+  """Step 2: the datasets (prepared on first use), the unused-row line, the tokenizer copy."""
+  run.datasets = pipeline.get_datasets(run.config)
+  if run.is_chief and run.datasets.summary.get("malformed_by_reason"):
+    print(summary_lib.describe_unused_rows(run.datasets.summary), flush=True)
+  run.tokenizer_copy = _copy_tokenizer(run.datasets, run.workdir) if run.is_chief else None
+  pretrained_init.check_tokenizer(run.config.init_from, run.datasets.tokenizer_path)
+
+
+def build_state(run: Run, cleanup: contextlib.ExitStack) -> None:
+  """Step 3: model, compiled steps, checkpointer and the state to train from (restored if any).
+
+  The checkpointer and the metric writer are closed by ``cleanup``.
+  """
+  config = run.config
+  train_split = run.datasets.splits["train"]
+  model = models.create_model(config, run.datasets.tokenizer.vocab_size)
+  run.bounds = batching.config_bounds(config, train_split.max_length)
+  run.steps_per_epoch = batching.steps_per_epoch(train_split, config.batch_size, run.bounds)
+  if run.steps_per_epoch == 0:
+    raise ValueError(f"the train split has {len(train_split)} examples, fewer than one batch of "
+                     f"{config.batch_size}")
+  run.total_steps = total_train_steps(config, run.steps_per_epoch)
+  run.trainer = Trainer(config, model, run.total_steps, train_split)
+  run.num_params = models.count_params(run.trainer.initial_state.params)
+  run.abstract_state = checkpointing.abstract_like(run.trainer.initial_state)
+  checkpoint_dir = os.path.join(run.workdir, "checkpoints")
+  run.checkpointer = checkpointing.Checkpointer(checkpoint_dir, keep=config.keep_checkpoints,
+                                                async_save=config.async_checkpointing,
+                                                repair=run.is_chief)
+  cleanup.callback(run.checkpointer.close)
+  run.state, progress = run.checkpointer.restore_latest(run.trainer.initial_state)
+  run.start_step = int(progress["step"]) if progress else 0
+  run.best_accuracy = progress.get("best_validation_accuracy") if progress else None
+  if run.start_step:
+    print(f"Resuming from step {run.start_step} ({checkpoint_dir}).", flush=True)
+  logging.info("%s: %d parameters, %d steps (%d per epoch), %d devices, length buckets %s "
+               "(one compiled train and eval step per bucket).", config.model_type, run.num_params,
+               run.total_steps, run.steps_per_epoch, jax.device_count(), run.bounds)
+  run.writer = MetricWriter(run.workdir, resume_step=run.start_step)
+  cleanup.callback(run.writer.close)
+
+
+def train_loop(run: Run, clock: RunClock) -> None:
+  """Step 4: trains from ``run.start_step`` to the last step, validating and saving on the way.
+
+  On SIGTERM/SIGINT (``train.preemption``) the current step is finished and saved.
+
+  Raises:
+    NonFiniteLossError: the loss became NaN/inf (the latest checkpoint is the last good one).
+    train.preemption.Preempted: stopped by a signal after saving the step it had reached.
+    train.checkpointing.CheckpointDiskFull: a save ran out of disk space.
+  """
+  config, trainer, checkpointer = run.config, run.trainer, run.checkpointer
+  feed = input_feed.train_feed(config, run.datasets.splits["train"], start_step=run.start_step,
+                               mesh=trainer.mesh)
+  last_saved = checkpointer.latest_step()
+  state = run.state
+  with tqdm(total=run.total_steps, initial=run.start_step, desc=f"train {config.model_type}", unit="step",
+            mininterval=1.0, disable=not run.is_chief) as bar, preemption.StopOnSignal() as signals:
+    window = MetricsWindow(run.writer, learning_rate_schedule(config, run.total_steps), bar,
+                           checkpointer.directory, clock)
+    for step in range(run.start_step + 1, run.total_steps + 1):
+      state, metrics = trainer.train_step(state, next(feed))
+      window.add(metrics, config.batch_size)
+      bar.update(1)
+      _show_first_losses(bar, step, run.start_step, metrics, config.log_every_steps)
+      if step == run.start_step + 1:  # Exclude compilation from the training time.
+        jax.block_until_ready(metrics)
+        clock.resume()
+        window.reset()
+      is_last = step == run.total_steps
+      stop = signals.should_stop(step) and not is_last  # Called every step, on every process.
+      evaluate = is_last or step % config.eval_every_steps == 0
+      save = is_last or stop or step % config.checkpoint_every_steps == 0
+      if is_last or evaluate or save or step % config.log_every_steps == 0:
+        window.flush(step, last_saved)
+      if evaluate or save:
+        clock.pause()
+      if evaluate:
+        metrics_val = trainer.evaluator.task_metrics(state, run.datasets.splits["validation"], "validation")
+        run.writer.write(step, "validation", metrics_val)
+        if run.best_accuracy is None or metrics_val["accuracy"] > run.best_accuracy:
+          run.best_accuracy = metrics_val["accuracy"]
+        checkpointer.save_best(step, state, run.progress(step), metrics_val["accuracy"])
+        bar.write(f"step {step}: validation accuracy {metrics_val['accuracy']:.4f} "
+                  f"loss {metrics_val['loss']:.4f}")
+      if save:
+        checkpointer.save_latest(step, state, run.progress(step))
+        last_saved = step
+      if stop:
+        checkpointer.wait()  # Complete on disk before the process ends.
+        raise preemption.Preempted(signals.signal_name(), step, checkpointer.directory)
+      if evaluate or save:
+        clock.resume()
+    checkpointer.wait()
+  run.state = state
+
+
+def final_evaluation(run: Run) -> tuple[dict, dict, dict]:
+  """Step 5: the split metrics of the best checkpoint (else the newest readable, else the trained state).
+
+  Returns:
+    (metrics per split, the evaluated checkpoint's progress, ``eval_report.evaluated_checkpoint``).
+  """
+  eval_state, eval_progress, eval_kind = run.checkpointer.restore_best_or_latest(run.abstract_state)
+  evaluated = eval_report.evaluated_checkpoint(eval_kind, eval_progress, run.checkpointer.problems)
+  if eval_progress is None:
+    eval_state, eval_progress = run.state, run.progress(run.total_steps)
+  return run.trainer.evaluator.report_metrics(eval_state, run.datasets.splits), eval_progress, evaluated
+
+
+def write_report(run: Run, clock: RunClock, metrics: dict, eval_progress: dict, evaluated: dict) -> dict:
+  """Step 6: ``<workdir>/eval_report.json`` (the chief writes it) and the test row of the metrics.
+
+  The measured figures (training time, examples/s) are this run's, or, for a finished run
+  started again, the earlier report's (``eval_report.measured_figures``).
+  """
+  config = run.config
+  trained_steps = run.total_steps - run.start_step
+  timed_steps = max(trained_steps - 1, 0)  # The first step (compilation) is not timed.
+  train_s = clock.train_s()
+  examples_per_s = timed_steps * config.batch_size / train_s if train_s > 0 else 0.0
+  figures = eval_report.measured_figures(run.workdir, trained_steps, train_s, examples_per_s)
+  report = provenance.to_jsonable(eval_report.build_eval_report(config, run={
+      "model_type": config.model_type,
+      "num_params": run.num_params,
+      "steps": run.total_steps,
+      "evaluated_step": int(eval_progress["step"]),
+      "resumed_from_step": run.start_step,
+      "devices": jax.device_count(),
+      "device_kind": jax.devices()[0].device_kind,
+      "evaluated_checkpoint": evaluated,
+      "best_validation_accuracy": run.best_accuracy,
+      "wall_time_s": clock.wall_s(),
+      "tokenizer_path": run.tokenizer_copy,
+      "data_summary": run.datasets.summary,
+  }, figures=figures, metrics=metrics, epoch_examples=run.steps_per_epoch * config.batch_size))
+  if run.is_chief:
+    eval_report.write_eval_report(run.workdir, report)
+    if trained_steps:  # A finished run started again already logged its test row.
+      run.writer.write(run.total_steps, "test", report["test"])
+  return report
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start_over: bool = False) -> dict:
   """Trains (resuming if possible), evaluates and writes ``<workdir>/eval_report.json``.
+
+  The steps: claim the workdir, load the data, build the state, train, evaluate, report. One
+  clock times the run; one cleanup (the ``ExitStack``) closes whatever was opened, however
+  the run ends.
 
   ``start_over``: delete the workdir's earlier checkpoints, metrics and report first
   (see train.workdir).
@@ -226,130 +461,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
     the eval report dict.
   Raises:
     NonFiniteLossError: the loss became NaN/inf (the latest checkpoint is the last good one).
+    train.preemption.Preempted: SIGTERM/SIGINT; the step reached was saved.
+    train.checkpointing.CheckpointDiskFull: a checkpoint save ran out of disk space.
     train.workdir.WorkdirConfigMismatch: the workdir holds checkpoints of another config.
+    train.workdir_lock.WorkdirInUse: another run is training in the workdir.
   """
-  run_start = time.perf_counter()
+  clock = RunClock()
   distributed.initialize(config)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  is_chief = jax.process_index() == 0
-  if is_chief:
-    workdir_lib.claim(config, workdir, start_over=start_over)
-
-  datasets = pipeline.get_datasets(config)
-  if is_chief and datasets.summary.get("malformed_by_reason"):
-    print(summary_lib.describe_unused_rows(datasets.summary), flush=True)
-  tokenizer_copy = _copy_tokenizer(datasets, workdir) if is_chief else None
-  pretrained_init.check_tokenizer(config.init_from, datasets.tokenizer_path)
-  splits = datasets.splits
-  train_split = splits["train"]
-  model = models.create_model(config, datasets.tokenizer.vocab_size)
-  bounds = batching.config_bounds(config, train_split.max_length)
-  steps_per_epoch = batching.steps_per_epoch(train_split, config.batch_size, bounds)
-  if steps_per_epoch == 0:
-    raise ValueError(f"the train split has {len(train_split)} examples, fewer than one batch of "
-                     f"{config.batch_size}")
-  total_steps = total_train_steps(config, steps_per_epoch)
-  schedule = learning_rate_schedule(config, total_steps)
-
-  trainer = Trainer(config, model, total_steps, train_split)
-  num_params = models.count_params(trainer.initial_state.params)
-  # Shapes, dtypes and shardings to restore into later (the initial state's buffers get donated).
-  abstract_state = checkpointing.abstract_like(trainer.initial_state)
-  checkpoint_dir = os.path.join(workdir, "checkpoints")
-  checkpointer = checkpointing.Checkpointer(checkpoint_dir, keep=config.keep_checkpoints,
-                                            async_save=config.async_checkpointing,
-                                            repair=is_chief)
-  state, progress = checkpointer.restore_latest(trainer.initial_state)
-  start_step = int(progress["step"]) if progress else 0
-  best_accuracy = progress.get("best_validation_accuracy") if progress else None
-  if start_step:
-    print(f"Resuming from step {start_step} ({checkpoint_dir}).", flush=True)
-  logging.info("%s: %d parameters, %d steps (%d per epoch), %d devices, length buckets %s "
-               "(one compiled train and eval step per bucket).", config.model_type, num_params,
-               total_steps, steps_per_epoch, jax.device_count(), bounds)
-
-  writer = MetricWriter(workdir, resume_step=start_step)
-  feed = input_feed.train_feed(config, train_split, start_step=start_step, mesh=trainer.mesh)
-  last_saved = checkpointer.latest_step()
-  train_seconds = 0.0
-  bar = tqdm(total=total_steps, initial=start_step, desc=f"train {config.model_type}", unit="step",
-             mininterval=1.0, disable=not is_chief)
-  window = MetricsWindow(writer, schedule, bar, checkpoint_dir)
-
-  def progress_dict(step):
-    return {"step": step, "best_validation_accuracy": best_accuracy, "total_steps": total_steps,
-            "examples_seen": step * config.batch_size}
-
-  try:
-    segment_start = time.perf_counter()
-    for step in range(start_step + 1, total_steps + 1):
-      state, metrics = trainer.train_step(state, next(feed))
-      window.add(metrics, config.batch_size)
-      bar.update(1)
-      _show_first_losses(bar, step, start_step, metrics, config.log_every_steps)
-      if step == start_step + 1:  # Exclude compilation from the throughput.
-        jax.block_until_ready(metrics)
-        window.reset()
-        segment_start = window.start_time
-      is_last = step == total_steps
-      evaluate = is_last or step % config.eval_every_steps == 0
-      save = is_last or step % config.checkpoint_every_steps == 0
-      if is_last or evaluate or save or step % config.log_every_steps == 0:
-        window.flush(step, last_saved)
-      if evaluate or save:
-        train_seconds += time.perf_counter() - segment_start
-      if evaluate:
-        metrics_val = trainer.evaluator.task_metrics(state, splits["validation"], "validation")
-        writer.write(step, "validation", metrics_val)
-        if best_accuracy is None or metrics_val["accuracy"] > best_accuracy:
-          best_accuracy = metrics_val["accuracy"]
-        checkpointer.save_best(step, state, progress_dict(step), metrics_val["accuracy"])
-        bar.write(f"step {step}: validation accuracy {metrics_val['accuracy']:.4f} "
-                  f"loss {metrics_val['loss']:.4f}")
-      if save:
-        checkpointer.save_latest(step, state, progress_dict(step))
-        last_saved = step
-      if evaluate or save:
-        window.restart_clock()
-        segment_start = window.start_time
-    bar.close()
-    checkpointer.wait()
-  except NonFiniteLossError:
-    checkpointer.wait()
-    checkpointer.close()
-    writer.close()
-    bar.close()
-    raise
-  bar.close()
-  trained_steps = total_steps - start_step
-  timed_steps = max(trained_steps - 1, 0)  # The first step (compilation) is not timed.
-  examples_per_s = timed_steps * config.batch_size / train_seconds if train_seconds > 0 else 0.0
-
-  figures = eval_report.measured_figures(workdir, trained_steps, train_seconds, examples_per_s)
-  eval_state, eval_progress, eval_kind = checkpointer.restore_best_or_latest(abstract_state)
-  evaluated = eval_report.evaluated_checkpoint(eval_kind, eval_progress, checkpointer.problems)
-  if eval_progress is None:
-    eval_state, eval_progress = state, progress_dict(total_steps)
-  metrics = trainer.evaluator.report_metrics(eval_state, splits)
-  report = provenance.to_jsonable(eval_report.build_eval_report(config, run={
-      "model_type": config.model_type,
-      "num_params": num_params,
-      "steps": total_steps,
-      "evaluated_step": int(eval_progress["step"]),
-      "resumed_from_step": start_step,
-      "devices": jax.device_count(),
-      "device_kind": jax.devices()[0].device_kind,
-      "evaluated_checkpoint": evaluated,
-      "best_validation_accuracy": best_accuracy,
-      "wall_time_s": time.perf_counter() - run_start,
-      "tokenizer_path": tokenizer_copy,
-      "data_summary": datasets.summary,
-  }, figures=figures, metrics=metrics, epoch_examples=steps_per_epoch * config.batch_size))
-  if is_chief:
-    eval_report.write_eval_report(workdir, report)
-    if trained_steps:  # A finished run started again already logged its test row.
-      writer.write(total_steps, "test", report["test"])
-  checkpointer.close()
-  writer.close()
-  return report
+  run = Run(config=config, workdir=os.path.abspath(workdir), is_chief=jax.process_index() == 0)
+  with contextlib.ExitStack() as cleanup:
+    claim_workdir(run, start_over, cleanup)
+    load_data(run)
+    build_state(run, cleanup)
+    train_loop(run, clock)
+    metrics, eval_progress, evaluated = final_evaluation(run)
+    return write_report(run, clock, metrics, eval_progress, evaluated)

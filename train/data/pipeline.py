@@ -8,7 +8,9 @@ The data flows one way, each stage reading what the one before wrote:
 
 Only what is missing is built (prepared_paths says where each part lives and keys it by what
 it depends on): a new max_length re-encodes the dataset, a new vocab_size retrains the
-tokenizer, new sources or split fractions rewrite the dataset.
+tokenizer, new sources or split fractions rewrite the dataset. A prepared file that cannot be
+read (a truncated token cache, tokenizer model or TFDS shard) is moved aside
+(``prepared_paths.set_aside``), reported in one line and built again from what precedes it.
 Glossary: N examples, L max_length.
 """
 
@@ -25,6 +27,25 @@ from train.data import tokenizer as tokenizer_lib
 from train.data.datasets import SPLIT_NAMES, Datasets, Split
 
 SUBSAMPLE_SEED = 0
+
+
+class UnreadablePreparedData(ValueError):
+  """A prepared file could not be read; it was moved aside (the message is one line)."""
+
+
+def _read_prepared(path: str, read, data_dir: str, log):
+  """``read(path)``; if that fails, ``path`` is moved aside, logged in one line, and
+  ``UnreadablePreparedData`` raised (``get_datasets`` then builds it again)."""
+  try:
+    return read(path)
+  except MemoryError:
+    raise
+  except Exception as error:  # pylint: disable=broad-except  # Any damage: truncation, bad zip, bad proto.
+    moved = prepared_paths.set_aside(path, data_dir)
+    reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
+    message = f"the prepared {path} cannot be read ({reason}); moved to {moved}"
+    log(f"WARNING: {message}, building it again")
+    raise UnreadablePreparedData(message) from None
 
 
 def _find_sources(config, log) -> tuple[sources.SourceFiles | None, prepared_paths.PreparedPaths | None]:
@@ -78,11 +99,12 @@ def build(config, *, log=print) -> prepared_paths.PreparedPaths:
   dataset_dir = build_tfds(config, files, log=log, timings=timings)
   t = time.perf_counter()
   log(f"reading the TFDS dataset {dataset_dir}")
-  columns = tfds_dataset.read(dataset_dir, SPLIT_NAMES)
+  columns = _read_prepared(dataset_dir, lambda d: tfds_dataset.read(d, SPLIT_NAMES), paths.data_dir, log)
   timings["tfds_read_s"] = time.perf_counter() - t
   os.makedirs(paths.tokenizer_dir, exist_ok=True)
   if os.path.isfile(paths.tokenizer_model):
-    tokenizer = tokenizer_lib.load_tokenizer(paths.tokenizer_model, int(config.max_length))
+    tokenizer = _read_prepared(paths.tokenizer_model, lambda p: tokenizer_lib.load_tokenizer(p, int(config.max_length)),
+                               paths.data_dir, log)
   else:
     t = time.perf_counter()
     log(f"training the SentencePiece BPE tokenizer (vocab {config.vocab_size}) on the train split")
@@ -117,11 +139,15 @@ def build(config, *, log=print) -> prepared_paths.PreparedPaths:
   return paths
 
 
-def load(config, paths: prepared_paths.PreparedPaths) -> Datasets:
-  """Reads the token cache; subsamples train to config.max_train_examples (seeded, in file order)."""
+def load(config, paths: prepared_paths.PreparedPaths, *, log=print) -> Datasets:
+  """Reads the token cache; subsamples train to config.max_train_examples (seeded, in file order).
+
+  Raises:
+    UnreadablePreparedData: a prepared file cannot be read (it was moved aside).
+  """
   max_length = int(config.max_length)
-  split_arrays = token_cache.read(paths.tokens, max_length)
-  summary = summary_lib.read(paths.summary)
+  split_arrays = _read_prepared(paths.tokens, lambda p: token_cache.read(p, max_length), paths.data_dir, log)
+  summary = _read_prepared(paths.summary, summary_lib.read, paths.data_dir, log)
   max_train = config.max_train_examples
   train = split_arrays["train"]
   if max_train and int(max_train) < len(train):
@@ -129,7 +155,8 @@ def load(config, paths: prepared_paths.PreparedPaths) -> Datasets:
     keep = np.sort(rng.choice(len(train), size=int(max_train), replace=False))
     split_arrays["train"] = Split(tokens=train.tokens[keep], labels=train.labels[keep])
     summary["train_rows_used"] = int(max_train)
-  tokenizer = tokenizer_lib.load_tokenizer(paths.tokenizer_model, max_length)
+  tokenizer = _read_prepared(paths.tokenizer_model, lambda p: tokenizer_lib.load_tokenizer(p, max_length),
+                             paths.data_dir, log)
   return Datasets(splits=split_arrays, tokenizer=tokenizer, summary=summary,
                   tokenizer_path=paths.tokenizer_model)
 
@@ -141,4 +168,7 @@ def get_datasets(config, *, log=print) -> Datasets:
     return synthetic.make_datasets(config)
   if dataset != "sentiment140":
     raise ValueError(f"config.dataset must be 'sentiment140' or 'synthetic', got {dataset!r}")
-  return load(config, build(config, log=log))
+  try:
+    return load(config, build(config, log=log), log=log)
+  except UnreadablePreparedData:  # Moved aside: built again from the files before it, once.
+    return load(config, build(config, log=log), log=log)

@@ -12,7 +12,9 @@ Layout (under config.prepared_dir, else $MAMBA_JAX_DATA_CACHE, else ./data_cache
 Any change of inputs, normalization, fractions or tokenizer settings gives a new key, so a
 stale dataset, tokenizer or cache is never reused; an unchanged config reuses everything.
 On a machine without the raw files (e.g. a GPU box that was sent only the prepared dir), the
-newest complete token cache whose settings match the config is used.
+newest complete token cache whose settings match the config is used. A prepared file or
+dataset that cannot be read is moved to ``sentiment140-<data key>/unreadable/`` (renamed,
+nothing deleted) and built again (``train.data.pipeline``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ ENV_PREPARED_DIR = "MAMBA_JAX_DATA_CACHE"
 DEFAULT_PREPARED_DIR = "./data_cache"
 TOKENIZER_FILE = "sentencepiece.model"
 TOKENIZER_SAMPLE_SEED = 0
+UNREADABLE_DIR = "unreadable"
 
 
 def resolve_prepared_dir(config_prepared_dir: Optional[str] = None) -> str:
@@ -89,8 +92,11 @@ def find_without_sources(config) -> Optional[PreparedPaths]:
   root = resolve_prepared_dir(config.prepared_dir)
   matches = []
   for info_path in glob.glob(os.path.join(root, "sentiment140-*", "spm-bpe*", "tokenizer.json")):
-    with open(info_path) as f:
-      fingerprint = json.load(f).get("fingerprint", {})
+    try:
+      with open(info_path) as f:
+        fingerprint = json.load(f).get("fingerprint", {})
+    except (OSError, ValueError):  # Damaged: not a match (a build with the raw files replaces it).
+      continue
     fingerprint = json.loads(json.dumps(fingerprint))
     if fingerprint.get("data"):
       fingerprint["data"]["sources"] = None
@@ -123,3 +129,17 @@ def write_json(path: str, payload: dict) -> None:
     with open(p, "w") as f:
       json.dump(payload, f, indent=2, sort_keys=True)
   atomic_write(path, write)
+
+
+def set_aside(path: str, data_dir: str) -> str:
+  """Renames the unreadable ``path`` (a file or folder under ``data_dir``) to
+  ``<data_dir>/unreadable/<its path below data_dir, "/" as "-">[-n]``; returns the new path."""
+  name = os.path.relpath(path, data_dir).replace(os.sep, "-")
+  os.makedirs(os.path.join(data_dir, UNREADABLE_DIR), exist_ok=True)
+  target = os.path.join(data_dir, UNREADABLE_DIR, name)
+  suffix = 1
+  while os.path.exists(target):
+    suffix += 1
+    target = os.path.join(data_dir, UNREADABLE_DIR, f"{name}-{suffix}")
+  os.rename(path, target)
+  return target

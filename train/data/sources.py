@@ -11,6 +11,8 @@ folder. If none holds the files, the official zip is downloaded there; offline, 
 ``DataNotFoundError`` says which folder, which file names and where to get them.
 
 CSV schema (no header, latin-1, fields quoted): polarity (0/2/4), id, date, query, user, text.
+A file that starts with a byte order mark (UTF-8, UTF-16 or UTF-32, see
+``train.data.byte_order_marks``) is read in the encoding the mark names.
 The file is read line by line and each line is parsed on its own, so one bad row can never
 hide the good rows after it: a line that ends inside a quoted field is joined with the next
 lines (a text with a line break) only while those lines are not valid rows themselves, at
@@ -34,6 +36,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 from tqdm import tqdm
+
+from train.data import byte_order_marks
 
 OFFICIAL_URL = "http://cs.stanford.edu/people/alecmgo/trainingandtestdata.zip"
 OFFICIAL_ZIP = "trainingandtestdata.zip"
@@ -287,7 +291,7 @@ def parse_rows(lines: Iterable[str], source: str, *, allow_neutral: bool) -> Raw
 
 
 def read_csv(path: str, member: Optional[str] = None, *, allow_neutral: bool) -> RawRows:
-  """Reads one CSV: plain, .gz, or a member of a zip (latin-1)."""
+  """Reads one CSV: plain, .gz, or a member of a zip (latin-1, or the encoding of its byte order mark)."""
   source = f"{path}:{member}" if member else path
   try:
     with contextlib.ExitStack() as stack:
@@ -297,7 +301,11 @@ def read_csv(path: str, member: Optional[str] = None, *, allow_neutral: bool) ->
         raw = stack.enter_context(gzip.open(path, "rb"))
       else:
         raw = stack.enter_context(open(path, "rb"))
-      stream = io.TextIOWrapper(raw, encoding="latin-1", newline="\n")
+      raw = io.BufferedReader(raw) if not hasattr(raw, "peek") else raw
+      marked = byte_order_marks.detect(raw.peek(4)[:4])
+      encoding = marked[1] if marked else "latin-1"
+      # Invalid bytes after a UTF mark: replaced (U+FFFD), the row kept.
+      stream = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="\n")
       lines = tqdm(stream, desc=f"read {os.path.basename(member or path)}", unit=" rows", unit_scale=True,
                    mininterval=1.0)
       return parse_rows(lines, source, allow_neutral=allow_neutral)

@@ -62,17 +62,25 @@ def make_summary(config, build_report: dict, encoded: dict, *, vocab_size: int, 
   }
 
 
-def describe_unused_rows(summary: dict) -> str:
-  """One line: rows of the source files that were not used, by file and reason, with first line numbers."""
+def describe_unused_rows(summary: dict, title: str = "unused source rows") -> str:
+  """One line: how many rows of the source files were not used, then, by file, each reason that
+  occurred with its count and first line numbers, e.g.
+  ``unused source rows: 3 (training_file: 3 unterminated_quote (lines 4, 9, 12))``."""
   first_lines = summary.get("malformed_first_lines", {})  # Absent in caches built before it existed.
   parts = []
-  for source, reasons in summary["malformed_by_reason"].items():
-    counted = [f"{count:,} {reason}" + (f" (lines {', '.join(map(str, first_lines[source][reason]))}"
-                                        f"{', ...' if count > len(first_lines[source][reason]) else ''})"
-                                        if reason in first_lines.get(source, {}) else "")
-               for reason, count in sorted(reasons.items()) if count]
-    parts.append(f"{source}: {'; '.join(counted) if counted else 'none'}")
-  return f"unused source rows: {summary['malformed_rows']:,} ({' | '.join(parts)})"
+  for source, reasons in summary.get("malformed_by_reason", {}).items():
+    counted = []
+    for reason, count in sorted(reasons.items()):
+      if not count:
+        continue
+      lines = first_lines.get(source, {}).get(reason)
+      where = (f" ({'lines' if len(lines) > 1 else 'line'} {', '.join(map(str, lines))}"
+               f"{', ...' if count > len(lines) else ''})" if lines else "")
+      counted.append(f"{count:,} {reason}{where}")
+    if counted:
+      parts.append(f"{source}: {'; '.join(counted)}")
+  total = summary.get("malformed_rows", 0)
+  return f"{title}: {total:,}" + (f" ({' | '.join(parts)})" if parts else "")
 
 
 def read(path: str) -> dict:

@@ -29,7 +29,11 @@ class SentencePieceTokenizer:
   pad_id = PAD_ID
 
   def __init__(self, model_proto: bytes, max_length: int):
-    self._processor = spm.SentencePieceProcessor(model_proto=model_proto)
+    self._processor = spm.SentencePieceProcessor()
+    try:
+      self._processor.LoadFromSerializedProto(model_proto)
+    except RuntimeError:  # A truncated or foreign file; SentencePiece's message is a source location.
+      raise ValueError(f"not a SentencePiece model ({len(model_proto):,} bytes that do not parse)") from None
     self.model_proto = model_proto
     self.max_length = max_length
     self.vocab_size = int(self._processor.get_piece_size())
