@@ -24,7 +24,8 @@ Segments (S > 1, for long l and few (batch, d-block) programs): pass 1 scans
 every segment from a zero state and keeps its end state and sum of delta
 (its decay is exp(A * sum)); those (b, S, d, n) summaries are chained outside
 the kernel by an associative scan, and pass 2 rescans every segment from its
-true start state. S = 1 is a single pass. See :func:`auto_num_segments`.
+true start state (pass 1 is :func:`_forward_summary_kernel`, pass 2
+:func:`_forward_kernel`). S = 1 is a single pass. See :func:`auto_num_segments`.
 
 Backward kernel (``jax.custom_vjp``): when differentiated, the forward also
 writes the state at the start of every chunk, (b, c, d, n) = l*d*n/T floats per
@@ -32,11 +33,18 @@ sequence (as big as u in float32 for n = T = 16). The backward walks the chunks
 in reverse, recomputes the T states of a chunk from its start state, and runs
 the adjoint recurrence ``g_{t-1} = exp(delta_t A) * g_t + dy_{t-1} C_{t-1}``
 through them (segmented like the forward: pass 1 gives each segment's adjoint
-at its start from a zero adjoint at its end, chained backwards). du, d delta
+at its start from a zero adjoint at its end, chained backwards:
+:func:`_backward_summary_kernel`, then :func:`_backward_kernel`). du, d delta
 and dz are written per token; dB and dC (reduced over d) are written as
 per-channel-block partials (b, ceil(d / bd), l, n) and dA, dD, d delta_bias
 (reduced over b and l) as per-(batch, segment) partials; those are summed
 outside the kernel.
+
+Every kernel receives its refs by name: the inputs all of them read as one
+:class:`_ScanInputs` (pallas_call takes pytrees of arrays and BlockSpecs), the
+others as named parameters in pallas_call order; the helpers :class:`_Program`,
+:class:`_Token`, :func:`_forward_chunks` and :func:`_reverse_chunks` hold the
+chunk loops the kernels share.
 
 On backends other than GPU the same kernels run in Pallas interpret mode
 (``interpret=None`` picks it), so CPU tests cover the kernel logic; interpret
@@ -57,7 +65,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -126,222 +134,257 @@ def _softplus_grad(x):
 # ---------------------------------------------------------------- in-kernel helpers
 
 
-class _Token:
-  """What the kernels read for token t of one (batch, d-block); loaded on first use."""
+class _ScanInputs(NamedTuple):
+  """The inputs every kernel reads, by name: arrays, their BlockSpecs, or (in a kernel) refs.
 
-  def __init__(self, cfg: _KernelConfig, refs, t, d_mask):
-    self._cfg = cfg
-    self._u_ref, self._delta_ref, self._B_ref, self._C_ref, self._z_ref, self._bias, self._A = refs
-    self._d_mask = d_mask
-    self.valid = t < cfg.length
+  pallas_call takes them as one pytree argument, so a kernel receives its refs
+  under these names; z is None without a gate. Shapes below are a kernel's
+  blocks (batch and segment squeezed).
+  """
+
+  u: Any  # (l, bd)
+  delta: Any  # (l, bd), before the bias and the softplus
+  A: Any  # (bd, n)
+  B: Any  # (l, n)
+  C: Any  # (l, n)
+  bias: Any  # (bd,)
+  z: Any = None  # (l, bd)
+
+
+class _ForwardOutputs(NamedTuple):
+  """Outputs of :func:`_forward_kernel`: arrays (shapes below), their specs, or a kernel's refs."""
+
+  out: Any  # (b, l, d)
+  h_end: Any  # (b, S, d, n), the state leaving each segment
+  chunk_states: Any = None  # (b, c, d, n), the state entering each chunk (for the backward)
+
+
+class _BackwardOutputs(NamedTuple):
+  """Outputs of :func:`_backward_kernel`: arrays (shapes below), their specs, or a kernel's refs."""
+
+  du: Any  # (b, l, d)
+  d_delta: Any  # (b, l, d)
+  dA: Any  # (b, S, d, n) per (batch, segment)
+  dB: Any  # (b, ceil(d / bd), l, n) per d-block
+  dC: Any  # (b, ceil(d / bd), l, n) per d-block
+  dD: Any  # (b, S, d) per (batch, segment)
+  d_bias: Any  # (b, S, d) per (batch, segment)
+  g_start: Any  # (b, S, d, n), the adjoint entering each segment (from its start)
+  dz: Any = None  # (b, l, d)
+
+
+class _Program:
+  """One (batch, d-block, segment) program: its channel mask, A, bias and chunks."""
+
+  def __init__(self, cfg: _KernelConfig, ins: _ScanInputs):
+    self.cfg = cfg
+    self.ins = ins
+    d_index = pl.program_id(1) * cfg.block_d + jnp.arange(cfg.block_d)
+    self.d_mask = d_index < cfg.channels
+    self.A = self.load_state(ins.A)
+    self.bias = self.load_d_vector(ins.bias)
+    # First chunk of the segment and its number of chunks.
+    if cfg.num_segments == 1:
+      self.first_chunk, self.num_chunks = 0, cfg.num_chunks  # Static: a plain counted loop.
+    else:
+      self.first_chunk = pl.program_id(2) * cfg.chunks_per_segment
+      self.num_chunks = jnp.minimum(cfg.chunks_per_segment, cfg.num_chunks - self.first_chunk)
+
+  def token(self, chunk, s) -> "_Token":
+    """Token s of the given chunk."""
+    return _Token(self, chunk * self.cfg.chunk_size + s)
+
+  def load_d_vector(self, ref):
+    return plgpu.load(ref, mask=self.d_mask, other=0).astype(jnp.float32)
+
+  def load_state(self, ref):
+    return plgpu.load(ref, mask=self.d_mask[:, None], other=0).astype(jnp.float32)
+
+  def store_state(self, ref, h):
+    plgpu.store(ref, h.astype(ref.dtype), mask=self.d_mask[:, None])
+
+
+class _Token:
+  """What the kernels read for token t of one program; loaded on first use."""
+
+  def __init__(self, prog: _Program, t):
+    self._prog = prog
+    self.valid = t < prog.cfg.length
     # Clamped so that even masked-off reads stay inside the arrays.
-    self.row = jnp.minimum(t, cfg.length - 1)
-    self.store_mask = d_mask & self.valid
+    self.row = jnp.minimum(t, prog.cfg.length - 1)
+    self.store_mask = prog.d_mask & self.valid
 
   def _load_d_row(self, ref):
-    return plgpu.load(ref.at[self.row, :], mask=self._d_mask, other=0).astype(jnp.float32)
+    return plgpu.load(ref.at[self.row, :], mask=self._prog.d_mask, other=0).astype(jnp.float32)
 
   @functools.cached_property
   def u(self):
-    return self._load_d_row(self._u_ref)
+    return self._load_d_row(self._prog.ins.u)
 
   @functools.cached_property
   def delta_in(self):
     """delta + bias, before the softplus."""
-    return self._load_d_row(self._delta_ref) + self._bias
+    return self._load_d_row(self._prog.ins.delta) + self._prog.bias
 
   @functools.cached_property
   def delta(self):
-    delta = _softplus(self.delta_in) if self._cfg.delta_softplus else self.delta_in
+    delta = _softplus(self.delta_in) if self._prog.cfg.delta_softplus else self.delta_in
     # delta = 0 makes a masked token the identity step: exp(0 A) = 1, no input.
     return jnp.where(self.store_mask, delta, 0.0)
 
   @functools.cached_property
   def B(self):
-    return self._B_ref[self.row, :].astype(jnp.float32)
+    return self._prog.ins.B[self.row, :].astype(jnp.float32)
 
   @functools.cached_property
   def C(self):
-    return self._C_ref[self.row, :].astype(jnp.float32)
+    return self._prog.ins.C[self.row, :].astype(jnp.float32)
 
   @functools.cached_property
   def z(self):
-    return self._load_d_row(self._z_ref)
+    return self._load_d_row(self._prog.ins.z)
 
   @functools.cached_property
   def decay(self):
-    return jnp.exp(self.delta[:, None] * self._A)  # (bd, n)
+    return jnp.exp(self.delta[:, None] * self._prog.A)  # (bd, n)
 
   def advance(self, h):
     """The state after this token, from the state before it. (bd, n)."""
     return self.decay * h + (self.delta * self.u)[:, None] * self.B[None, :]
 
-
-def _d_mask(cfg: _KernelConfig):
-  d_index = pl.program_id(1) * cfg.block_d + jnp.arange(cfg.block_d)
-  return d_index < cfg.channels
-
-
-def _load_d_vector(ref, d_mask):
-  return plgpu.load(ref, mask=d_mask, other=0).astype(jnp.float32)
+  def output_grads(self, d_out_ref):
+    """d loss / d out (float32) and d loss / d y (before the gate) of this token."""
+    d_out = plgpu.load(d_out_ref.at[self.row, :], mask=self.store_mask, other=0)
+    d_out = d_out.astype(jnp.float32)
+    return d_out, (d_out * self.z * _sigmoid(self.z) if self._prog.cfg.has_z else d_out)
 
 
-def _load_state(ref, d_mask):
-  return plgpu.load(ref, mask=d_mask[:, None], other=0).astype(jnp.float32)
+def _forward_chunks(prog: _Program, h, carry, step, chunk_start=None):
+  """Walks the program's segment forwards from state h, a chunk per loop step.
 
-
-def _store_state(ref, h, d_mask):
-  plgpu.store(ref, h.astype(ref.dtype), mask=d_mask[:, None])
-
-
-def _segment_chunks(cfg: _KernelConfig):
-  """First chunk of this program's segment and its number of chunks."""
-  if cfg.num_segments == 1:
-    return 0, cfg.num_chunks  # Static: a plain counted loop.
-  first = pl.program_id(2) * cfg.chunks_per_segment
-  return first, jnp.minimum(cfg.chunks_per_segment, cfg.num_chunks - first)
-
-
-def _split_refs(refs, counts):
-  """Splits the flat kernel refs into groups of the given sizes."""
-  groups, i = [], 0
-  for c in counts:
-    groups.append(refs[i:i + c])
-    i += c
-  assert i == len(refs), (i, len(refs))
-  return groups
-
-
-# ---------------------------------------------------------------- forward kernel
-
-
-def _forward_kernel(*refs, cfg: _KernelConfig, summary: bool, save_chunk_states: bool):
-  """One (batch, d-block, segment) program of the forward scan.
-
-  Refs (batch and segment squeezed): u, delta (l, bd); A (bd, n); B, C (l, n);
-  bias (bd,); [z (l, bd)]; [D (bd,); h_start (bd, n)].
-
-  ``summary`` (pass 1 of a segmented scan): the segment from a zero state;
-  outputs h_end (bd, n) and the segment's sum of delta (bd,) (its decay is
-  exp(A * sum)). Otherwise: the segment from h_start; outputs out (l, bd),
-  h_end (bd, n) and, with ``save_chunk_states``, the state before each chunk
-  into chunk_states (c, bd, n).
+  After every token ``carry = step(tok, h, carry)`` with h the state after it;
+  ``chunk_start(chunk, h)``, if given, sees the state entering every chunk.
+  Returns the final (h, carry).
   """
-  ins, outs = _split_refs(list(refs), (
-      6 + int(cfg.has_z) + 2 * int(not summary),
-      2 if summary else 2 + int(save_chunk_states)))
-  u_ref, delta_ref, A_ref, B_ref, C_ref, bias_ref = ins[:6]
-  z_ref = ins[6] if cfg.has_z else None
-  if summary:
-    h_end_ref, delta_sum_ref = outs
-  else:
-    D_ref, h_start_ref = ins[-2:]
-    out_ref, h_end_ref = outs[:2]
-    chunk_states_ref = outs[2] if save_chunk_states else None
+  cfg = prog.cfg
 
-  d_mask = _d_mask(cfg)
-  A = _load_state(A_ref, d_mask)
-  token_refs = (u_ref, delta_ref, B_ref, C_ref, z_ref, _load_d_vector(bias_ref, d_mask), A)
-  D = None if summary else _load_d_vector(D_ref, d_mask)
-  first_chunk, num_chunks = _segment_chunks(cfg)
+  def chunk_body(k, state):
+    h, carry = state
+    chunk = prog.first_chunk + k
+    if chunk_start is not None:
+      chunk_start(chunk, h)
+    for s in range(cfg.chunk_size):
+      tok = prog.token(chunk, s)
+      h = tok.advance(h)
+      carry = step(tok, h, carry)
+    return h, carry
+
+  return jax.lax.fori_loop(0, prog.num_chunks, chunk_body, (h, carry))
+
+
+def _reverse_chunks(prog: _Program, body, carry):
+  """Runs ``carry = body(chunk, carry)`` over the program's chunks, last chunk first."""
 
   def chunk_body(k, carry):
-    h, delta_sum = carry
-    chunk = first_chunk + k
-    if save_chunk_states:
-      _store_state(chunk_states_ref.at[chunk], h, d_mask)
-    for s in range(cfg.chunk_size):
-      tok = _Token(cfg, token_refs, chunk * cfg.chunk_size + s, d_mask)
-      h = tok.advance(h)
-      if summary:
-        delta_sum = delta_sum + tok.delta
-        continue
-      y = jnp.sum(h * tok.C[None, :], axis=1) + D * tok.u
-      if cfg.has_z:
-        y = y * tok.z * _sigmoid(tok.z)
-      plgpu.store(out_ref.at[tok.row, :], y.astype(out_ref.dtype), mask=tok.store_mask)
-    return h, delta_sum
+    return body(prog.first_chunk + prog.num_chunks - 1 - k, carry)
 
-  h0 = jnp.zeros_like(A) if summary else _load_state(h_start_ref, d_mask)
-  h, delta_sum = jax.lax.fori_loop(
-      0, num_chunks, chunk_body, (h0, jnp.zeros((cfg.block_d,), jnp.float32)))
-  _store_state(h_end_ref, h, d_mask)
-  if summary:
-    plgpu.store(delta_sum_ref, delta_sum, mask=d_mask)
+  return jax.lax.fori_loop(0, prog.num_chunks, chunk_body, carry)
 
 
-# ---------------------------------------------------------------- backward kernel
+# ---------------------------------------------------------------- forward kernels
 
 
-def _backward_kernel(*refs, cfg: _KernelConfig, summary: bool):
-  """One (batch, d-block, segment) program of the backward scan.
+def _forward_summary_kernel(ins: _ScanInputs, h_end_ref, delta_sum_ref, *, cfg: _KernelConfig):
+  """Pass 1 of a segmented forward: one (batch, d-block, segment) program.
 
-  The adjoint g of the state runs backwards: g_{t-1} = exp(delta_t A) g_t +
-  dy_{t-1} C_{t-1}, starting from the adjoint of the segment's end state.
-
-  Refs (batch and segment squeezed): u, delta (l, bd); A (bd, n); B, C (l, n);
-  bias (bd,); [z (l, bd)]; d_out (l, bd); [D (bd,); chunk_states (c, bd, n);
-  g_end (bd, n)].
-
-  ``summary`` (pass 1 of a segmented backward): only the adjoint at the
-  segment start given a zero adjoint at its end, g_start (bd, n). Otherwise:
-  outputs du, d_delta (l, bd); dA partial (bd, n); dB, dC partials (l, n); dD,
-  d_bias partials (bd,); g_start (bd, n); [dz (l, bd)].
+  Scans the segment from a zero state; outputs its end state h_end (bd, n) and
+  its sum of delta (bd,) (the segment's decay is exp(A * sum)).
   """
-  ins, outs = _split_refs(list(refs), (
-      7 + int(cfg.has_z) + 3 * int(not summary),
-      1 if summary else 8 + int(cfg.has_z)))
-  u_ref, delta_ref, A_ref, B_ref, C_ref, bias_ref = ins[:6]
-  z_ref = ins[6] if cfg.has_z else None
-  d_out_ref = ins[6 + int(cfg.has_z)]
-  if summary:
-    (g_start_ref,) = outs
-  else:
-    D_ref, chunk_states_ref, g_end_ref = ins[-3:]
-    du_ref, d_delta_ref, dA_ref, dB_ref, dC_ref, dD_ref, d_bias_ref, g_start_ref = outs[:8]
-    dz_ref = outs[8] if cfg.has_z else None
+  prog = _Program(cfg, ins)
+  h, delta_sum = _forward_chunks(
+      prog, jnp.zeros_like(prog.A), jnp.zeros((cfg.block_d,), jnp.float32),
+      lambda tok, h, delta_sum: delta_sum + tok.delta)
+  prog.store_state(h_end_ref, h)
+  plgpu.store(delta_sum_ref, delta_sum, mask=prog.d_mask)
 
-  d_mask = _d_mask(cfg)
-  A = _load_state(A_ref, d_mask)
-  token_refs = (u_ref, delta_ref, B_ref, C_ref, z_ref, _load_d_vector(bias_ref, d_mask), A)
-  n = A.shape[1]
-  first_chunk, num_chunks = _segment_chunks(cfg)
 
-  def output_grad(tok, d_out):
-    """d loss / d y (before the gate) of a token."""
-    return d_out * tok.z * _sigmoid(tok.z) if cfg.has_z else d_out
+def _forward_kernel(ins: _ScanInputs, D_ref, h_start_ref, out_ref, h_end_ref, chunk_states_ref,
+                    *, cfg: _KernelConfig):
+  """One (batch, d-block, segment) program of the forward scan.
 
-  def summary_body(k, g):
-    chunk = first_chunk + num_chunks - 1 - k
+  Refs (batch and segment squeezed): ins; D (bd,); h_start (bd, n), the state
+  entering the segment. Scans the segment from h_start; outputs out (l, bd),
+  h_end (bd, n) and, unless chunk_states_ref is None, the state entering each
+  chunk into chunk_states (c, bd, n).
+  """
+  prog = _Program(cfg, ins)
+  D = prog.load_d_vector(D_ref)
+
+  def output(tok, h, carry):
+    y = jnp.sum(h * tok.C[None, :], axis=1) + D * tok.u
+    if cfg.has_z:
+      y = y * tok.z * _sigmoid(tok.z)
+    plgpu.store(out_ref.at[tok.row, :], y.astype(out_ref.dtype), mask=tok.store_mask)
+    return carry
+
+  save_chunk_state = None
+  if chunk_states_ref is not None:
+    save_chunk_state = lambda chunk, h: prog.store_state(chunk_states_ref.at[chunk], h)
+  h, _ = _forward_chunks(prog, prog.load_state(h_start_ref), (), output, save_chunk_state)
+  prog.store_state(h_end_ref, h)
+
+
+# ---------------------------------------------------------------- backward kernels
+#
+# The adjoint g of the state runs backwards: g_{t-1} = exp(delta_t A) g_t +
+# dy_{t-1} C_{t-1}, starting from the adjoint of the segment's end state.
+
+
+def _backward_summary_kernel(ins: _ScanInputs, d_out_ref, g_start_ref, *, cfg: _KernelConfig):
+  """Pass 1 of a segmented backward: one (batch, d-block, segment) program.
+
+  Refs (batch and segment squeezed): ins; d_out (l, bd). Outputs only the
+  adjoint at the segment start given a zero adjoint at its end, g_start (bd, n).
+  """
+  prog = _Program(cfg, ins)
+
+  def chunk_body(chunk, g):
     for s in reversed(range(cfg.chunk_size)):
-      tok = _Token(cfg, token_refs, chunk * cfg.chunk_size + s, d_mask)
-      d_out = plgpu.load(d_out_ref.at[tok.row, :], mask=tok.store_mask, other=0)
-      dy = output_grad(tok, d_out.astype(jnp.float32))
+      tok = prog.token(chunk, s)
+      _, dy = tok.output_grads(d_out_ref)
       g = (g + dy[:, None] * tok.C[None, :]) * tok.decay
     return g
 
-  if summary:
-    g = jax.lax.fori_loop(0, num_chunks, summary_body, jnp.zeros_like(A))
-    _store_state(g_start_ref, g, d_mask)
-    return
+  prog.store_state(g_start_ref, _reverse_chunks(prog, chunk_body, jnp.zeros_like(prog.A)))
 
-  D = _load_d_vector(D_ref, d_mask)
 
-  def chunk_body(k, carry):
+def _backward_kernel(ins: _ScanInputs, d_out_ref, D_ref, chunk_states_ref, g_end_ref,
+                     du_ref, d_delta_ref, dA_ref, dB_ref, dC_ref, dD_ref, d_bias_ref, g_start_ref,
+                     dz_ref, *, cfg: _KernelConfig):
+  """One (batch, d-block, segment) program of the backward scan.
+
+  Refs (batch and segment squeezed): ins; d_out (l, bd); D (bd,); chunk_states
+  (c, bd, n); g_end (bd, n), the adjoint leaving the segment. Outputs du,
+  d_delta (l, bd); dA partial (bd, n); dB, dC partials (l, n); dD, d_bias
+  partials (bd,); g_start (bd, n); dz (l, bd) unless dz_ref is None.
+  """
+  prog = _Program(cfg, ins)
+  A = prog.A
+  n = A.shape[1]
+  D = prog.load_d_vector(D_ref)
+
+  def chunk_body(chunk, carry):
     g, dA, dD, d_bias = carry  # g: adjoint of the state after the current token.
-    chunk = first_chunk + num_chunks - 1 - k
     # Recompute the chunk's states from its start state.
-    tokens, states = [], [_load_state(chunk_states_ref.at[chunk], d_mask)]
+    tokens, states = [], [prog.load_state(chunk_states_ref.at[chunk])]
     for s in range(cfg.chunk_size):
-      tok = _Token(cfg, token_refs, chunk * cfg.chunk_size + s, d_mask)
+      tok = prog.token(chunk, s)
       states.append(tok.advance(states[-1]))  # states[s]: before token s.
       tokens.append(tok)
     # Adjoint recurrence, last token first.
     for s in reversed(range(cfg.chunk_size)):
       tok, h_before, h_after = tokens[s], states[s], states[s + 1]
-      d_out = plgpu.load(d_out_ref.at[tok.row, :], mask=tok.store_mask, other=0)
-      d_out = d_out.astype(jnp.float32)
-      dy = output_grad(tok, d_out)
+      d_out, dy = tok.output_grads(d_out_ref)
       if cfg.has_z:
         y = jnp.sum(h_after * tok.C[None, :], axis=1) + D * tok.u
         gate_sigmoid = _sigmoid(tok.z)
@@ -369,13 +412,12 @@ def _backward_kernel(*refs, cfg: _KernelConfig, summary: bool):
     return g, dA, dD, d_bias
 
   zeros_d = jnp.zeros((cfg.block_d,), jnp.float32)
-  g, dA, dD, d_bias = jax.lax.fori_loop(
-      0, num_chunks, chunk_body,
-      (_load_state(g_end_ref, d_mask), jnp.zeros_like(A), zeros_d, zeros_d))
-  _store_state(g_start_ref, g, d_mask)
-  _store_state(dA_ref, dA, d_mask)
-  plgpu.store(dD_ref, dD, mask=d_mask)
-  plgpu.store(d_bias_ref, d_bias, mask=d_mask)
+  g, dA, dD, d_bias = _reverse_chunks(
+      prog, chunk_body, (prog.load_state(g_end_ref), jnp.zeros_like(A), zeros_d, zeros_d))
+  prog.store_state(g_start_ref, g)
+  prog.store_state(dA_ref, dA)
+  plgpu.store(dD_ref, dD, mask=prog.d_mask)
+  plgpu.store(d_bias_ref, d_bias, mask=prog.d_mask)
 
 
 # ---------------------------------------------------------------- pallas_call wrappers
@@ -432,13 +474,11 @@ def _segment_decay(A, delta_sum):
   return jnp.exp(delta_sum[..., None] * A)
 
 
-def _seq_inputs(cfg, sp, u, delta, A, B, C, bias, z):
-  in_specs = [sp["seq_d"], sp["seq_d"], sp["d_n"], sp["seq_n"], sp["seq_n"], sp["d"]]
-  args = [u, delta, A, B, C, bias]
-  if cfg.has_z:
-    in_specs.append(sp["seq_d"])
-    args.append(z)
-  return in_specs, args
+def _scan_inputs(sp, u, delta, A, B, C, bias, z):
+  """The inputs every kernel reads and their BlockSpecs."""
+  specs = _ScanInputs(u=sp["seq_d"], delta=sp["seq_d"], A=sp["d_n"], B=sp["seq_n"],
+                      C=sp["seq_n"], bias=sp["d"], z=None if z is None else sp["seq_d"])
+  return _ScanInputs(u, delta, A, B, C, bias, z), specs
 
 
 def _forward(cfg: _KernelConfig, u, delta, A, B, C, D, bias, h0, z, save_chunk_states):
@@ -447,7 +487,7 @@ def _forward(cfg: _KernelConfig, u, delta, A, B, C, D, bias, h0, z, save_chunk_s
   n = A.shape[1]
   S = cfg.num_segments
   sp = _specs(cfg, n)
-  in_specs, args = _seq_inputs(cfg, sp, u, delta, A, B, C, bias, z)
+  ins, in_specs = _scan_inputs(sp, u, delta, A, B, C, bias, z)
   f32 = jnp.float32
   delta_sum = None
   if S == 1:
@@ -455,23 +495,24 @@ def _forward(cfg: _KernelConfig, u, delta, A, B, C, D, bias, h0, z, save_chunk_s
   else:
     # Pass 1: every segment from a zero state, in parallel; then chain them.
     h_end0, delta_sum = _call(
-        functools.partial(_forward_kernel, cfg=cfg, summary=True, save_chunk_states=False),
-        cfg, b, in_specs, [sp["segment_state"], sp["segment_d"]],
-        [jax.ShapeDtypeStruct((b, S, d, n), f32), jax.ShapeDtypeStruct((b, S, d), f32)],
-        "selective_scan_fwd_segments")(*args)
+        functools.partial(_forward_summary_kernel, cfg=cfg), cfg, b, (in_specs,),
+        (sp["segment_state"], sp["segment_d"]),
+        (jax.ShapeDtypeStruct((b, S, d, n), f32), jax.ShapeDtypeStruct((b, S, d), f32)),
+        "selective_scan_fwd_segments")(ins)
     h_start, _ = _chain_segments(_segment_decay(A, delta_sum), h_end0, h0)
-  out_shape = [jax.ShapeDtypeStruct((b, l, d), u.dtype), jax.ShapeDtypeStruct((b, S, d, n), f32)]
-  out_specs = [sp["seq_d"], sp["segment_state"]]
-  if save_chunk_states:
-    out_shape.append(jax.ShapeDtypeStruct((b, cfg.num_chunks, d, n), f32))
-    out_specs.append(sp["chunk_states"])
+  out_shape = _ForwardOutputs(
+      out=jax.ShapeDtypeStruct((b, l, d), u.dtype),
+      h_end=jax.ShapeDtypeStruct((b, S, d, n), f32),
+      chunk_states=jax.ShapeDtypeStruct((b, cfg.num_chunks, d, n), f32)
+      if save_chunk_states else None)
+  out_specs = _ForwardOutputs(
+      out=sp["seq_d"], h_end=sp["segment_state"],
+      chunk_states=sp["chunk_states"] if save_chunk_states else None)
   outs = _call(
-      functools.partial(_forward_kernel, cfg=cfg, summary=False,
-                        save_chunk_states=save_chunk_states),
-      cfg, b, in_specs + [sp["d"], sp["segment_state"]], out_specs, out_shape,
-      "selective_scan_fwd")(*args, D, h_start)
-  chunk_states = outs[2] if save_chunk_states else None
-  return outs[0], outs[1][:, -1], chunk_states, delta_sum
+      functools.partial(_forward_kernel, cfg=cfg), cfg, b,
+      (in_specs, sp["d"], sp["segment_state"]), out_specs, out_shape,
+      "selective_scan_fwd")(ins, D, h_start)
+  return outs.out, outs.h_end[:, -1], outs.chunk_states, delta_sum
 
 
 def _backward(cfg: _KernelConfig, u, delta, A, B, C, D, bias, z, chunk_states, delta_sum,
@@ -481,9 +522,7 @@ def _backward(cfg: _KernelConfig, u, delta, A, B, C, D, bias, z, chunk_states, d
   S = cfg.num_segments
   nd = cfg.num_d_blocks
   sp = _specs(cfg, n)
-  in_specs, args = _seq_inputs(cfg, sp, u, delta, A, B, C, bias, z)
-  in_specs.append(sp["seq_d"])
-  args.append(d_out)
+  ins, in_specs = _scan_inputs(sp, u, delta, A, B, C, bias, z)
   f32 = jnp.float32
   if S == 1:
     g_end = d_h_last[:, None]
@@ -491,36 +530,33 @@ def _backward(cfg: _KernelConfig, u, delta, A, B, C, D, bias, z, chunk_states, d
     # Pass 1: the adjoint at each segment start from a zero adjoint at its end;
     # then chain the segments from the last one backwards.
     g_start0 = _call(
-        functools.partial(_backward_kernel, cfg=cfg, summary=True), cfg, b, in_specs,
+        functools.partial(_backward_summary_kernel, cfg=cfg), cfg, b, (in_specs, sp["seq_d"]),
         sp["segment_state"], jax.ShapeDtypeStruct((b, S, d, n), f32),
-        "selective_scan_bwd_segments")(*args)
+        "selective_scan_bwd_segments")(ins, d_out)
     flip = lambda x: jnp.flip(x, axis=1)
     g_end_reversed, _ = _chain_segments(
         flip(_segment_decay(A, delta_sum)), flip(g_start0), d_h_last)
     g_end = flip(g_end_reversed)
-  out_shape = [
-      jax.ShapeDtypeStruct((b, l, d), u.dtype),  # du
-      jax.ShapeDtypeStruct((b, l, d), delta.dtype),  # d delta
-      jax.ShapeDtypeStruct((b, S, d, n), f32),  # dA per (batch, segment)
-      jax.ShapeDtypeStruct((b, nd, l, n), f32),  # dB per d-block
-      jax.ShapeDtypeStruct((b, nd, l, n), f32),  # dC per d-block
-      jax.ShapeDtypeStruct((b, S, d), f32),  # dD per (batch, segment)
-      jax.ShapeDtypeStruct((b, S, d), f32),  # d bias per (batch, segment)
-      jax.ShapeDtypeStruct((b, S, d, n), f32),  # adjoint at each segment start
-  ]
-  out_specs = [sp["seq_d"], sp["seq_d"], sp["segment_state"], sp["seq_n_partial"],
-               sp["seq_n_partial"], sp["segment_d"], sp["segment_d"], sp["segment_state"]]
-  if cfg.has_z:
-    out_shape.append(jax.ShapeDtypeStruct((b, l, d), z.dtype))
-    out_specs.append(sp["seq_d"])
-  outs = _call(
-      functools.partial(_backward_kernel, cfg=cfg, summary=False), cfg, b,
-      in_specs + [sp["d"], sp["chunk_states"], sp["segment_state"]], out_specs, out_shape,
-      "selective_scan_bwd")(*args, D, chunk_states, g_end)
-  du, d_delta, dA, dB, dC, dD, d_bias, g_start = outs[:8]
-  dz = outs[8] if cfg.has_z else None
-  return (du, d_delta, dA.sum((0, 1)), dB.sum(1), dC.sum(1), dD.sum((0, 1)),
-          d_bias.sum((0, 1)), g_start[:, 0], dz)
+  out_shape = _BackwardOutputs(
+      du=jax.ShapeDtypeStruct((b, l, d), u.dtype),
+      d_delta=jax.ShapeDtypeStruct((b, l, d), delta.dtype),
+      dA=jax.ShapeDtypeStruct((b, S, d, n), f32),
+      dB=jax.ShapeDtypeStruct((b, nd, l, n), f32),
+      dC=jax.ShapeDtypeStruct((b, nd, l, n), f32),
+      dD=jax.ShapeDtypeStruct((b, S, d), f32),
+      d_bias=jax.ShapeDtypeStruct((b, S, d), f32),
+      g_start=jax.ShapeDtypeStruct((b, S, d, n), f32),
+      dz=None if z is None else jax.ShapeDtypeStruct((b, l, d), z.dtype))
+  out_specs = _BackwardOutputs(
+      du=sp["seq_d"], d_delta=sp["seq_d"], dA=sp["segment_state"], dB=sp["seq_n_partial"],
+      dC=sp["seq_n_partial"], dD=sp["segment_d"], d_bias=sp["segment_d"],
+      g_start=sp["segment_state"], dz=None if z is None else sp["seq_d"])
+  g = _call(
+      functools.partial(_backward_kernel, cfg=cfg), cfg, b,
+      (in_specs, sp["seq_d"], sp["d"], sp["chunk_states"], sp["segment_state"]), out_specs,
+      out_shape, "selective_scan_bwd")(ins, d_out, D, chunk_states, g_end)
+  return (g.du, g.d_delta, g.dA.sum((0, 1)), g.dB.sum(1), g.dC.sum(1), g.dD.sum((0, 1)),
+          g.d_bias.sum((0, 1)), g.g_start[:, 0], g.dz)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
