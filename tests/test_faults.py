@@ -262,6 +262,28 @@ cp -a "$MNT/run" "$OUT/resumed"
 TENSORSTORE_NOISE = re.compile(r"Traceback \(most recent call last\):\n(  .*\n)+RuntimeError: Event loop is closed\n")
 
 
+def test_disk_full_at_the_last_tensorboard_flush_is_one_line_and_no_traceback_at_exit(tmp_path):
+  """metrics.jsonl is flushed per row; a TensorBoard flush that fails at close is one WARNING line."""
+  script = f"""
+import errno
+from train.metric_logging import MetricWriter
+writer = MetricWriter({str(tmp_path)!r})
+writer.write(1, "train", {{"loss": 0.5}})
+def full(*args):
+  raise OSError(errno.ENOSPC, "No space left on device")
+writer._tensorboard.file_writer.event_writer._ev_writer.flush = full
+writer.close()
+print("closed")
+"""
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert result.returncode == 0 and "closed" in result.stdout, result.stderr[-2000:]
+  assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr[-2000:]
+  warnings = [line for line in result.stderr.splitlines() if "WARNING: TensorBoard events" in line]
+  assert len(warnings) == 1 and "No space left" in warnings[0]
+  assert json.loads((tmp_path / "metrics.jsonl").read_text())["loss"] == 0.5
+
+
 @pytest.mark.parametrize("space", ["less than the state", "more than the state"])
 def test_disk_full_during_a_save_is_one_line_exit_2_and_the_run_resumes_after(trained, tmp_path, space):
   """Less free space than the state's bytes: refused before writing; more: a write fails mid-way."""

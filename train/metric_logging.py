@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from numbers import Number
 
 import jax
@@ -61,7 +62,21 @@ class MetricWriter:
         self._tensorboard.add_scalar(f"{split}/{name}", value, int(step))
 
   def close(self) -> None:
+    """Closes both files. A TensorBoard flush that fails (a full disk) is one line, not a traceback:
+    metrics.jsonl, flushed at every row, already holds every metric."""
     if self._jsonl is not None:
       self._jsonl.close()
     if self._tensorboard is not None:
-      self._tensorboard.close()
+      try:
+        self._tensorboard.close()
+      except OSError as e:
+        print(f"WARNING: TensorBoard events after the last flush were not written ({e}); "
+              "metrics.jsonl has them", file=sys.stderr)
+        # The failed close stopped before tensorboardX's writer thread and its "closed" mark: stop the
+        # thread here, or it and the atexit cleanup (which retries the same flush) print tracebacks.
+        file_writer = getattr(self._tensorboard, "file_writer", None)
+        if file_writer is not None:
+          events = file_writer.event_writer
+          if events._worker is not None:  # pylint: disable=protected-access
+            events._worker.stop()  # pylint: disable=protected-access
+          events._closed = True  # pylint: disable=protected-access
