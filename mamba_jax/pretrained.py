@@ -289,63 +289,22 @@ def config_from_state_spaces(cfg: Mapping, where: str = "config.json") -> MambaC
   )
 
 
-def _hf_mamba2_config_dict(config: MambaConfig, dtype: str) -> dict:
-  """The Hugging Face ``Mamba2ForCausalLM`` config.json of a Mamba-2 ``config``."""
-  low, high = config.dt_limit
-  tagged = lambda x: {_FLOAT_TAG: "Infinity"} if x == float("inf") else x  # transformers' spelling.
-  return {
-      "architectures": [HF_ARCHITECTURES["mamba2"]],
-      "model_type": "mamba2",
-      "dtype": dtype,
-      "vocab_size": config.padded_vocab_size,
-      "hidden_size": config.d_model,
-      "num_hidden_layers": config.n_layers,
-      "state_size": config.d_state,
-      "conv_kernel": config.d_conv,
-      "expand": config.expand,
-      "head_dim": config.head_dim,
-      "num_heads": config.num_heads,
-      "n_groups": config.n_groups,
-      "chunk_size": config.chunk_size,
-      "time_step_min": config.dt_min,
-      "time_step_max": config.dt_max,
-      "time_step_floor": config.dt_init_floor,
-      "time_step_limit": [tagged(low), tagged(high)],
-      "use_bias": config.bias,
-      "use_conv_bias": config.conv_bias,
-      "hidden_act": "silu",
-      "layer_norm_epsilon": config.norm_epsilon,
-      "rms_norm": True,
-      "residual_in_fp32": True,
-      "tie_word_embeddings": config.tie_embeddings,
-      "bos_token_id": None,
-      "eos_token_id": None,
-      "pad_token_id": None,
-  }
-
-
 def hf_config_dict(config: MambaConfig, dtype: str = "float32") -> dict:
   """The Hugging Face ``MambaForCausalLM`` / ``Mamba2ForCausalLM`` config.json of ``config``."""
   _check_exportable(config)
-  if config.mixer == "mamba2":
-    return _hf_mamba2_config_dict(config, dtype)
-  return {
-      "architectures": [HF_ARCHITECTURES["mamba1"]],
-      "model_type": "mamba",
+  shared = {
+      "architectures": [HF_ARCHITECTURES[config.mixer]],
+      "model_type": {mixer: model_type for model_type, mixer in HF_MODEL_TYPES.items()}[config.mixer],
       "dtype": dtype,
       "vocab_size": config.padded_vocab_size,
       "hidden_size": config.d_model,
-      "intermediate_size": config.d_inner,
       "num_hidden_layers": config.n_layers,
       "state_size": config.d_state,
       "conv_kernel": config.d_conv,
       "expand": config.expand,
-      "time_step_rank": config.resolved_dt_rank,
       "time_step_min": config.dt_min,
       "time_step_max": config.dt_max,
       "time_step_floor": config.dt_init_floor,
-      "time_step_scale": config.dt_scale,
-      "time_step_init_scheme": "random",
       "use_bias": config.bias,
       "use_conv_bias": config.conv_bias,
       "hidden_act": "silu",
@@ -356,6 +315,13 @@ def hf_config_dict(config: MambaConfig, dtype: str = "float32") -> dict:
       "eos_token_id": None,
       "pad_token_id": None,
   }
+  if config.mixer == "mamba2":
+    tagged = lambda x: {_FLOAT_TAG: "Infinity"} if x == float("inf") else x  # transformers' spelling.
+    return {**shared, "head_dim": config.head_dim, "num_heads": config.num_heads, "n_groups": config.n_groups,
+            "chunk_size": config.chunk_size, "time_step_limit": [tagged(v) for v in config.dt_limit],
+            "rms_norm": True}
+  return {**shared, "intermediate_size": config.d_inner, "time_step_rank": config.resolved_dt_rank,
+          "time_step_scale": config.dt_scale, "time_step_init_scheme": "random"}
 
 
 # ---- Reading tensors -----------------------------------------------------------
