@@ -56,11 +56,6 @@ def step_sizes(dt: Array, dt_bias: Optional[Array], dt_softplus: bool, dt_limit:
   return dt
 
 
-def _chunked(t: Array, num_chunks: int, q: int) -> Array:
-  """(b, c * q, ...) -> (b, c, q, ...)."""
-  return t.reshape((t.shape[0], num_chunks, q) + t.shape[2:])
-
-
 def _entering_states(decay: Array, states: Array, h0: Optional[Array], method: str) -> Tuple[Array, Array]:
   """The state entering each chunk and the final state.
 
