@@ -52,10 +52,10 @@ def _check_training_rows(rows):
   assert rows.texts == ["@bob sad café day", 'happy, «quoted» "day"', "multi\nline text"]
   np.testing.assert_array_equal(rows.labels, [0, 1, 0])
   assert rows.labels.dtype == np.int32
-  assert rows.malformed == {"wrong_column_count": 2, "unknown_polarity": 2, "empty_text": 1,
-                            "neutral_in_training": 1, "unterminated_quote": 0, "field_too_large": 0,
-                            "unparseable": 0}
-  assert rows.malformed_lines == {"wrong_column_count": [2, 3], "unknown_polarity": [4, 5], "empty_text": [6],
+  assert rows.malformed == {"blank_line": 0, "wrong_column_count": 2, "unknown_label": 2, "empty_text": 1,
+                            "neutral_in_training": 1, "invalid_utf8": 0, "unterminated_quote": 0,
+                            "field_too_large": 0, "unparsable_row": 0}
+  assert rows.malformed_lines == {"wrong_column_count": [2, 3], "unknown_label": [4, 5], "empty_text": [6],
                                   "neutral_in_training": [7]}
   assert rows.num_malformed == 6
   np.testing.assert_array_equal(rows.row_numbers, [1, 8, 9])

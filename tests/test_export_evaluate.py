@@ -138,9 +138,11 @@ def test_sentiment140_csv_latin1_with_bad_rows(tmp_path):
   assert rows.label_scheme == "0/2/4"
   assert rows.texts == ["caf\xe9 was bad", "love it", "meh"]
   assert rows.labels.tolist() == [0, 1, 2]
-  assert rows.row_numbers == [1, 2, 4]
+  assert rows.row_numbers.tolist() == [1, 2, 4]
   assert rows.bad_rows == {"blank_line": 1, "wrong_column_count": 1, "unknown_label": 1, "empty_text": 1,
-                           "invalid_utf8": 0, "unparsable_row": 0}
+                           "neutral_in_training": 0, "invalid_utf8": 0, "unterminated_quote": 0,
+                           "field_too_large": 0, "unparsable_row": 0}
+  assert rows.bad_lines == {"blank_line": [3], "unknown_label": [5], "empty_text": [6], "wrong_column_count": [7]}
   # Forcing UTF-8 on latin-1 bytes: the row with the undecodable byte is counted, not guessed.
   forced = evaluate.read_labelled_file(str(path), encoding="utf-8")
   assert not forced.encoding_detected and forced.texts == ["love it", "meh"]
@@ -159,7 +161,7 @@ def test_tsv_utf8_with_header_names(tmp_path):
   assert rows.encoding == "utf-8" and rows.encoding_detected and rows.label_scheme == "names"
   assert rows.texts == ["so happy \U0001F600", "sad d\xe9j\xe0 vu", "the day"]
   assert rows.labels.tolist() == [1, 0, 2]
-  assert rows.row_numbers == [2, 3, 4]
+  assert rows.row_numbers.tolist() == [2, 3, 4]
   assert rows.bad_rows["unknown_label"] == 1 and rows.bad_rows["wrong_column_count"] == 1
   # Forcing latin-1 on UTF-8 bytes still reads every row (normalization repairs such mojibake).
   latin = evaluate.read_labelled_file(str(path), text_column="text", label_column="label", encoding="latin-1")

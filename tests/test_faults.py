@@ -622,9 +622,9 @@ def test_malformed_csv_corpus_loses_no_valid_row(tmp_path):
                         "valid tweet 16"]
   assert rows.row_numbers.tolist() == [1, 3, 7, 8, 10, 12, 13, 15, 16]
   assert {k: v for k, v in rows.malformed.items() if v} == {
-      "wrong_column_count": 2, "unknown_polarity": 1, "empty_text": 1, "unterminated_quote": 1,
+      "wrong_column_count": 2, "unknown_label": 1, "empty_text": 1, "unterminated_quote": 1,
       "field_too_large": 1}
-  assert rows.malformed_lines == {"wrong_column_count": [2, 9], "unknown_polarity": [4], "empty_text": [5],
+  assert rows.malformed_lines == {"wrong_column_count": [2, 9], "unknown_label": [4], "empty_text": [5],
                                   "unterminated_quote": [6], "field_too_large": [11]}
   assert len(rows.texts) + rows.num_malformed == 16 - 1  # Every line is used or counted (13-14 is one row).
 

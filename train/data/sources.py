@@ -11,23 +11,16 @@ folder. If none holds the files, the official zip is downloaded there; offline, 
 ``DataNotFoundError`` says which folder, which file names and where to get them.
 
 CSV schema (no header, latin-1, fields quoted): polarity (0/2/4), id, date, query, user, text.
-A file that starts with a byte order mark (UTF-8, UTF-16 or UTF-32, see
-``train.data.byte_order_marks``) is read in the encoding the mark names.
-The file is read line by line and each line is parsed on its own, so one bad row can never
-hide the good rows after it: a line that ends inside a quoted field is joined with the next
-lines (a text with a line break) only while those lines are not valid rows themselves, at
-most ``MAX_CONTINUATION_LINES`` of them. Every line that is not used is counted by reason
-(``MALFORMED_REASONS``), with the line numbers of the first few.
+The files are read by ``train.data.labelled_rows`` (the reader ``train.evaluate`` and the
+user's own files share): a byte order mark names the encoding, one bad row never hides the
+good rows after it, and every line that is not used is counted by reason
+(``MALFORMED_REASONS`` = ``labelled_rows.BAD_ROW_REASONS``), with the line numbers of the first few.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import dataclasses
-import gzip
 import hashlib
-import io
 import os
 import pathlib
 import urllib.request
@@ -35,9 +28,8 @@ import zipfile
 from typing import Iterable, Optional
 
 import numpy as np
-from tqdm import tqdm
 
-from train.data import byte_order_marks
+from train.data import labelled_rows
 
 OFFICIAL_URL = "http://cs.stanford.edu/people/alecmgo/trainingandtestdata.zip"
 OFFICIAL_ZIP = "trainingandtestdata.zip"
@@ -48,12 +40,9 @@ TRAIN_GLOBS = ("training*.csv", "training*.csv.gz")
 ENV_DATA_DIR = "SENT140_DATA_DIR"
 TFDS_MANUAL_DIR = "~/tensorflow_datasets/downloads/manual"
 
-NUM_COLUMNS = 6
-POLARITY_TO_LABEL = {"0": 0, "4": 1, "2": 2}  # negative, positive, neutral
-MALFORMED_REASONS = ("wrong_column_count", "unknown_polarity", "empty_text", "neutral_in_training",
-                     "unterminated_quote", "field_too_large", "unparseable")
-MAX_CONTINUATION_LINES = 8  # Lines a quoted text may span (the real files have none).
-FIRST_LINES_KEPT = 5  # Line numbers kept per malformed reason.
+NUM_COLUMNS = labelled_rows.SENTIMENT140_NUM_COLUMNS
+POLARITY_TO_LABEL = {"0": 0, "4": 1, "2": 2}  # negative, positive, neutral (labelled_rows.LABEL_SCHEMES["0/2/4"]).
+MALFORMED_REASONS = labelled_rows.BAD_ROW_REASONS  # The project's one vocabulary of unused-row reasons.
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -197,120 +186,24 @@ def verify_sha256(path: str, expected: str) -> None:
         f"the file is damaged or not the official one (re-download it from {OFFICIAL_URL}).")
 
 
-def _parse_line(text: str) -> tuple[Optional[list[str]], Optional[str], bool]:
-  """One CSV record's text -> (fields, error reason, ends inside a quoted field)."""
-  try:
-    fields = next(csv.reader((text,)), [])
-  except csv.Error as error:
-    return None, "field_too_large" if "field larger" in str(error) else "unparseable", False
-  open_quote = bool(fields) and text.endswith("\n") and fields[-1].endswith("\n")
-  return fields, None, open_quote
-
-
-def _check_row(fields: list[str], allow_neutral: bool) -> tuple[Optional[int], Optional[str]]:
-  """6 fields -> (label, None) if usable, else (None, reason)."""
-  if len(fields) != NUM_COLUMNS:
-    return None, "wrong_column_count"
-  label = POLARITY_TO_LABEL.get(fields[0].strip())
-  if label is None:
-    return None, "unknown_polarity"
-  if label == 2 and not allow_neutral:
-    return None, "neutral_in_training"
-  if not fields[5].strip():
-    return None, "empty_text"
-  return label, None
-
-
-class _RowCollector:
-  """Accepted rows and malformed-line counts of one file."""
-
-  def __init__(self, allow_neutral: bool):
-    self.allow_neutral = allow_neutral
-    self.texts, self.labels, self.row_numbers = [], [], []
-    self.malformed = dict.fromkeys(MALFORMED_REASONS, 0)
-    self.malformed_lines = {reason: [] for reason in MALFORMED_REASONS}
-
-  def reject(self, line_number: int, reason: str) -> None:
-    self.malformed[reason] += 1
-    if len(self.malformed_lines[reason]) < FIRST_LINES_KEPT:
-      self.malformed_lines[reason].append(line_number)
-
-  def offer(self, line_number: int, fields: Optional[list[str]], error: Optional[str]) -> bool:
-    """Adds the row, or counts it as malformed; returns whether it was used."""
-    label, reason = (None, error) if error else _check_row(fields, self.allow_neutral)
-    if reason:
-      self.reject(line_number, reason)
-      return False
-    self.texts.append(fields[5])
-    self.labels.append(label)
-    self.row_numbers.append(line_number)
-    return True
-
-  def reject_open_record(self, open_record: list[tuple[int, str]]) -> None:
-    """A record whose quote never closed: its first line is unterminated, the others count alone."""
-    self.reject(open_record[0][0], "unterminated_quote")
-    for line_number, text in open_record[1:]:
-      fields, error, is_open = _parse_line(text)
-      self.offer(line_number, fields, error or ("unterminated_quote" if is_open else None))
+def _raw_rows(rows: labelled_rows.LabelledRows) -> RawRows:
+  return RawRows(texts=rows.texts, labels=rows.labels, row_numbers=rows.row_numbers, malformed=rows.bad_rows,
+                 source=rows.source, malformed_lines=rows.bad_lines)
 
 
 def parse_rows(lines: Iterable[str], source: str, *, allow_neutral: bool) -> RawRows:
-  """Parses 6-column Sentiment140 CSV lines one by one; skips and counts malformed lines.
+  """Parses 6-column Sentiment140 CSV lines (``train.data.labelled_rows``, scheme 0/2/4); skips and counts
+  malformed lines.
 
   ``lines`` keep their line endings (split on "\\n" only).
   """
-  rows = _RowCollector(allow_neutral)
-  open_record: list[tuple[int, str]] = []  # (line number, text) of a record whose quote is open.
-  for line_number, line in enumerate(lines, start=1):
-    if open_record:
-      alone, alone_error, alone_open = _parse_line(line)
-      if not alone_error and not alone_open and _check_row(alone, allow_neutral)[0] is not None:
-        rows.reject_open_record(open_record)  # A valid row never continues a broken one.
-        open_record = []
-      else:
-        open_record.append((line_number, line))
-        fields, error, still_open = _parse_line("".join(text for _, text in open_record))
-        if still_open and len(open_record) <= MAX_CONTINUATION_LINES:
-          continue
-        if still_open:
-          rows.reject_open_record(open_record)
-        else:
-          rows.offer(open_record[0][0], fields, error)
-        open_record = []
-        continue
-    fields, error, is_open = _parse_line(line)
-    if is_open:
-      open_record = [(line_number, line)]
-      continue
-    rows.offer(line_number, fields, error)
-  if open_record:
-    rows.reject_open_record(open_record)
-  return RawRows(texts=rows.texts, labels=np.asarray(rows.labels, np.int32),
-                 row_numbers=np.asarray(rows.row_numbers, np.int64), malformed=rows.malformed,
-                 source=source, malformed_lines={k: v for k, v in rows.malformed_lines.items() if v})
+  return _raw_rows(labelled_rows.parse_lines(lines, source, labels="0/2/4", neutral_allowed=allow_neutral))
 
 
 def read_csv(path: str, member: Optional[str] = None, *, allow_neutral: bool) -> RawRows:
   """Reads one CSV: plain, .gz, or a member of a zip (latin-1, or the encoding of its byte order mark)."""
-  source = f"{path}:{member}" if member else path
-  try:
-    with contextlib.ExitStack() as stack:
-      if member is not None:
-        raw = stack.enter_context(stack.enter_context(zipfile.ZipFile(path)).open(member))
-      elif path.endswith(".gz"):
-        raw = stack.enter_context(gzip.open(path, "rb"))
-      else:
-        raw = stack.enter_context(open(path, "rb"))
-      raw = io.BufferedReader(raw) if not hasattr(raw, "peek") else raw
-      marked = byte_order_marks.detect(raw.peek(4)[:4])
-      encoding = marked[1] if marked else "latin-1"
-      # Invalid bytes after a UTF mark: replaced (U+FFFD), the row kept.
-      stream = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="\n")
-      lines = tqdm(stream, desc=f"read {os.path.basename(member or path)}", unit=" rows", unit_scale=True,
-                   mininterval=1.0)
-      return parse_rows(lines, source, allow_neutral=allow_neutral)
-  except (OSError, zipfile.BadZipFile, csv.Error) as error:
-    raise ValueError(f"cannot read {source}: {error}") from None
+  return _raw_rows(labelled_rows.read_labelled_file(path, member=member, encoding="latin-1", labels="0/2/4",
+                                                    neutral_allowed=allow_neutral, progress=True))
 
 
 def read_sources(files: SourceFiles, *, verify_zip: bool = True) -> tuple[RawRows, RawRows]:
