@@ -14,19 +14,41 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   # ---- Data (train.data.pipeline.get_datasets: raw files -> TFDS dataset -> tokenizer -> token cache;
   # configs/tiny.py switches to the synthetic task) ----
-  config.dataset = "sentiment140"  # "sentiment140" (real tweets) or "synthetic" (toy task, train.data.synthetic).
+  # "sentiment140" (real tweets), "labelled_files" (your own CSV/TSV files: the fields below;
+  # train.data.labelled_files) or "synthetic" (toy task, train.data.synthetic).
+  config.dataset = "sentiment140"
   # Folder with the raw files (official zip, extracted CSVs or any 6-column CSV[.gz]);
   # None: env SENT140_DATA_DIR, else the TFDS manual-download folder.
   config.data_dir = ml_collections.FieldReference(None, field_type=str)
   # Where the prepared data goes; None: env MAMBA_JAX_DATA_CACHE, else ./data_cache.
   config.prepared_dir = ml_collections.FieldReference(None, field_type=str)
   config.download = True  # Fetch the official zip into the data folder when neither raw files nor matching prepared data are there.
-  config.vocab_size = 32000  # SentencePiece vocabulary size (id 0 is padding).
+  # SentencePiece vocabulary size (id 0 is padding). More than the train texts can fill, or fewer
+  # than the characters and bytes they need, is a one-line error naming a size that works. Not
+  # used when init_from is a classifier (its tokenizer is used).
+  config.vocab_size = 32000
   config.max_length = 64  # Tokens per tweet after truncation / right padding.
   config.split_fractions = (0.98, 0.01, 0.01)  # train / validation / test shares of the 1.6M tweets.
   config.tokenizer_max_sentences = 1_000_000  # Train-split sentences sampled for SentencePiece.
   # Deterministic subsample of the train split (quick runs); None: all.
   config.max_train_examples = ml_collections.FieldReference(None, field_type=int)
+  # ---- Your own labelled files (dataset "labelled_files"; read by train.data.labelled_rows, as
+  # train.evaluate reads them; configs/own_data.py) ----
+  config.train_file = ml_collections.FieldReference(None, field_type=str)  # CSV/TSV (plain or .gz) of training rows.
+  # Rows for validation; None: a stable hash split of train_file (split_fractions, as for Sentiment140).
+  config.validation_file = ml_collections.FieldReference(None, field_type=str)
+  # Rows scored once at the end (eval_report.json "test"); None: from the hash split of train_file.
+  config.test_file = ml_collections.FieldReference(None, field_type=str)
+  # Text / label column: a header name (the first row is then the header) or a 0-based index;
+  # both None: the Sentiment140 6-column CSV (polarity, id, date, query, user, text).
+  config.text_column = ml_collections.FieldReference(None, field_type=str)
+  config.label_column = ml_collections.FieldReference(None, field_type=str)
+  # "auto" (0/2/4, negative/neutral/positive or 0/1, whichever the values fit: ids negative 0,
+  # positive 1, neutral 2 -- neutral becomes a class when the train file has it) | "0/2/4" |
+  # "names" | "0/1" | "classes" (every distinct value a class, ids in sorted order of the values).
+  config.label_scheme = "auto"
+  config.encoding = "auto"  # "auto" (byte order mark, else UTF-8 if the file decodes, else latin-1) | "utf-8" | "latin-1".
+  config.delimiter = "auto"  # "auto" (tab for .tsv/.tab, else comma) | "comma" | "tab".
 
   # ---- Model (train.models.create_model) ----
   config.model_type = "mamba"  # "mamba" | "transformer" | "lstm".
@@ -43,10 +65,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.select_delta = True  # Input-dependent delta (False: learned constant; the LTI ablation).
   config.model.select_bc = True  # Input-dependent B and C (False: learned constants; the LTI ablation).
   config.model.bidirectional = False  # True: a second mixer per block over the reversed real tokens, summed (mamba_jax.block).
-  # A Hugging Face / state-spaces Mamba LM folder (config.json + model.safetensors, e.g. written by
-  # mamba_jax.save_pretrained) whose embedding, blocks and final norm initialize the classifier;
-  # the head stays fresh. config.model and vocab_size must match its architecture. Read when the
-  # train state is created (a resumed run then restores its own checkpoint over it). None: from scratch.
+  # Where the initial weights come from (train.pretrained_init); None: from scratch. Either
+  # - a classifier: an exported model directory (train.export, e.g. models/sent140_mamba) or a
+  #   finished classifier workdir: its tokenizer is used (none is trained), all its weights are
+  #   loaded; its head is kept when its class names equal this data's, else replaced (one line
+  #   says so). model_type and config.model must match it (dropout and scan_method may differ); or
+  # - a Hugging Face / state-spaces Mamba LM folder (config.json + model.safetensors, e.g. written by
+  #   mamba_jax.save_pretrained) or a mamba_lm workdir, whose embedding, blocks and final norm
+  #   initialize the classifier; the head stays fresh. config.model and vocab_size must match it.
+  # Read when the train state is created (a resumed run then restores its own checkpoint over it).
   config.init_from = ml_collections.FieldReference(None, field_type=str)
 
   # ---- Optimization (train.optimizer) ----

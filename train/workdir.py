@@ -46,6 +46,11 @@ RESULT_INDEPENDENT_FIELDS = (
 RETIRED_FIELDS = (
     "write_tfds",  # The TFDS dataset is always written now (train.data.pipeline); same token ids.
 )
+# Fields added after configs were first stored, whose defaults (configs/sent140.py) do what a config
+# without them did (the own-files fields: unused unless dataset is "labelled_files"). A stored
+# config that lacks one is completed with its default, in a workdir and an export alike.
+FIELDS_WITH_PAST_DEFAULTS = ("train_file", "validation_file", "test_file", "text_column", "label_column",
+                             "label_scheme", "encoding", "delimiter")
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", EVAL_REPORT_FILE, CONFIG_FILE)
 
@@ -91,7 +96,7 @@ def complete_stored_config(stored: dict, reference: ml_collections.ConfigDict,
 
   A config written before a field existed lacks it. Result-independent top-level fields
   (``RESULT_INDEPENDENT_FIELDS``, e.g. ``download``) take ``reference``'s value: they cannot
-  change what the stored parameters compute. A missing result-changing field is an error,
+  change what the stored parameters compute; so do ``FIELDS_WITH_PAST_DEFAULTS``. A missing result-changing field is an error,
   never a silent default. Retired fields (``RETIRED_FIELDS``) are dropped. (``model.*`` fields are completed by the model config classes'
   own defaults, as for a config file that leaves them out.)
 
@@ -100,7 +105,8 @@ def complete_stored_config(stored: dict, reference: ml_collections.ConfigDict,
   """
   config = ml_collections.ConfigDict({k: v for k, v in stored.items() if k not in RETIRED_FIELDS})
   missing = [name for name in reference if name not in config]
-  result_changing = [name for name in missing if name not in RESULT_INDEPENDENT_FIELDS]
+  result_changing = [name for name in missing
+                     if name not in RESULT_INDEPENDENT_FIELDS and name not in FIELDS_WITH_PAST_DEFAULTS]
   if result_changing:
     raise ValueError(f"{source} lacks the config fields {', '.join(result_changing)}: it was written by "
                      "an incompatible version of mamba-jax; retrain or export again")
@@ -157,6 +163,10 @@ def claim(config: ml_collections.ConfigDict, workdir: str, *, start_over: bool =
   elif os.path.exists(path) and has_checkpoints(workdir):
     with open(path, encoding="utf-8") as f:
       stored = json.load(f)
+    from configs import sent140  # pylint: disable=import-outside-toplevel
+    defaults = as_json_dict(sent140.get_config())
+    for name in FIELDS_WITH_PAST_DEFAULTS:
+      stored.setdefault(name, defaults[name])
     differences = result_differences(stored, current)
     if differences:
       raise WorkdirConfigMismatch(mismatch_message(workdir, differences))

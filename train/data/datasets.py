@@ -67,16 +67,20 @@ class Datasets:
   """All splits plus the tokenizer that produced them.
 
   Attributes:
-    splits: "train", "validation", "test", "manual_test" -> Split.
+    splits: "train", "validation", "test"[, "manual_test" (Sentiment140, synthetic)] -> Split.
     tokenizer: encodes raw text the same way the splits were encoded.
     summary: rows per split and label, duplicates, malformed rows, truncation share, vocab size.
     tokenizer_path: the saved tokenizer model (None for in-memory tokenizers).
+    class_names: the classes the model learns, label id i = class_names[i] (the classifier has
+      one logit per class). Sentiment140 and the synthetic task: ("negative", "positive") (their
+      manual_test's neutral rows keep label id 2: neutral by abstention); the user's files: theirs.
   """
 
   splits: dict[str, Split]
   tokenizer: Any
   summary: dict
   tokenizer_path: Optional[str] = None
+  class_names: tuple[str, ...] = ("negative", "positive")
 
   @property
   def vocab_size(self) -> int:

@@ -241,9 +241,13 @@ def _records(lines: Iterable[str], collector: _Collector, make_layout) -> None:
 
 
 def _class_mapping(scheme: str, values: set[str], class_names: Optional[Sequence[str]]) -> dict[str, int]:
-  """Label text -> id for ``scheme`` ("classes": by ``class_names`` if given, else the sorted values)."""
-  if scheme != CLASSES_SCHEME:
-    return LABEL_SCHEMES[scheme]
+  """Label text -> id for ``scheme`` ("classes": by ``class_names`` if given, else the sorted values).
+
+  A known scheme's ids are those of KNOWN_CLASS_NAMES (given ``class_names`` are a prefix of them:
+  negative, positive[, neutral]).
+  """
+  if scheme != CLASSES_SCHEME:  # Given classes of a known scheme: its first len(class_names) ids.
+    return {k: v for k, v in LABEL_SCHEMES[scheme].items() if not class_names or v < len(class_names)}
   names = [str(n).strip().lower() for n in class_names] if class_names else sorted(v for v in values if v)
   return {name: i for i, name in enumerate(names)}
 

@@ -5,11 +5,14 @@ Layout (under config.prepared_dir, else $MAMBA_JAX_DATA_CACHE, else ./data_cache
   sentiment140-<data key>/                 key: source files (sha256), normalization version,
     tfds/sentiment140_mamba/<config>/<version>/  split fractions, format version
     spm-bpe<vocab>-<tokenizer key>/          key: vocab_size, tokenizer_max_sentences
+    spm-given-<sha256 of the model>/         a given tokenizer (config.init_from's), not trained
       sentencepiece.model, tokenizer.json
       tokens_L<max_length>.npz               uint16 token ids of every split (train.data.token_cache)
       tokens_L<max_length>.json              the summary (train.data.summary)
 
-Any change of inputs, normalization, fractions or tokenizer settings gives a new key, so a
+The user's own files (config.dataset "labelled_files") live in ``labelled-<data key>/``
+(key: the files' names, sizes and sha256, the reading options, normalization, fractions),
+with ``tfds/labelled_text_mamba/...`` and the same tokenizer folders. Any change of inputs, normalization, fractions or tokenizer settings gives a new key, so a
 stale dataset, tokenizer or cache is never reused; an unchanged config reuses everything.
 On a machine without the raw files (e.g. a GPU box that was sent only the prepared dir), the
 newest complete token cache whose settings match the config is used. A prepared file or
@@ -44,8 +47,16 @@ def _digest(payload: dict) -> str:
   return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def tokenizer_fingerprint(config, source_fingerprint: Optional[dict]) -> dict:
-  """Everything the tokenizer and token ids depend on, except max_length (None: sources unknown)."""
+def tokenizer_fingerprint(config, source_fingerprint: Optional[dict], given_tokenizer_sha256: Optional[str] = None) -> dict:
+  """Everything the tokenizer and token ids depend on, except max_length (None: sources unknown).
+
+  ``given_tokenizer_sha256``: the tokenizer is not trained but given (config.init_from's).
+  """
+  if given_tokenizer_sha256:
+    return {
+        "data": tokenizer_fingerprint(config, source_fingerprint)["data"],
+        "given_tokenizer_sha256": given_tokenizer_sha256,
+    }
   return {
       "data": {
           "format_version": PREPARED_FORMAT_VERSION,
@@ -73,12 +84,16 @@ class PreparedPaths:
     self.fingerprint = fingerprint
 
   @classmethod
-  def for_sources(cls, config, files: sources.SourceFiles) -> "PreparedPaths":
-    fingerprint = tokenizer_fingerprint(config, files.fingerprint())
-    data_dir = os.path.join(resolve_prepared_dir(config.prepared_dir),
-                            f"sentiment140-{_digest(fingerprint['data'])}")
-    tokenizer_dir = os.path.join(data_dir, f"spm-bpe{int(config.vocab_size)}-{_digest(fingerprint)}")
-    return cls(tokenizer_dir, int(config.max_length), fingerprint)
+  def for_sources(cls, config, files, given_tokenizer: Optional[str] = None) -> "PreparedPaths":
+    """The paths for ``files`` (``sources.SourceFiles``: "sentiment140-<key>", or the user's
+    ``labelled_files.LabelledFiles``: "labelled-<key>"); ``given_tokenizer``: a tokenizer model
+    to use instead of training one ("spm-given-<its sha256>", never shared with a trained one)."""
+    given_sha = sources.sha256_of(given_tokenizer) if given_tokenizer else None
+    fingerprint = tokenizer_fingerprint(config, files.fingerprint(), given_sha)
+    prefix = "sentiment140" if isinstance(files, sources.SourceFiles) else "labelled"
+    data_dir = os.path.join(resolve_prepared_dir(config.prepared_dir), f"{prefix}-{_digest(fingerprint['data'])}")
+    name = f"spm-given-{given_sha[:12]}" if given_sha else f"spm-bpe{int(config.vocab_size)}-{_digest(fingerprint)}"
+    return cls(os.path.join(data_dir, name), int(config.max_length), fingerprint)
 
   def is_built(self) -> bool:
     """Whether the token cache, its summary and the tokenizer are all there."""

@@ -7,6 +7,7 @@ Glossary: N training-file rows, M manual-test rows.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -30,12 +31,21 @@ class SplitRecords:
 
 @dataclasses.dataclass
 class Records:
-  splits: dict[str, SplitRecords]  # train, validation, test, manual_test.
+  """All splits of one prepared dataset and its build report.
+
+  Sentiment140 (``build_records``): keys "training_file" / "manual_test", class_names None (the
+  fixed ids of ``train.data.datasets.LABEL_NAMES``); the user's files
+  (``train.data.labelled_files.build_records``): keys "train_file" / "validation_file" /
+  "test_file", class_names the ids' names.
+  """
+
+  splits: dict[str, SplitRecords]  # train, validation, test[, manual_test].
   malformed: dict[str, dict[str, int]]  # "training_file" / "manual_test" -> reason -> count.
   # "training_file" / "manual_test" -> reason -> line numbers of the first few such lines.
   malformed_lines: dict[str, dict[str, list[int]]]
   duplicates: dict[str, int]  # See splits.duplicate_stats (training file).
   sources: dict[str, str]  # "training_file" / "manual_test" -> where it was read from.
+  class_names: Optional[tuple[str, ...]] = None  # Label id i = class_names[i]; None: Sentiment140's.
 
 
 def _take(rows: sources.RawRows, normalized: list[str], index: np.ndarray) -> SplitRecords:

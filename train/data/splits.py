@@ -70,8 +70,9 @@ def duplicate_stats(keys: np.ndarray, labels: np.ndarray) -> dict[str, int]:
   more than one label.
   """
   unique_keys, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-  pairs = np.unique(inverse.astype(np.int64) * 8 + labels.astype(np.int64))
-  labels_per_text = np.bincount(pairs // 8, minlength=len(unique_keys))
+  stride = int(labels.max()) + 1 if len(labels) else 1  # Distinct (text, label) pairs, any number of classes.
+  pairs = np.unique(inverse.astype(np.int64) * stride + labels.astype(np.int64))
+  labels_per_text = np.bincount(pairs // stride, minlength=len(unique_keys))
   return {
       "duplicate_rows": int(len(keys) - len(unique_keys)),
       "duplicate_groups": int(np.sum(counts > 1)),

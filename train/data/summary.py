@@ -15,13 +15,14 @@ from train.data import normalization
 from train.data.datasets import LABEL_NAMES, SPLIT_NAMES
 
 
-def label_counts(labels: np.ndarray) -> dict[str, int]:
-  counts = np.bincount(labels, minlength=len(LABEL_NAMES))
-  return {name: int(c) for name, c in zip(LABEL_NAMES, counts)}
+def label_counts(labels: np.ndarray, class_names=LABEL_NAMES) -> dict[str, int]:
+  """Class name -> rows of that label id (every class, zeros included)."""
+  counts = np.bincount(labels, minlength=len(class_names))
+  return {name: int(c) for name, c in zip(class_names, counts)}
 
 
 def make_summary(config, build_report: dict, encoded: dict, *, vocab_size: int, prepared_dir: str,
-                 tfds_dir: str) -> dict:
+                 tfds_dir: str, class_names=None) -> dict:
   """The summary of one token cache.
 
   Args:
@@ -31,16 +32,21 @@ def make_summary(config, build_report: dict, encoded: dict, *, vocab_size: int, 
     vocab_size: of the tokenizer.
     prepared_dir: the tokenizer folder holding the cache.
     tfds_dir: the TFDS dataset directory it was encoded from.
+    class_names: the user's files' classes (label id i = class_names[i]; stored as "class_names");
+      None: Sentiment140 (LABEL_NAMES).
   """
   max_length = int(config.max_length)
   malformed = build_report["malformed_by_reason"]
   duplicates = build_report["duplicate_details"]
   train_lengths = encoded["train"][1]
+  names = [name for name in SPLIT_NAMES if name in encoded]
+  classes = {} if class_names is None else {"class_names": list(class_names)}
   return {
-      "dataset": "sentiment140",
+      "dataset": "sentiment140" if class_names is None else "labelled_files",
+      **classes,
       "sources": build_report["sources"],
-      "rows": {name: len(encoded[name][2]) for name in SPLIT_NAMES},
-      "rows_per_label": {name: label_counts(encoded[name][2]) for name in SPLIT_NAMES},
+      "rows": {name: len(encoded[name][2]) for name in names},
+      "rows_per_label": {name: label_counts(encoded[name][2], class_names or LABEL_NAMES) for name in names},
       "duplicates": duplicates["duplicate_rows"],
       "duplicate_details": duplicates,
       "malformed_rows": sum(sum(reasons.values()) for reasons in malformed.values()),

@@ -37,11 +37,22 @@ class SplitColumns:
     return len(self.labels)
 
 
-def find(tfds_dir: str, split_fractions) -> Optional[str]:
-  """The finished dataset directory (holding dataset_info.json) for these fractions, or None."""
-  from train.data import sentiment140_builder  # Imports tfds.
-  builder = sentiment140_builder.Sentiment140Mamba
-  config_name = sentiment140_builder.config_for(split_fractions).name
+def _builder(labelled: bool):
+  """(builder class, its config_for) of Sentiment140 or of the user's labelled files."""
+  if not labelled:
+    from train.data import sentiment140_builder  # Imports tfds.
+    return sentiment140_builder.Sentiment140Mamba, sentiment140_builder.config_for
+  from train.data import labelled_text_builder  # Imports tfds.
+  return labelled_text_builder.LabelledTextMamba, labelled_text_builder.config_for
+
+
+def find(tfds_dir: str, split_fractions, labelled: bool = False) -> Optional[str]:
+  """The finished dataset directory (holding dataset_info.json) for these fractions, or None.
+
+  ``labelled``: the user's files' dataset (train.data.labelled_text_builder), not Sentiment140's.
+  """
+  builder, config_for = _builder(labelled)
+  config_name = config_for(split_fractions).name
   version_dir = os.path.join(tfds_dir, builder.name, config_name, str(builder.VERSION))
   return version_dir if os.path.isfile(os.path.join(version_dir, "dataset_info.json")) else None
 
@@ -49,26 +60,29 @@ def find(tfds_dir: str, split_fractions) -> Optional[str]:
 def write(records: records_lib.Records, tfds_dir: str, split_fractions) -> str:
   """Writes the array_record dataset of ``records`` under ``tfds_dir``; returns its directory."""
   import tensorflow_datasets as tfds
-  from train.data import sentiment140_builder
   tfds.disable_progress_bar()
-  config = sentiment140_builder.config_for(split_fractions)
-  if config.name in sentiment140_builder.Sentiment140Mamba.builder_configs:
+  builder_cls, config_for = _builder(records.class_names is not None)
+  config = (config_for(split_fractions) if records.class_names is None
+            else config_for(split_fractions, records.class_names))
+  if config.name in builder_cls.builder_configs:
     config = config.name  # tfds refuses a custom config named like a built-in one.
-  builder = sentiment140_builder.Sentiment140Mamba(
-      records=records, data_dir=tfds_dir, config=config, file_format="array_record")
+  builder = builder_cls(records=records, data_dir=tfds_dir, config=config, file_format="array_record")
   builder.download_and_prepare()
   return str(builder.data_dir)
 
 
-def read(dataset_dir: str, splits) -> dict[str, SplitColumns]:
-  """Split name -> its normalized texts and labels, read from its array_record shards in order."""
+def read(dataset_dir: str, splits=None) -> dict[str, SplitColumns]:
+  """Split name -> its normalized texts and labels, read from its array_record shards in order.
+
+  ``splits``: the names to read; None: every split of the dataset.
+  """
   import tensorflow_datasets as tfds
   from array_record.python import array_record_module
   from tensorflow_datasets.proto import tf_example_pb2
   parse = tf_example_pb2.Example.FromString
   split_infos = tfds.builder_from_directory(dataset_dir).info.splits
   columns = {}
-  for name in splits:
+  for name in (splits if splits is not None else list(split_infos.keys())):
     texts, labels = [], []
     for path in split_infos[name].filepaths:
       reader = array_record_module.ArrayRecordReader(os.fspath(path))

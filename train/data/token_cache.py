@@ -45,10 +45,11 @@ def write(path: str, encoded: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def read(path: str, max_length: int) -> dict[str, Split]:
-  """Split name -> Split with tokens np.uint16 (N, L), labels np.int32 (N,) and texts (or None)."""
+  """Split name -> Split with tokens np.uint16 (N, L), labels np.int32 (N,) and texts (or None), for
+  every split of ``SPLIT_NAMES`` the cache holds (the user's files have no manual_test)."""
   splits = {}
   with np.load(path) as cache:
-    for name in SPLIT_NAMES:
+    for name in (n for n in SPLIT_NAMES if f"{n}_lengths" in cache.files):
       lengths = cache[f"{name}_lengths"]
       tokens = tokenizer_lib.unflatten(cache[f"{name}_ids"], np.minimum(lengths, max_length), max_length)
       labels = cache[f"{name}_labels"].astype(np.int32)

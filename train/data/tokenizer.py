@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from typing import Optional, Sequence
 
 import numpy as np
@@ -99,7 +100,12 @@ def unflatten(flat: np.ndarray, lengths: np.ndarray, max_length: int) -> np.ndar
 
 def train_tokenizer(normalized_texts: Sequence[str], vocab_size: int, *, max_sentences: int,
                     max_length: int, seed: int = 0) -> SentencePieceTokenizer:
-  """Trains BPE on at most ``max_sentences`` texts sampled (seeded) from ``normalized_texts``."""
+  """Trains BPE on at most ``max_sentences`` texts sampled (seeded) from ``normalized_texts``.
+
+  A ``vocab_size`` the texts cannot fill, or one below the characters and bytes they need, is a
+  one-line ValueError naming the size that works (never capped silently: the size is part of
+  the model's architecture).
+  """
   if not 0 < vocab_size <= MAX_UINT16_VOCAB:
     raise ValueError(f"vocab_size must be in (0, {MAX_UINT16_VOCAB}], got {vocab_size}")
   if len(normalized_texts) > max_sentences:
@@ -109,6 +115,25 @@ def train_tokenizer(normalized_texts: Sequence[str], vocab_size: int, *, max_sen
   else:
     sentences = list(normalized_texts)
   model = io.BytesIO()
+  try:
+    _train_sentencepiece(sentences, vocab_size, model)
+  except RuntimeError as error:  # SentencePiece's message is a C++ source location and a check.
+    too_small = re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", str(error))
+    if too_small:
+      raise ValueError(f"vocab_size {vocab_size} is smaller than the {too_small.group(2)} characters, bytes and "
+                       f"symbols the tokenizer must hold; set config.vocab_size to {too_small.group(2)} or more") from None
+    raise ValueError(f"SentencePiece could not train a vocabulary of {vocab_size} on {len(sentences):,} sentences: "
+                     f"{(str(error).strip().splitlines() or [''])[-1][:300]}") from None
+  tokenizer = SentencePieceTokenizer(model.getvalue(), max_length)
+  if tokenizer.vocab_size < vocab_size:
+    raise ValueError(
+        f"vocab_size {vocab_size} was requested, but the {len(sentences):,} training sentences support "
+        f"only {tokenizer.vocab_size}; set config.vocab_size to {tokenizer.vocab_size} or less")
+  return tokenizer
+
+
+def _train_sentencepiece(sentences: list[str], vocab_size: int, model: io.BytesIO) -> None:
+  """SentencePiece BPE on ``sentences`` written into ``model`` (RuntimeError when it cannot)."""
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(sentences),
       model_writer=model,
@@ -124,12 +149,6 @@ def train_tokenizer(normalized_texts: Sequence[str], vocab_size: int, *, max_sen
       num_threads=os.cpu_count() or 1,
       minloglevel=2,
   )
-  tokenizer = SentencePieceTokenizer(model.getvalue(), max_length)
-  if tokenizer.vocab_size < vocab_size:
-    raise ValueError(
-        f"vocab_size {vocab_size} was requested, but the {len(sentences):,} training sentences support "
-        f"only {tokenizer.vocab_size}; set config.vocab_size to {tokenizer.vocab_size} or less")
-  return tokenizer
 
 
 def load_tokenizer(path: str, max_length: int = 64) -> SentencePieceTokenizer:
