@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from train import checkpointing, input_feed, metrics, model_dir, models, tasks
+from train import checkpointing, classes, input_feed, metrics, model_dir, models, tasks
 from train.data import batching
 from train.data.datasets import Split
 from train.train_state import TrainState
@@ -170,7 +170,7 @@ def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
   """
   config = model_dir.read_config(workdir, "--workdir must be a training workdir (python -m train.main --workdir=...).")
   tokenizer = model_dir.load_run_tokenizer(config, workdir)
-  model = models.create_model(config, tokenizer.vocab_size)
+  model = models.create_model(config, tokenizer.vocab_size, len(classes.read(workdir)))
   params, step = checkpointing.restore_params(os.path.join(workdir, "checkpoints"),
                                               models.parameter_shapes(config, model), checkpoint)
   return LoadedModel(config, tokenizer, inference_state(model, params), os.path.abspath(workdir), step)
@@ -184,7 +184,7 @@ def load_exported(directory: str) -> LoadedModel:
     raise FileNotFoundError(f"{params_path} not found: --model must be a directory written by "
                             "python -m train.export.")
   tokenizer = model_dir.load_run_tokenizer(config, directory)
-  model = models.create_model(config, tokenizer.vocab_size)
+  model = models.create_model(config, tokenizer.vocab_size, len(classes.read(directory)))
   params, metadata = model_dir.load_params(params_path)
   expected = models.parameter_shapes(config, model)
   if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(

@@ -28,7 +28,10 @@ MODELS = {
     "mamba_lm": (MambaConfig, MambaLM, tasks.NextToken),  # configs/sent140_lm.py: pretraining.
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-NUM_CLASSES = 2  # Trained on negative / positive only; "neutral" comes from a confidence threshold.
+# Sentiment140's classifiers: negative / positive only ("neutral" from a confidence threshold). A run
+# on the user's files has one logit per class of its data (train.data.datasets.Datasets.class_names).
+NUM_CLASSES = 2
+HEAD = "head"  # The classifiers' output layer (parameters head/kernel (m, c), head/bias (c,)).
 
 
 def activation_dtype(name: str) -> Any:
@@ -48,13 +51,13 @@ def task_of(config: ml_collections.ConfigDict):
   return _entry(config)[2]
 
 
-def create_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
-  """``<Model>(<Model>Config(vocab_size, num_classes=2, dtype, **config.model))``."""
+def create_model(config: ml_collections.ConfigDict, vocab_size: int, num_classes: int = NUM_CLASSES) -> nn.Module:
+  """``<Model>(<Model>Config(vocab_size, num_classes, dtype, **config.model))``."""
   config_cls, model_cls, _ = _entry(config)
   fields = config.model.to_dict()
   try:
     model_config = config_cls(
-        vocab_size=vocab_size, num_classes=NUM_CLASSES, dtype=activation_dtype(config.dtype), **fields)
+        vocab_size=vocab_size, num_classes=num_classes, dtype=activation_dtype(config.dtype), **fields)
   except TypeError as e:
     raise ValueError(f"config.model does not fit {config_cls.__name__}: {e}") from e
   return model_cls(model_config)

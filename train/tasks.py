@@ -47,13 +47,23 @@ def weighted_accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array) 
 
 
 class Classification:
-  """Sentiment of a tweet: logits (b, c) against ``batch["label"]`` (b,)."""
+  """Class of a text: logits (b, c) against ``batch["label"]`` (b,).
+
+  ``reported_splits``: the final report's splits. Sentiment140 and the synthetic task:
+  validation, test and manual_test (``metrics.REPORTED_SPLITS``); the user's files
+  (config.dataset "labelled_files"): validation and test (the test file, when given).
+  """
 
   reported_splits = metrics.REPORTED_SPLITS
 
+  def __init__(self, reported_splits: tuple = metrics.REPORTED_SPLITS):
+    self.reported_splits = tuple(reported_splits)
+
   @classmethod
   def for_run(cls, config: ml_collections.ConfigDict, train_split=None) -> "Classification":
-    del config, train_split
+    del train_split
+    if config.get("dataset") == "labelled_files":
+      return cls(("validation", "test"))
     return cls()
 
   def loss(self, apply_fn, params, batch: dict, rng: jax.Array,
@@ -80,6 +90,10 @@ class Classification:
   @staticmethod
   def summary(report: dict) -> str:
     """The final eval report in one line (what ``python -m train.main`` prints)."""
+    if "manual_test" not in report:  # The user's files: their classes, no manual_test.
+      test = report["test"]
+      return (f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+              f"({test['num_examples']} rows, {len(test['confusion_matrix'])} classes)")
     manual = report["manual_test"]
     return (f"test accuracy {report['test']['accuracy']:.4f}, manual_test binary accuracy "
             f"{manual['binary']['accuracy']:.4f}, three-way {manual['three_way']['accuracy']:.4f} "

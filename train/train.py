@@ -28,7 +28,7 @@ import optax
 from absl import logging
 from tqdm import tqdm
 
-from train import checkpointing, distributed, eval_report, inference, input_feed, models, preemption
+from train import checkpointing, classes, distributed, eval_report, inference, input_feed, models, preemption
 from train import pretrained_init, provenance, tasks
 from train import workdir as workdir_lib
 from train import workdir_lock
@@ -50,19 +50,23 @@ def total_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
-                       total_steps: int, init_from: Optional[str] = None) -> TrainState:
+                       total_steps: int, init_from: Optional[str] = None,
+                       class_names=classes.BINARY) -> TrainState:
   """Initializes parameters (float32) and the optimizer for ``total_steps`` steps.
 
   ``rng``: a key (``jax.random.key``; a legacy uint32 ``PRNGKey`` gives the same values).
-  ``init_from``: a pretrained Mamba checkpoint folder whose backbone replaces the
-  initial backbone (``train.pretrained_init``); None: all freshly initialized.
+  ``init_from``: a classifier (export or workdir) whose weights are loaded, or a pretrained
+  Mamba checkpoint folder whose backbone replaces the initial backbone
+  (``train.pretrained_init``); None: all freshly initialized. ``class_names``: the run's
+  classes (a classifier's head is kept only when they are its own).
   """
   if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
     rng = jax.random.wrap_key_data(rng)
   params_rng, dropout_rng = jax.random.split(rng)
   params = models.init_params(config, model, params_rng)
   if init_from:
-    params = pretrained_init.init_from_pretrained(init_from, model, params)
+    params = jax.tree_util.tree_map(
+        jnp.asarray, pretrained_init.init_from_pretrained(init_from, model, params, class_names))
   tx = create_optimizer(config, total_steps, params)
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                             dropout_rng=jax.random.key_data(dropout_rng))
@@ -108,8 +112,10 @@ def train_step(state: TrainState, batch: dict, *, task=tasks.CLASSIFICATION, lab
 class Trainer:
   """Holds the compiled steps, the task and the device layout of one run (``evaluator``: its evaluation)."""
 
-  def __init__(self, config: ml_collections.ConfigDict, model, total_steps: int, train_split=None):
-    """``train_split``: what a task may derive from the training data (the LM's sampled softmax)."""
+  def __init__(self, config: ml_collections.ConfigDict, model, total_steps: int, train_split=None,
+               class_names=classes.BINARY):
+    """``train_split``: what a task may derive from the training data (the LM's sampled softmax);
+    ``class_names``: the classes of the data (``config.init_from``'s head is kept only for its own)."""
     self.config = config
     self.task = models.task_of(config).for_run(config, train_split)
     self.mesh = input_feed.make_mesh()
@@ -118,7 +124,7 @@ class Trainer:
     replicated = input_feed.replicated(self.mesh)
     sharded = input_feed.batch_sharding(self.mesh)
     state = create_train_state(config, model, jax.random.key(config.seed), total_steps,
-                               init_from=config.init_from)
+                               init_from=config.init_from, class_names=class_names)
     distributed.wait_for_all("train_state")  # The processes' first computation together follows.
     self.initial_state = jax.device_put(state, replicated)
     step_fn = functools.partial(train_step, task=self.task, label_smoothing=config.label_smoothing,
@@ -303,12 +309,39 @@ def claim_workdir(run: Run, start_over: bool, cleanup: contextlib.ExitStack) -> 
 
 
 def load_data(run: Run) -> None:
-  """Step 2: the datasets (prepared on first use), the unused-row line, the tokenizer copy."""
-  run.datasets = pipeline.get_datasets(run.config)
+  """Step 2: the datasets (prepared on first use), the unused-row line, the tokenizer copy, classes.json.
+
+  A classifier as ``config.init_from`` is checked against the config first, and its tokenizer
+  encodes the data (``train.pretrained_init.classifier_source``).
+
+  Raises:
+    ValueError: ``config.init_from`` does not fit (architecture, tokenizer), or the workdir's
+      checkpoints were trained on other classes than the data has now.
+  """
+  config = run.config
+  source = pretrained_init.classifier_source(config.init_from)
+  if source is not None:
+    pretrained_init.check_classifier_source(config, source)
+  run.datasets = pipeline.get_datasets(config, given_tokenizer=source.tokenizer_path if source else None)
+  if source is not None and source.tokenizer_path and run.is_chief:
+    print(f"init_from {source.path}: its tokenizer encodes the data (vocab {run.datasets.vocab_size}; "
+          f"config.vocab_size {config.vocab_size} is not used).", flush=True)
   if run.is_chief and run.datasets.summary.get("malformed_by_reason"):
     print(summary_lib.describe_unused_rows(run.datasets.summary), flush=True)
   run.tokenizer_copy = _copy_tokenizer(run.datasets, run.workdir) if run.is_chief else None
-  pretrained_init.check_tokenizer(run.config.init_from, run.datasets.tokenizer_path)
+  pretrained_init.check_tokenizer(config.init_from, run.datasets.tokenizer_path)
+  if run.is_chief:
+    _claim_classes(run.workdir, run.datasets.class_names)
+
+
+def _claim_classes(workdir: str, class_names) -> None:
+  """Writes ``<workdir>/classes.json``; refuses when the workdir's checkpoints learned other classes."""
+  if os.path.isfile(os.path.join(workdir, classes.CLASSES_FILE)) and workdir_lib.has_checkpoints(workdir):
+    earlier = classes.read(workdir)
+    if earlier != tuple(class_names):
+      raise ValueError(f"{workdir} holds checkpoints of the classes {list(earlier)}, but the data now has "
+                       f"{list(class_names)}; resuming would mix two runs: use a new --workdir or --start_over")
+  classes.write(workdir, class_names)
 
 
 def build_state(run: Run, cleanup: contextlib.ExitStack) -> None:
@@ -318,14 +351,15 @@ def build_state(run: Run, cleanup: contextlib.ExitStack) -> None:
   """
   config = run.config
   train_split = run.datasets.splits["train"]
-  model = models.create_model(config, run.datasets.tokenizer.vocab_size)
+  class_names = run.datasets.class_names
+  model = models.create_model(config, run.datasets.tokenizer.vocab_size, len(class_names))
   run.bounds = batching.config_bounds(config, train_split.max_length)
   run.steps_per_epoch = batching.steps_per_epoch(train_split, config.batch_size, run.bounds)
   if run.steps_per_epoch == 0:
     raise ValueError(f"the train split has {len(train_split)} examples, fewer than one batch of "
-                     f"{config.batch_size}")
+                     f"{config.batch_size} (config.batch_size); lower it or add rows")
   run.total_steps = total_train_steps(config, run.steps_per_epoch)
-  run.trainer = Trainer(config, model, run.total_steps, train_split)
+  run.trainer = Trainer(config, model, run.total_steps, train_split, class_names)
   run.num_params = models.count_params(run.trainer.initial_state.params)
   run.abstract_state = checkpointing.abstract_like(run.trainer.initial_state)
   checkpoint_dir = os.path.join(run.workdir, "checkpoints")

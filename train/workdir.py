@@ -20,6 +20,7 @@ from typing import Any
 
 import ml_collections
 
+from train.classes import CLASSES_FILE
 from train.eval_report import EVAL_REPORT_FILE
 
 CONFIG_FILE = "config.json"
@@ -52,7 +53,7 @@ RETIRED_FIELDS = (
 FIELDS_WITH_PAST_DEFAULTS = ("train_file", "validation_file", "test_file", "text_column", "label_column",
                              "label_scheme", "encoding", "delimiter")
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", EVAL_REPORT_FILE, CONFIG_FILE)
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", EVAL_REPORT_FILE, CONFIG_FILE, CLASSES_FILE)
 
 
 class WorkdirConfigMismatch(ValueError):

@@ -1,0 +1,35 @@
+"""Your own labelled CSV/TSV files (README "Your own data"), from scratch or fine-tuning a released model.
+
+  python -m train.main --config=configs/own_data.py --workdir=workdirs/mine \
+      --config.train_file=mine.csv --config.text_column=text --config.label_column=label
+  # Fine-tuning models/sent140_mamba (its tokenizer and weights; its head kept for
+  # negative/positive data, replaced for other classes):
+  python -m train.main --config=configs/own_data.py --workdir=workdirs/mine_ft \
+      --config.train_file=mine.csv --config.text_column=text --config.label_column=label \
+      --config.init_from=models/sent140_mamba
+
+Every field is documented in configs/sent140.py; this one changes what a few thousand rows need.
+"""
+
+import ml_collections
+
+from configs import sent140
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The reference config on the user's files, sized for a few thousand rows, fine-tuning schedule."""
+  config = sent140.get_config()
+  config.dataset = "labelled_files"  # train.data.labelled_files: config.train_file (+ validation_file, test_file).
+  config.split_fractions = (0.8, 0.1, 0.1)  # Shares of train_file when no validation / test file is given.
+  config.vocab_size = 2000  # From scratch: a vocabulary a few thousand texts can fill (fine-tuning uses the source's).
+  config.model.d_model = 128  # models/sent140_mamba's width: init_from needs its architecture (config.model equal).
+  config.batch_size = 32  # A few thousand rows: ~60 steps per epoch per 2,000 rows.
+  config.eval_batch_size = 256  # Validation / test files are small.
+  config.num_epochs = 10  # Small data: more passes (the best-by-validation checkpoint is evaluated).
+  config.learning_rate = 5e-4  # Fine-tuning: a quarter of sent140's peak, so the pretrained weights are not wiped out.
+  config.warmup_steps = 20  # Short warmup: the weights (when fine-tuning) are already trained.
+  config.end_learning_rate_factor = 0.1  # Cosine decay to a tenth of the peak.
+  config.log_every_steps = 10  # Short runs: frequent logs.
+  config.eval_every_steps = 50  # Validation (and best checkpoint) cadence.
+  config.checkpoint_every_steps = 50  # Save cadence.
+  return config
