@@ -21,7 +21,7 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from train import eval_report, inference, metrics, model_dir, models, provenance
+from train import eval_report, inference, metrics, model_dir, models, pretrained_init, provenance
 from train.data import pipeline
 
 FLAGS = flags.FLAGS
@@ -220,7 +220,8 @@ def export(workdir: str, output: str, dtype: str, checkpoint: str = "best", name
     raise FileNotFoundError(f"no tokenizer.* file in {workdir}")
 
   stored = inference.load_exported(staging)
-  splits = pipeline.get_datasets(original.config, log=lambda message: print(message, file=sys.stderr)).splits
+  splits = pipeline.get_datasets(original.config, log=lambda message: print(message, file=sys.stderr),
+                                 given_tokenizer=pretrained_init.given_tokenizer_of_run(original.config, workdir)).splits
   comparison = compare_weights(original, stored, splits)
   export_info = {
       "dtype": dtype,

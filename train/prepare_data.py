@@ -20,19 +20,23 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
-from train.data import pipeline, prepared_paths, sources
+from train.data import labelled_files, pipeline, prepared_paths, sources
 from train.data import summary as summary_lib
 from train.data.datasets import SPLIT_NAMES
 
 
 def format_summary(summary: dict) -> str:
-  lines = [f"{'split':<12} {'rows':>9} {'negative':>9} {'positive':>9} {'neutral':>8} {'truncated':>10}"]
-  for name in SPLIT_NAMES:
+  class_names = summary.get("class_names") or ["negative", "positive", "neutral"]  # Own files: theirs.
+  widths = [max(8, len(name)) + (1 if i < 2 and "class_names" not in summary else 0)
+            for i, name in enumerate(class_names)]
+  lines = [f"{'split':<12} {'rows':>9} " + " ".join(f"{name:>{w}}" for name, w in zip(class_names, widths))
+           + f" {'truncated':>10}"]
+  for name in (n for n in SPLIT_NAMES if n in summary["rows"]):
     rows = summary["rows"][name]
     labels = summary["rows_per_label"][name]
     truncated = summary.get("truncated_share_by_split", {}).get(name, 0.0)
-    lines.append(f"{name:<12} {rows:>9,} {labels.get('negative', 0):>9,} {labels.get('positive', 0):>9,} "
-                 f"{labels.get('neutral', 0):>8,} {truncated:>9.3%}")
+    lines.append(f"{name:<12} {rows:>9,} " + " ".join(f"{labels.get(c, 0):>{w},}" for c, w in zip(class_names, widths))
+                 + f" {truncated:>9.3%}")
   details = summary.get("duplicate_details", {})
   lines += [
       f"duplicates (rows repeating an earlier normalized text): {summary['duplicates']:,}"
@@ -52,11 +56,12 @@ def main(argv):
   config = flags.FLAGS.config
   start = time.perf_counter()
   try:
-    if flags.FLAGS.rebuild and config.dataset == "sentiment140":
-      files = sources.find_sources(sources.resolve_data_dir(config.data_dir), download=False)
+    if flags.FLAGS.rebuild and config.dataset in ("sentiment140", "labelled_files"):
+      files = (labelled_files.find_files(config) if config.dataset == "labelled_files"
+               else sources.find_sources(sources.resolve_data_dir(config.data_dir), download=False))
       shutil.rmtree(prepared_paths.PreparedPaths.for_sources(config, files).data_dir, ignore_errors=True)
     datasets = pipeline.get_datasets(config)
-  except (sources.DataNotFoundError, ValueError) as error:
+  except (FileNotFoundError, ValueError) as error:
     sys.exit(f"prepare_data: {error}")
   wall_s = time.perf_counter() - start
   usage = resource.getrusage(resource.RUSAGE_SELF)

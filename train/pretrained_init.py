@@ -88,6 +88,18 @@ def classifier_source(path: Optional[str]) -> Optional[ClassifierSource]:
                           classes.read(path))
 
 
+def given_tokenizer_of_run(config: ml_collections.ConfigDict, workdir: str) -> Optional[str]:
+  """The tokenizer a finished run's data was encoded with when it was not trained for it: the
+  workdir's copy when ``config.init_from`` is a classifier (or is gone, so cannot be told apart:
+  the copy then re-encodes the data with the very tokenizer the run used); None: trained
+  (``train.data.pipeline.get_datasets`` finds it by the config)."""
+  if not config.init_from or config.dataset == "synthetic":
+    return None
+  if os.path.exists(config.init_from) and classifier_source(config.init_from) is None:
+    return None
+  return model_dir.tokenizer_file(workdir)
+
+
 def check_classifier_source(config: ml_collections.ConfigDict, source: ClassifierSource) -> None:
   """The run's model must be the source's: same model_type and architecture fields, same kind of tokenizer.
 
