@@ -551,8 +551,8 @@ def test_finished_run_started_again_keeps_figures_and_prints_unused_rows(trained
   events_before = sorted(os.listdir(os.path.join(workdir, "tensorboard")))
   real_get_datasets = pipeline.get_datasets
 
-  def with_unused_rows(config):
-    datasets = real_get_datasets(config)
+  def with_unused_rows(config, **kwargs):
+    datasets = real_get_datasets(config, **kwargs)
     datasets.summary.update(malformed_rows=3, malformed_by_reason={"training_file": {"unterminated_quote": 3}},
                             malformed_first_lines={"training_file": {"unterminated_quote": [4, 9, 12]}})
     return datasets

@@ -33,7 +33,8 @@ class Split:
 
   Attributes:
     tokens: np.uint16 (N, L), right-padded with 0.
-    labels: np.int32 (N,): 0 negative, 1 positive, 2 neutral (manual_test only).
+    labels: np.int32 (N,): ids into ``Datasets.class_names`` (Sentiment140: 0 negative,
+      1 positive, and 2 neutral in manual_test only).
     texts: the N normalized texts, or None (e.g. for train, to save memory).
   """
 
