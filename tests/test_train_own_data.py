@@ -155,21 +155,17 @@ def _main(tmp_path, *args):
 @pytest.mark.parametrize("case, expected", [
     ("one_class", "a classifier needs rows of at least 2 classes"),
     ("unknown_label", "rows have a label outside the label scheme"),
-    ("validation_classes", "differ from the train file's"),
     ("too_few_rows", "fewer than one batch of 32 (config.batch_size)"),
-    ("vocab_too_large", "vocab_size 30000 was requested, but the 30 training sentences support only"),
     ("vocab_too_small", "vocab_size 100 is smaller than the"),
     ("architecture", "has another architecture (model.d_model: 128 there, 64 here)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case, expected):
+  """Through the CLI (the other messages: tests/test_data_labelled_files.py, test_faults.py)."""
   train = _write_tsv(tmp_path / "train.tsv", THREE, 12, seed=1)
   args = {
       "one_class": [f"--config.train_file={_write_tsv(tmp_path / 'one.tsv', ['neutral'], 30)}"],
       "unknown_label": [f"--config.train_file={train}", "--config.label_scheme=0/1"],
-      "validation_classes": [f"--config.train_file={train}",
-                             f"--config.validation_file={_write_tsv(tmp_path / 'v.tsv', THREE[:2], 3)}"],
       "too_few_rows": [f"--config.train_file={train}", "--config.vocab_size=400"],
-      "vocab_too_large": [f"--config.train_file={train}", "--config.vocab_size=30000"],
       "vocab_too_small": [f"--config.train_file={train}", "--config.vocab_size=100"],
       "architecture": [f"--config.train_file={train}", f"--config.init_from={RELEASED}", "--config.model.d_model=64"],
   }[case]
