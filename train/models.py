@@ -48,13 +48,14 @@ def task_of(config: ml_collections.ConfigDict):
   return _entry(config)[2]
 
 
-def create_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
-  """``<Model>(<Model>Config(vocab_size, num_classes=2, dtype, **config.model))``."""
+def create_model(config: ml_collections.ConfigDict, vocab_size: int, num_classes: int = NUM_CLASSES) -> nn.Module:
+  """``<Model>(<Model>Config(vocab_size, num_classes, dtype, **config.model))``; a classifier has one
+  logit per class of its ``train.classes`` list."""
   config_cls, model_cls, _ = _entry(config)
   fields = config.model.to_dict()
   try:
     model_config = config_cls(
-        vocab_size=vocab_size, num_classes=NUM_CLASSES, dtype=activation_dtype(config.dtype), **fields)
+        vocab_size=vocab_size, num_classes=num_classes, dtype=activation_dtype(config.dtype), **fields)
   except TypeError as e:
     raise ValueError(f"config.model does not fit {config_cls.__name__}: {e}") from e
   return model_cls(model_config)
