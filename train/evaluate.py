@@ -7,15 +7,21 @@ The file is the Sentiment140 6-column CSV (no header: polarity, id, date, query,
 unless ``--text_column`` / ``--label_column`` name the columns of another CSV or TSV (a header
 name, or a 0-based index; with names the first row is the header). Labels are 0/2/4
 (Sentiment140), negative/neutral/positive, or 0/1 (negative/positive); ``--labels=auto``
-picks the scheme from the values found. The encoding is UTF-8 if the whole file decodes as
+picks the scheme from the values found. A model of other classes (its classes.json,
+``train.classes``) reads its class names (case-insensitive; scheme "classes"), or the numeric
+schemes' values where its classes carry their names (e.g. 0/2/4 for negative/neutral/positive). The encoding is UTF-8 if the whole file decodes as
 UTF-8, else latin-1 (the official Sentiment140 files), unless ``--encoding`` says; a byte
 order mark (UTF-8, UTF-16, UTF-32: ``train.data.byte_order_marks``) names the encoding and
 is removed. The report says which encoding was used. Rows that cannot be scored are
 skipped and counted by reason.
 
-Prints a summary and writes JSON (``--output``): binary accuracy, macro-F1 and ECE on the
-positive/negative rows, three-way accuracy (and macro-F1) on all rows with the neutral
-threshold, the three-way accuracy curve over thresholds, the label counts and the bad rows.
+Prints a summary and writes JSON (``--output``). The binary negative/positive model: binary
+accuracy, macro-F1, ECE, per-class precision/recall and the confusion matrix on the
+positive/negative rows, three-way accuracy (and macro-F1) on all rows with the neutral threshold,
+the three-way accuracy curve over thresholds. A model of N other classes: N-way accuracy, macro-F1,
+ECE, per-class precision/recall and the confusion matrix (``n_way``). Both: the label counts, the
+bad rows, and accuracy per slice (``slices``, ``train.slices``: length, mention, URL, hashtag,
+emoji, negation, all-caps, and the query topic of the 6-column Sentiment140 files).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Optional, Union
 import numpy as np
 from absl import app, flags, logging
 
-from train import inference, metrics, provenance
+from train import classes, inference, metrics, provenance, slices
 from train.data import byte_order_marks
 from train.data.datasets import LABEL_NAMES, Split
 
@@ -42,6 +48,7 @@ FLAGS = flags.FLAGS
 ENCODINGS = ("utf-8", "latin-1")
 SENTIMENT140_COLUMNS = (5, 0)  # (text, label) of the 6-column Sentiment140 CSV.
 SENTIMENT140_NUM_COLUMNS = 6
+SENTIMENT140_QUERY_COLUMN = 3  # The topic a tweet was found by (NO_QUERY in the training file).
 # Label scheme -> {label text (stripped, lowercased): label id}; ids as in train.data.datasets.
 LABEL_SCHEMES = {
     "0/2/4": {"0": 0, "2": 2, "4": 1},
@@ -54,6 +61,26 @@ BAD_ROW_REASONS = ("blank_line", "wrong_column_count", "unknown_label", "empty_t
 UNDECODABLE = re.compile("[\udc80-\udcff]")
 
 
+def label_schemes(class_names=classes.BINARY) -> dict[str, dict[str, int]]:
+  """Label scheme -> {label text: label id} for a model of ``class_names``.
+
+  The binary model: ``LABEL_SCHEMES`` (ids as in train.data.datasets, 2 = neutral). Other classes:
+  "classes" (their names, lower-cased -> index) and each numeric scheme of ``LABEL_SCHEMES`` cut to
+  the values whose name (``LABEL_NAMES``) is one of the classes, mapped to that class's index.
+  """
+  if tuple(class_names) == classes.BINARY:
+    return LABEL_SCHEMES
+  index = {name.strip().lower(): i for i, name in enumerate(class_names)}
+  schemes = {"classes": index}
+  for name, mapping in LABEL_SCHEMES.items():
+    if name == "names":
+      continue
+    cut = {value: index[LABEL_NAMES[i]] for value, i in mapping.items() if LABEL_NAMES[i] in index}
+    if cut:
+      schemes[name] = cut
+  return schemes
+
+
 class UsageError(ValueError):
   """The flags do not fit the file (a missing column, ambiguous labels, ...)."""
 
@@ -63,12 +90,14 @@ class LabelledRows:
   """What was read from a labelled file.
 
   Attributes:
-    texts, labels: the N scoreable rows (labels 0 negative, 1 positive, 2 neutral).
+    texts, labels: the N scoreable rows (labels 0 negative, 1 positive, 2 neutral; for a model of
+      other classes, the index of its class).
     row_numbers: 1-based record number of each row in the file (the header is record 1).
     bad_rows: reason -> count of skipped rows (every reason of BAD_ROW_REASONS).
     encoding, encoding_detected: the encoding used, and whether it was detected (not a flag).
     label_scheme: the LABEL_SCHEMES key used.
     columns: {"text": ..., "label": ...} as given or the Sentiment140 indexes.
+    topics: the N query values of a Sentiment140 6-column file, else None.
   """
 
   texts: list[str]
@@ -79,6 +108,7 @@ class LabelledRows:
   encoding_detected: bool
   label_scheme: str
   columns: dict[str, Union[int, str]]
+  topics: Optional[list[str]] = None
 
 
 def read_bytes(path: str) -> bytes:
@@ -119,21 +149,23 @@ def parse_column(spec: Optional[Union[int, str]]) -> Optional[Union[int, str]]:
   return int(spec) if spec.strip().isdigit() else spec
 
 
-def pick_label_scheme(values: set[str], scheme: str) -> str:
+def pick_label_scheme(values: set[str], scheme: str, schemes: dict = LABEL_SCHEMES) -> str:
   """The label scheme for these (stripped, lowercased) label texts; "auto" decides from them."""
   if scheme != "auto":
-    if scheme not in LABEL_SCHEMES:
-      raise UsageError(f"--labels must be auto or one of {sorted(LABEL_SCHEMES)}, got {scheme!r}")
+    if scheme not in schemes:
+      raise UsageError(f"--labels must be auto or one of {sorted(schemes)}, got {scheme!r}")
     return scheme
-  found = [name for name, mapping in LABEL_SCHEMES.items() if values & (set(mapping) - {"0"})]
+  found = [name for name, mapping in schemes.items() if values & (set(mapping) - {"0"})]
   if not found:
-    if values <= {"0"}:
+    if values <= {"0"} and "0/2/4" in schemes:
       return "0/2/4"  # Only "0" (or no rows): negative in every scheme.
-    raise UsageError(f"no label scheme fits the labels {sorted(values)[:10]}; expected 0/2/4, "
-                     "negative/neutral/positive or 0/1")
+    expected = ("0/2/4, negative/neutral/positive or 0/1" if schemes is LABEL_SCHEMES
+                else f"the class names {sorted(schemes['classes'])}" + (
+                    f" or the {'/'.join(n for n in schemes if n != 'classes')} values" if len(schemes) > 1 else ""))
+    raise UsageError(f"no label scheme fits the labels {sorted(values)[:10]}; expected {expected}")
   if len(found) > 1:
     raise UsageError(f"labels {sorted(values)[:10]} fit several schemes ({', '.join(found)}); choose one with "
-                     f"--labels={'|'.join(LABEL_SCHEMES)}")
+                     f"--labels={'|'.join(schemes)}")
   return found[0]
 
 
@@ -156,8 +188,11 @@ def _records(text: str, delimiter: str, bad_rows: dict[str, int]):
 
 def read_labelled_file(path: str, *, text_column: Optional[Union[int, str]] = None,
                        label_column: Optional[Union[int, str]] = None, delimiter: Optional[str] = None,
-                       encoding: str = "auto", labels: str = "auto") -> LabelledRows:
+                       encoding: str = "auto", labels: str = "auto",
+                       class_names=classes.BINARY) -> LabelledRows:
   """Reads a labelled CSV/TSV (see the module docstring) into scoreable rows and bad-row counts.
+
+  ``class_names``: the model's classes (``label_schemes``).
 
   Raises:
     FileNotFoundError: no such file.
@@ -190,18 +225,20 @@ def read_labelled_file(path: str, *, text_column: Optional[Union[int, str]] = No
   else:
     text_index, label_index = text_column, label_column
   needed = max(text_index, label_index) + 1
-  rows = []  # (record number, text, label text)
+  rows = []  # (record number, text, label text, topic)
   for number, fields in records:
     if not fields:
       bad_rows["blank_line"] += 1
     elif (len(fields) != SENTIMENT140_NUM_COLUMNS) if sentiment140 else (len(fields) < needed):
       bad_rows["wrong_column_count"] += 1
     else:
-      rows.append((number, fields[text_index], fields[label_index].strip().lower()))
-  scheme = pick_label_scheme({label for _, _, label in rows}, labels)
-  mapping = LABEL_SCHEMES[scheme]
-  texts, label_ids, numbers = [], [], []
-  for number, row_text, label in rows:
+      rows.append((number, fields[text_index], fields[label_index].strip().lower(),
+                   fields[SENTIMENT140_QUERY_COLUMN] if sentiment140 else None))
+  schemes = label_schemes(class_names)
+  scheme = pick_label_scheme({label for _, _, label, _ in rows}, labels, schemes)
+  mapping = schemes[scheme]
+  texts, label_ids, numbers, topics = [], [], [], []
+  for number, row_text, label, topic in rows:
     if label not in mapping:
       bad_rows["unknown_label"] += 1
     elif not row_text.strip():
@@ -212,22 +249,36 @@ def read_labelled_file(path: str, *, text_column: Optional[Union[int, str]] = No
       texts.append(row_text)
       label_ids.append(mapping[label])
       numbers.append(number)
+      topics.append(topic)
   return LabelledRows(texts=texts, labels=np.asarray(label_ids, np.int32), row_numbers=numbers,
                       bad_rows=bad_rows, encoding=used_encoding, encoding_detected=detected,
-                      label_scheme=scheme, columns={"text": text_column, "label": label_column})
+                      label_scheme=scheme, columns={"text": text_column, "label": label_column},
+                      topics=topics if sentiment140 else None)
 
 
 def score(model: inference.LoadedModel, rows: LabelledRows, threshold: float,
           batch_size: Optional[int] = None) -> dict:
-  """Metrics of ``model`` on ``rows`` (evaluated in length buckets); see the module docstring."""
+  """Metrics of ``model`` on ``rows`` (evaluated in length buckets); see the module docstring.
+
+  ``rows`` must be read with the model's class names (``read_labelled_file(class_names=...)``).
+  """
+  names = tuple(model.class_names)
   split = Split(tokens=model.tokenizer.encode(rows.texts), labels=rows.labels)
-  probs = model.probabilities(split, batch_size) if len(split) else np.zeros((0, 2))
-  report = metrics.manual_test_report(probs, rows.labels, threshold, model.config.ece_bins)
-  three_way = metrics.confusion_matrix(rows.labels, metrics.three_way_predictions(probs, threshold), 3)
-  report["three_way"]["macro_f1"] = metrics.macro_f1(three_way)
-  report["three_way"]["confusion_matrix"] = three_way.tolist()
-  counts = np.bincount(rows.labels, minlength=len(LABEL_NAMES))
-  report["label_counts"] = {name: int(c) for name, c in zip(LABEL_NAMES, counts)}
+  probs = model.probabilities(split, batch_size) if len(split) else np.zeros((0, len(names)))
+  if model.is_binary_sentiment:
+    report = metrics.manual_test_report(probs, rows.labels, threshold, model.config.ece_bins)
+    three_way = metrics.confusion_matrix(rows.labels, metrics.three_way_predictions(probs, threshold), 3)
+    report["three_way"]["macro_f1"] = metrics.macro_f1(three_way)
+    report["three_way"]["confusion_matrix"] = three_way.tolist()
+    counts = np.bincount(rows.labels, minlength=len(LABEL_NAMES))
+    report["label_counts"] = {name: int(c) for name, c in zip(LABEL_NAMES, counts)}
+  else:
+    report = {"n_way": metrics.classification_metrics(probs, rows.labels, model.config.ece_bins)}
+    counts = np.bincount(rows.labels, minlength=len(names))
+    report["label_counts"] = {name: int(c) for name, c in zip(names, counts)}
+  report["class_names"] = list(names)
+  report["slices"] = slices.classification_slices(probs, rows.labels, rows.texts, (split.tokens != 0).sum(axis=1),
+                                                  normalized=False, topics=rows.topics)
   report["rows"] = {"scored": len(rows.texts), "bad": sum(rows.bad_rows.values()), "bad_by_reason": rows.bad_rows}
   report["encoding"] = rows.encoding
   report["encoding_detected"] = rows.encoding_detected
@@ -236,18 +287,52 @@ def score(model: inference.LoadedModel, rows: LabelledRows, threshold: float,
   return report
 
 
+def class_lines(numbers: dict, class_names, indent: str = "  ") -> list[str]:
+  """Per-class precision/recall/F1/support and the confusion matrix of ``classification_metrics``."""
+  width = max(len(name) for name in class_names)
+  lines = [f"{indent}{name:<{width}}  precision {c['precision']:.4f}  recall {c['recall']:.4f}  F1 {c['f1']:.4f}  "
+           f"support {c['support']}" for name, c in zip(class_names, numbers["per_class"])]
+  lines.append(f"{indent}confusion matrix (row: true, column: predicted):")
+  cell = max([width] + [len(str(v)) for row in numbers["confusion_matrix"] for v in row])
+  lines.append(f"{indent}  {'':<{width}}  " + "  ".join(f"{name:>{cell}}" for name in class_names))
+  for name, row in zip(class_names, numbers["confusion_matrix"]):
+    lines.append(f"{indent}  {name:<{width}}  " + "  ".join(f"{v:>{cell}}" for v in row))
+  return lines
+
+
 def summary_lines(report: dict) -> list[str]:
-  binary, three_way, rows = report["binary"], report["three_way"], report["rows"]
+  rows = report["rows"]
   bad = ", ".join(f"{k} {v}" for k, v in rows["bad_by_reason"].items() if v) or "none"
   how = "detected" if report["encoding_detected"] else "from --encoding"
-  return [
+  lines = [
       f"{report['data']}: {rows['scored']} rows scored ({report['encoding']}, {how}; labels "
       f"{report['label_scheme']}: {report['label_counts']}); bad rows {rows['bad']} ({bad})",
-      f"binary (positive/negative, {binary['num_examples']} rows): accuracy {binary['accuracy']:.4f}, "
-      f"macro-F1 {binary['macro_f1']:.4f}, ECE {binary['ece']:.4f}",
-      f"three-way ({three_way['num_examples']} rows, {three_way['num_neutral']} neutral, threshold "
-      f"{three_way['threshold']}): accuracy {three_way['accuracy']:.4f}, macro-F1 {three_way['macro_f1']:.4f}",
   ]
+  if "n_way" in report:
+    n_way = report["n_way"]
+    lines += [f"{len(report['class_names'])}-way ({n_way['num_examples']} rows): accuracy {n_way['accuracy']:.4f}, "
+              f"macro-F1 {n_way['macro_f1']:.4f}, ECE {n_way['ece']:.4f}",
+              *class_lines(n_way, report["class_names"])]
+  else:
+    binary, three_way = report["binary"], report["three_way"]
+    lines += [
+        f"binary (positive/negative, {binary['num_examples']} rows): accuracy {binary['accuracy']:.4f}, "
+        f"macro-F1 {binary['macro_f1']:.4f}, ECE {binary['ece']:.4f}",
+        *class_lines(binary, report["class_names"]),
+        f"three-way ({three_way['num_examples']} rows, {three_way['num_neutral']} neutral, threshold "
+        f"{three_way['threshold']}): accuracy {three_way['accuracy']:.4f}, macro-F1 {three_way['macro_f1']:.4f}",
+    ]
+  return lines + slice_lines(report["slices"])
+
+
+def slice_lines(report: dict) -> list[str]:
+  """``train.slices.table_lines`` with the topics cut to the flagged ones (all of them are in the JSON)."""
+  lines = slices.table_lines(report, indent="", skip=("topic",))
+  topics = report["features"].get("topic")
+  if topics:
+    flagged = [f"{value} {s['accuracy']:.3f} n={s['count']}" for value, s in topics.items() if s["flagged"]]
+    lines.append(f"  {'topic':<13} {len(topics)} topics; flagged: {'; '.join(flagged) or 'none'}")
+  return lines
 
 
 def main(argv):
@@ -261,10 +346,15 @@ def main(argv):
     raise app.UsageError("--data is required (a labelled CSV or TSV file).")
   delimiter = {"auto": None, "comma": ",", "tab": "\t"}[FLAGS.delimiter]
   try:
+    if not os.path.isfile(FLAGS.data):
+      raise FileNotFoundError(f"--data={FLAGS.data}: no such file")
+    model = inference.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint)
+    if FLAGS.threshold is not None and not model.is_binary_sentiment:
+      raise UsageError(f"--threshold is for the binary negative/positive model (neutral by abstention); "
+                       f"{model.source} has the classes {list(model.class_names)}")
     rows = read_labelled_file(FLAGS.data, text_column=FLAGS.text_column,
                               label_column=FLAGS.label_column, delimiter=delimiter,
-                              encoding=FLAGS.encoding, labels=FLAGS.labels)
-    model = inference.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint)
+                              encoding=FLAGS.encoding, labels=FLAGS.labels, class_names=model.class_names)
   except (FileNotFoundError, ValueError) as e:
     print(f"ERROR: {e}", file=sys.stderr)
     sys.exit(2)
@@ -292,7 +382,8 @@ def _define_flags() -> None:
   flags.DEFINE_enum("delimiter", "auto", ["auto", "comma", "tab"], "Field separator; auto: tab for .tsv/.tab.")
   flags.DEFINE_enum("encoding", "auto", ["auto", *ENCODINGS], "Text encoding; auto: UTF-8 if the file "
                     "decodes as UTF-8, else latin-1.")
-  flags.DEFINE_enum("labels", "auto", ["auto", *LABEL_SCHEMES], "Label scheme; auto: from the values.")
+  flags.DEFINE_enum("labels", "auto", ["auto", *LABEL_SCHEMES, "classes"], "Label scheme; auto: from the "
+                    "values; classes: the model's class names (a model with a classes.json).")
   flags.DEFINE_float("threshold", None, "Neutral threshold (default: the model's config.neutral_threshold).")
   flags.DEFINE_integer("batch_size", None, "Evaluation batch (default: the config's eval_batch_size).")
   flags.DEFINE_string("output", None, "JSON report path (default: ./<data file name>.evaluation.json).")

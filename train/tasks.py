@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from train import metrics
+from train import metrics, slices
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
@@ -73,9 +73,14 @@ class Classification:
 
   @staticmethod
   def report_metrics(name: str, outputs: np.ndarray, split, config: ml_collections.ConfigDict) -> dict:
-    """``train.metrics.split_metrics`` of the logits (N, c) of split ``name``."""
-    return metrics.split_metrics(name, metrics.softmax(outputs), split.labels, config.neutral_threshold,
-                                 config.ece_bins)
+    """``train.metrics.split_metrics`` of the logits (N, c) of split ``name``, with ``slices``
+    (``train.slices.classification_slices`` of its normalized texts) when the split keeps its texts."""
+    probs = metrics.softmax(outputs)
+    report = metrics.split_metrics(name, probs, split.labels, config.neutral_threshold, config.ece_bins)
+    if split.texts is not None:
+      report["slices"] = slices.classification_slices(probs, split.labels, split.texts,
+                                                      (np.asarray(split.tokens) != 0).sum(axis=1), normalized=True)
+    return report
 
   @staticmethod
   def summary(report: dict) -> str:
