@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import sys
+from typing import Optional
 
 import numpy as np
 from absl import app, flags, logging
@@ -49,15 +50,36 @@ def binary_part(split_report: dict) -> dict:
   return split_report["binary"] if "binary" in split_report else split_report
 
 
-def split_slices(model: inference.LoadedModel, split, probs: np.ndarray, topics=None) -> dict:
-  """``train.slices.classification_slices`` of ``probs`` (N, c) on ``split`` (its normalized texts)."""
-  return slices.classification_slices(probs, split.labels, split.texts, (np.asarray(split.tokens) != 0).sum(axis=1),
-                                      normalized=True, topics=topics)
+def raw_texts(config, splits: dict, names, log=print) -> dict[str, list[str]]:
+  """Split name -> the raw texts of ``splits[name]`` from the prepared TFDS dataset (Sentiment140), for the
+  names whose raw texts normalize to the split's texts; {} for other data or without the dataset."""
+  if config.dataset != "sentiment140":
+    return {}
+  from train.data import normalization, tfds_dataset  # pylint: disable=import-outside-toplevel  (tfds)
+  dataset_dir = tfds_dataset.find(pipeline.build(config, log=log).tfds_dir, config.split_fractions)
+  if dataset_dir is None:
+    return {}
+  found = {}
+  for name, texts in tfds_dataset.read_raw_texts(dataset_dir, names).items():
+    if splits[name].texts is not None and normalization.normalize_many(texts) == list(splits[name].texts):
+      found[name] = texts
+    else:
+      log(f"the raw texts of {name} in {dataset_dir} do not match its prepared split; slicing its normalized text")
+  return found
 
 
-def compare_weights(original: inference.LoadedModel, stored: inference.LoadedModel, splits) -> dict:
+def split_slices(split, probs: np.ndarray, raw: Optional[list[str]] = None) -> dict:
+  """``train.slices.classification_slices`` of ``probs`` (N, c) on ``split``: of its ``raw`` texts when
+  given (``raw_texts``), else of its normalized texts (no hashtag or all-caps slices)."""
+  return slices.classification_slices(probs, split.labels, split.texts if raw is None else raw,
+                                      (np.asarray(split.tokens) != 0).sum(axis=1), normalized=raw is None)
+
+
+def compare_weights(original: inference.LoadedModel, stored: inference.LoadedModel, splits,
+                    raw: Optional[dict[str, list[str]]] = None) -> dict:
   """split -> {float32: metrics, stored: metrics, max_abs_probability_difference, [slices of the stored
-  weights, when the split keeps its texts]}, for the splits of ``EVALUATED_SPLITS`` present."""
+  weights, when the split keeps its texts: of its ``raw`` texts where given]}, for the splits of
+  ``EVALUATED_SPLITS`` present."""
   result = {}
   for name in (n for n in EVALUATED_SPLITS if n in splits):
     split = splits[name]
@@ -70,7 +92,7 @@ def compare_weights(original: inference.LoadedModel, stored: inference.LoadedMod
         "max_abs_probability_difference": float(np.max(np.abs(p_original - p_stored))) if len(split) else 0.0,
     }
     if split.texts is not None:
-      result[name]["slices"] = split_slices(stored, split, p_stored)
+      result[name]["slices"] = split_slices(split, p_stored, (raw or {}).get(name))
   return result
 
 
@@ -172,6 +194,17 @@ def slices_section(split_reports: dict, how: str) -> list[str]:
   return lines
 
 
+def _texts_note(reports: dict) -> str:
+  """Which text the splits' slices were computed from (raw, or normalized without hashtags and capitals)."""
+  normalized = [name for name, report in reports.items() if "all_caps" in report["omitted"]]
+  if not normalized:
+    return "sliced on their raw text (read back from the prepared dataset)"
+  if len(normalized) == len(reports):
+    return "sliced on their normalized text (lower-cased, '#' dropped: no hashtag or all-caps slices)"
+  return (f"sliced on their raw text, but {', '.join(normalized)} on its normalized text (lower-cased, '#' "
+          "dropped: no hashtag or all-caps slices)")
+
+
 def _classes_sentence(class_names, threshold: float) -> str:
   if tuple(class_names) == classes.BINARY:
     return (f"It classifies a tweet as negative or positive, and as neutral when its confidence (the larger of "
@@ -257,8 +290,8 @@ def model_card(name: str, report: dict, config, comparison: dict, export_info: d
   lines += [
       *slices_section({split: {"slices": numbers["slices"]} for split, numbers in comparison.items()
                        if "slices" in numbers},
-                      f"Measured by `train.export` on the stored weights and the splits' normalized text "
-                      "(which has lost hashtags and capitals)."),
+                      "Measured by `train.export` on the stored weights, "
+                      f"{_texts_note({split: numbers['slices'] for split, numbers in comparison.items() if 'slices' in numbers})}."),
       "## Calibration",
       "",
       f"ECE is the expected calibration error of the confidence over {config.ece_bins} equal-width bins "
@@ -323,8 +356,10 @@ def export(workdir: str, output: str, dtype: str, checkpoint: str = "best", name
     raise FileNotFoundError(f"no tokenizer.* file in {workdir}")
 
   stored = inference.load_exported(staging)
-  splits = pipeline.get_datasets(original.config, log=lambda message: print(message, file=sys.stderr)).splits
-  comparison = compare_weights(original, stored, splits)
+  log = lambda message: print(message, file=sys.stderr)
+  splits = pipeline.get_datasets(original.config, log=log).splits
+  comparison = compare_weights(original, stored, splits,
+                               raw_texts(original.config, splits, [n for n in EVALUATED_SPLITS if n in splits], log))
   export_info = {
       "dtype": dtype,
       "model_dir": output,
@@ -380,7 +415,6 @@ def add_slices(directory: str, manual_test_path: str, command: str = "") -> dict
     ValueError: an accuracy differs from the one in evaluation.json (other data or weights).
   """
   from train import evaluate  # pylint: disable=import-outside-toplevel  (evaluate reads labelled files)
-  from train.data import pipeline as data_pipeline  # pylint: disable=import-outside-toplevel
   evaluation_path = os.path.join(directory, model_dir.EVALUATION_FILE)
   card_path = os.path.join(directory, model_dir.CARD_FILE)
   if not os.path.isfile(evaluation_path) or not os.path.isfile(card_path):
@@ -391,8 +425,10 @@ def add_slices(directory: str, manual_test_path: str, command: str = "") -> dict
   with open(evaluation_path, encoding="utf-8") as f:
     evaluation = json.load(f)
   model = inference.load_exported(directory)
-  splits = data_pipeline.get_datasets(model.config, log=lambda message: print(message, file=sys.stderr)).splits
-  reports = {name: split_slices(model, splits[name], model.probabilities(splits[name]))
+  log = lambda message: print(message, file=sys.stderr)
+  splits = pipeline.get_datasets(model.config, log=log).splits
+  raw = raw_texts(model.config, splits, ("validation", "test"), log)
+  reports = {name: split_slices(splits[name], model.probabilities(splits[name]), raw.get(name))
              for name in ("validation", "test")}
   rows = evaluate.read_labelled_file(manual_test_path, class_names=model.class_names)
   manual = evaluate.score(model, rows, float(model.config.neutral_threshold))
@@ -412,9 +448,9 @@ def add_slices(directory: str, manual_test_path: str, command: str = "") -> dict
       "manual_test_file": os.path.abspath(manual_test_path)}
   how = (f"Added to this export by `{evaluation['slices_provenance']['command']}` at commit "
          f"{evaluation['slices_provenance']['commit']} on {evaluation['slices_provenance']['date_utc']} UTC (the "
-         "training workdir no longer exists): the stored weights on the prepared held-out splits (normalized "
-         "text, which has lost hashtags and capitals) and on the raw manual-test file, whose query column gives "
-         "the topics; every split's accuracy matched the table above.")
+         f"training workdir no longer exists): the stored weights on the prepared held-out splits, "
+         f"{_texts_note({n: r for n, r in reports.items() if n != 'manual_test'})}, and on the raw manual-test file, "
+         "whose query column gives the topics; every split's accuracy matched the table above.")
   with open(card_path, encoding="utf-8") as f:
     card = f.read()
   card = _replace_section(card, SLICES_HEADING, slices_section(

@@ -24,8 +24,10 @@ Features (``FEATURES``), computed from an example's text and token count:
 * ``topic``: the query column of the Sentiment140 6-column files (the manual test's topics; the
   training file's is always NO_QUERY), only when the caller has it.
 
-Normalized texts (what the prepared splits keep: lower-cased, "#" dropped) cannot show hashtags
-or all-caps words: ``text_features(..., normalized=True)`` leaves those two out and says so.
+Raw texts are first repaired like the normalizer's rule 1 (UTF-8 read as latin-1: "â\x9d¤" -> "❤"),
+so that their emoji are seen. Normalized texts (what the prepared splits keep: lower-cased, "#"
+dropped) cannot show hashtags or all-caps words: ``text_features(..., normalized=True)`` leaves
+those two out and says so.
 
 Per slice: count, accuracy and its 95% Wilson score interval; ``flagged`` when the interval's
 upper bound is below the overall accuracy of the split (the slice is worse than the whole, beyond
@@ -39,6 +41,8 @@ import re
 from typing import Optional, Sequence
 
 import numpy as np
+
+from train.data import normalization
 
 LENGTH_BINS = (10, 16, 24)  # Upper bounds of the length bins but the last (tokens).
 Z_95 = 1.959963984540054  # Two-sided 95% normal quantile.
@@ -109,6 +113,8 @@ def text_features(texts: Sequence[str], num_tokens: np.ndarray, *, normalized: b
     raise ValueError(f"{len(texts)} texts, {len(num_tokens)} token counts"
                      + (f" and {len(topics)} topics" if topics is not None else ""))
   values = {"length_tokens": np.asarray([length_bin(int(n)) for n in num_tokens], dtype=object)}
+  if not normalized:
+    texts = [normalization.repair_mojibake(text) for text in texts]
   omitted = {}
   for feature, test in TEXT_TESTS.items():
     if normalized and feature in RAW_ONLY_FEATURES:
