@@ -81,8 +81,8 @@ def test_text_features_normalized_texts_and_topics():
   assert omitted == {} and values["topic"].tolist() == ["kindle2", "(empty)"]
   assert values["all_caps"].tolist() == ["yes", "no"] and values["hashtag"].tolist() == ["yes", "no"]
   mojibake = "\u2764".encode("utf-8").decode("latin-1")  # A heart read as latin-1.
-  values, _ = slices.text_features([f"love {mojibake}"], np.array([3]))
-  assert values["emoji"].tolist() == ["yes"]
+  values, _ = slices.text_features([f"love {mojibake}", "miss you &lt;3", "A &amp; B"], np.array([3, 3, 3]))
+  assert values["emoji"].tolist() == ["yes", "yes", "no"]
   with pytest.raises(ValueError, match="2 texts, 1 token counts"):
     slices.text_features(texts, np.array([5]))
 

@@ -24,8 +24,8 @@ Features (``FEATURES``), computed from an example's text and token count:
 * ``topic``: the query column of the Sentiment140 6-column files (the manual test's topics; the
   training file's is always NO_QUERY), only when the caller has it.
 
-Raw texts are first repaired like the normalizer's rule 1 (UTF-8 read as latin-1: "â\x9d¤" -> "❤"),
-so that their emoji are seen. Normalized texts (what the prepared splits keep: lower-cased, "#"
+Raw texts first get the normalizer's rules 1 and 2 (UTF-8 read as latin-1 repaired: "â\x9d¤" -> "❤";
+HTML entities unescaped: "&lt;3" -> "<3"), so that their emoji are seen; case and "#" stay. Normalized texts (what the prepared splits keep: lower-cased, "#"
 dropped) cannot show hashtags or all-caps words: ``text_features(..., normalized=True)`` leaves
 those two out and says so.
 
@@ -36,6 +36,7 @@ chance). Slices of a few examples are still reported: their intervals are wide.
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from typing import Optional, Sequence
@@ -114,7 +115,7 @@ def text_features(texts: Sequence[str], num_tokens: np.ndarray, *, normalized: b
                      + (f" and {len(topics)} topics" if topics is not None else ""))
   values = {"length_tokens": np.asarray([length_bin(int(n)) for n in num_tokens], dtype=object)}
   if not normalized:
-    texts = [normalization.repair_mojibake(text) for text in texts]
+    texts = [html.unescape(normalization.repair_mojibake(text)) for text in texts]
   omitted = {}
   for feature, test in TEXT_TESTS.items():
     if normalized and feature in RAW_ONLY_FEATURES:
