@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from train import classes, eval_report, inference, metrics, model_dir, models, provenance, slices
-from train.data import pipeline
+from train.data import pipeline, sources
 
 FLAGS = flags.FLAGS
 
@@ -446,9 +446,10 @@ def add_slices(directory: str, manual_test_path: str, command: str = "") -> dict
       "command": command or f"python -m train.export --slices_of={directory} --manual_test={manual_test_path}",
       "commit": provenance.git_commit(), "date_utc": provenance.utc_now(),
       "manual_test_file": os.path.abspath(manual_test_path)}
-  how = (f"Added to this export by `{evaluation['slices_provenance']['command']}` at commit "
-         f"{evaluation['slices_provenance']['commit']} on {evaluation['slices_provenance']['date_utc']} UTC (the "
-         f"training workdir no longer exists): the stored weights on the prepared held-out splits, "
+  how = (f"Added to this export by `{evaluation['slices_provenance']['command']}` "
+         f"(`${sources.ENV_DATA_DIR}` set to the Sentiment140 folder) at commit "
+         f"{evaluation['slices_provenance']['commit']} on {evaluation['slices_provenance']['date_utc']} UTC, "
+         f"without the training workdir: the stored weights on the prepared held-out splits, "
          f"{_texts_note({n: r for n, r in reports.items() if n != 'manual_test'})}, and on the raw manual-test file, "
          "whose query column gives the topics; every split's accuracy matched the table above.")
   with open(card_path, encoding="utf-8") as f:
