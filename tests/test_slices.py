@@ -98,3 +98,24 @@ def test_classification_slices_leave_out_a_binary_models_neutral_rows():
   three = slices.classification_slices(np.eye(3)[[0, 1, 2]], np.array([0, 1, 1]), ["x", "y", "z"],
                                        np.array([1, 2, 3]), normalized=False)
   assert three["scored"] == "accuracy" and three["overall"]["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_classifier_report_slices_raw_texts_when_given():
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from train import tasks  # pylint: disable=import-outside-toplevel
+  from train.data.datasets import Split  # pylint: disable=import-outside-toplevel
+  raw = ["I LOVE #mondays", "@bob not again", "so sad http://x.co"]
+  split = Split(tokens=np.array([[5, 6, 0], [7, 8, 9], [4, 0, 0]], np.uint16), labels=np.array([1, 0, 0], np.int32),
+                texts=["i love mondays", "<user> not again", "so sad <url>"])
+  logits = np.array([[0.0, 2.0], [0.0, 1.0], [3.0, 0.0]])  # Right, wrong, right.
+  config = ml_collections.ConfigDict({"neutral_threshold": 0.7, "ece_bins": 10})
+  normalized = tasks.CLASSIFICATION.report_metrics("test", logits, split, config)["slices"]
+  assert "hashtag" in normalized["omitted"] and "all_caps" in normalized["omitted"]
+  assert normalized["features"]["mention"]["yes"] == normalized["features"]["negation"]["yes"]
+  from_raw = tasks.CLASSIFICATION.report_metrics("test", logits, split, config, raw_texts=raw)["slices"]
+  assert from_raw["omitted"] == {"topic": "no query column"}
+  assert from_raw["features"]["hashtag"]["yes"]["count"] == 1 and from_raw["features"]["all_caps"]["yes"]["correct"] == 1
+  assert from_raw["features"]["mention"]["yes"]["correct"] == 0
+  assert from_raw["features"]["length_tokens"] == {
+      "1-10": {"count": 3, "correct": 2, "accuracy": 2 / 3, "interval": list(slices.wilson_interval(2, 3)),
+               "flagged": False}}

@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from train import classes, eval_report, inference, metrics, model_dir, models, provenance, slices
-from train.data import pipeline, sources
+from train.data import held_out_texts, pipeline, sources
 
 FLAGS = flags.FLAGS
 
@@ -48,24 +48,6 @@ SPLIT_DESCRIPTIONS = {
 def binary_part(split_report: dict) -> dict:
   """The positive/negative metrics of a split report (the manual test nests them under "binary")."""
   return split_report["binary"] if "binary" in split_report else split_report
-
-
-def raw_texts(config, splits: dict, names, log=print) -> dict[str, list[str]]:
-  """Split name -> the raw texts of ``splits[name]`` from the prepared TFDS dataset (Sentiment140), for the
-  names whose raw texts normalize to the split's texts; {} for other data or without the dataset."""
-  if config.dataset != "sentiment140":
-    return {}
-  from train.data import normalization, tfds_dataset  # pylint: disable=import-outside-toplevel  (tfds)
-  dataset_dir = tfds_dataset.find(pipeline.build(config, log=log).tfds_dir, config.split_fractions)
-  if dataset_dir is None:
-    return {}
-  found = {}
-  for name, texts in tfds_dataset.read_raw_texts(dataset_dir, names).items():
-    if splits[name].texts is not None and normalization.normalize_many(texts) == list(splits[name].texts):
-      found[name] = texts
-    else:
-      log(f"the raw texts of {name} in {dataset_dir} do not match its prepared split; slicing its normalized text")
-  return found
 
 
 def split_slices(split, probs: np.ndarray, raw: Optional[list[str]] = None) -> dict:
@@ -359,7 +341,7 @@ def export(workdir: str, output: str, dtype: str, checkpoint: str = "best", name
   log = lambda message: print(message, file=sys.stderr)
   splits = pipeline.get_datasets(original.config, log=log).splits
   comparison = compare_weights(original, stored, splits,
-                               raw_texts(original.config, splits, [n for n in EVALUATED_SPLITS if n in splits], log))
+                               held_out_texts.raw_texts(original.config, splits, EVALUATED_SPLITS, log))
   export_info = {
       "dtype": dtype,
       "model_dir": output,
@@ -427,7 +409,7 @@ def add_slices(directory: str, manual_test_path: str, command: str = "") -> dict
   model = inference.load_exported(directory)
   log = lambda message: print(message, file=sys.stderr)
   splits = pipeline.get_datasets(model.config, log=log).splits
-  raw = raw_texts(model.config, splits, ("validation", "test"), log)
+  raw = held_out_texts.raw_texts(model.config, splits, ("validation", "test"), log)
   reports = {name: split_slices(splits[name], model.probabilities(splits[name]), raw.get(name))
              for name in ("validation", "test")}
   rows = evaluate.read_labelled_file(manual_test_path, class_names=model.class_names)

@@ -106,10 +106,13 @@ class Evaluator:
     """The task's metrics of ``split`` (``accuracy`` and ``loss`` among them)."""
     return self.task.metrics(self.outputs(state, split, name), split, self.config.ece_bins)
 
-  def report_metrics(self, state: TrainState, splits: dict) -> dict:
-    """The final report's metrics: split name -> the task's report metrics, for ``task.reported_splits``."""
+  def report_metrics(self, state: TrainState, splits: dict, raw_texts: Optional[dict] = None) -> dict:
+    """The final report's metrics: split name -> the task's report metrics, for ``task.reported_splits``.
+
+    ``raw_texts``: split name -> its raw texts where known (``train.data.held_out_texts``; slices).
+    """
     return {name: self.task.report_metrics(name, self.outputs(state, splits[name], name), splits[name],
-                                           self.config)
+                                           self.config, raw_texts=(raw_texts or {}).get(name))
             for name in self.task.reported_splits}
 
 
