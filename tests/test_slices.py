@@ -114,7 +114,8 @@ def test_classifier_report_slices_raw_texts_when_given():
   assert normalized["features"]["mention"]["yes"] == normalized["features"]["negation"]["yes"]
   from_raw = tasks.CLASSIFICATION.report_metrics("test", logits, split, config, raw_texts=raw)["slices"]
   assert from_raw["omitted"] == {"topic": "no query column"}
-  assert from_raw["features"]["hashtag"]["yes"]["count"] == 1 and from_raw["features"]["all_caps"]["yes"]["correct"] == 1
+  assert from_raw["features"]["hashtag"]["yes"]["count"] == 1
+  assert from_raw["features"]["all_caps"]["yes"]["correct"] == 1
   assert from_raw["features"]["mention"]["yes"]["correct"] == 0
   assert from_raw["features"]["length_tokens"] == {
       "1-10": {"count": 3, "correct": 2, "accuracy": 2 / 3, "interval": list(slices.wilson_interval(2, 3)),

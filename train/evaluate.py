@@ -9,7 +9,8 @@ name, or a 0-based index; with names the first row is the header). Labels are 0/
 (Sentiment140), negative/neutral/positive, or 0/1 (negative/positive); ``--labels=auto``
 picks the scheme from the values found. A model of other classes (its classes.json,
 ``train.classes``) reads its class names (case-insensitive; scheme "classes"), or the numeric
-schemes' values where its classes carry their names (e.g. 0/2/4 for negative/neutral/positive). The encoding is UTF-8 if the whole file decodes as
+schemes' values where its classes carry their names (e.g. 0/2/4 for negative/neutral/positive).
+The encoding is UTF-8 if the whole file decodes as
 UTF-8, else latin-1 (the official Sentiment140 files), unless ``--encoding`` says; a byte
 order mark (UTF-8, UTF-16, UTF-32: ``train.data.byte_order_marks``) names the encoding and
 is removed. The report says which encoding was used. Rows that cannot be scored are

@@ -52,7 +52,7 @@ def binary_part(split_report: dict) -> dict:
 
 def split_slices(split, probs: np.ndarray, raw: Optional[list[str]] = None) -> dict:
   """``train.slices.classification_slices`` of ``probs`` (N, c) on ``split``: of its ``raw`` texts when
-  given (``raw_texts``), else of its normalized texts (no hashtag or all-caps slices)."""
+  given (``train.data.held_out_texts``), else of its normalized texts (no hashtag or all-caps slices)."""
   return slices.classification_slices(probs, split.labels, split.texts if raw is None else raw,
                                       (np.asarray(split.tokens) != 0).sum(axis=1), normalized=raw is None)
 
@@ -269,11 +269,10 @@ def model_card(name: str, report: dict, config, comparison: dict, export_info: d
     ]
   if not binary and "test" in comparison:
     lines += _per_class_table("test", comparison["test"]["stored"], class_names)
+  sliced = {split: numbers["slices"] for split, numbers in comparison.items() if "slices" in numbers}
   lines += [
-      *slices_section({split: {"slices": numbers["slices"]} for split, numbers in comparison.items()
-                       if "slices" in numbers},
-                      "Measured by `train.export` on the stored weights, "
-                      f"{_texts_note({split: numbers['slices'] for split, numbers in comparison.items() if 'slices' in numbers})}."),
+      *slices_section({split: {"slices": report} for split, report in sliced.items()},
+                      f"Measured by `train.export` on the stored weights, {_texts_note(sliced)}."),
       "## Calibration",
       "",
       f"ECE is the expected calibration error of the confidence over {config.ece_bins} equal-width bins "

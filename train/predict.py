@@ -133,7 +133,8 @@ def format_result(result: dict, output_format: str) -> str:
   note = f"\t({result['note']})" if result["note"] else ""
   if "p_positive" in result:  # The binary model: the layout it always had.
     return f"{result['label']}\t{result['probability']:.4f}\t{text}{note}"
-  probabilities = " ".join(f"{escape_unsafe(name).replace(' ', '_')}={p:.4f}" for name, p in result["probabilities"].items())
+  probabilities = " ".join(f"{escape_unsafe(name).replace(' ', '_')}={p:.4f}"
+                           for name, p in result["probabilities"].items())
   return f"{escape_unsafe(result['label'])}\t{result['probability']:.4f}\t{probabilities}\t{text}{note}"
 
 

@@ -24,10 +24,11 @@ Features (``FEATURES``), computed from an example's text and token count:
 * ``topic``: the query column of the Sentiment140 6-column files (the manual test's topics; the
   training file's is always NO_QUERY), only when the caller has it.
 
-Raw texts first get the normalizer's rules 1 and 2 (UTF-8 read as latin-1 repaired: "â\x9d¤" -> "❤";
-HTML entities unescaped: "&lt;3" -> "<3"), so that their emoji are seen; case and "#" stay. Normalized texts (what the prepared splits keep: lower-cased, "#"
-dropped) cannot show hashtags or all-caps words: ``text_features(..., normalized=True)`` leaves
-those two out and says so.
+Raw texts first get the normalizer's rules 1 and 2 (UTF-8 bytes read as latin-1 repaired, so
+an emoji is one character again; HTML entities unescaped: "&lt;3" -> "<3"), so that their emoji
+are seen; case and "#" stay. Normalized texts (what the prepared splits keep: lower-cased, "#" dropped) cannot
+show hashtags or all-caps words: ``text_features(..., normalized=True)`` leaves those two out
+and says so.
 
 Per slice: count, accuracy and its 95% Wilson score interval; ``flagged`` when the interval's
 upper bound is below the overall accuracy of the split (the slice is worse than the whole, beyond
