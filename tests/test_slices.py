@@ -120,3 +120,19 @@ def test_classifier_report_slices_raw_texts_when_given():
   assert from_raw["features"]["length_tokens"] == {
       "1-10": {"count": 3, "correct": 2, "accuracy": 2 / 3, "interval": list(slices.wilson_interval(2, 3)),
                "flagged": False}}
+
+
+def test_raw_texts_without_the_prepared_data_fall_back_in_one_line(tmp_path):
+  from configs import sent140  # pylint: disable=import-outside-toplevel
+  from train.data import held_out_texts  # pylint: disable=import-outside-toplevel
+  from train.data.datasets import Split  # pylint: disable=import-outside-toplevel
+  config = sent140.get_config()
+  config.data_dir = str(tmp_path / "no_such_folder")
+  config.prepared_dir = str(tmp_path / "prepared")
+  config.download = False
+  split = Split(tokens=np.ones((1, 2), np.uint16), labels=np.zeros(1, np.int32), texts=["hi"])
+  said = []
+  assert held_out_texts.raw_texts(config, {"test": split}, ("validation", "test"), log=said.append) == {}
+  assert len(said) == 1 and "the raw texts of test could not be read" in said[0]
+  config.dataset = "synthetic"
+  assert held_out_texts.raw_texts(config, {"test": split}, ("test",), log=said.append) == {} and len(said) == 1
