@@ -42,3 +42,30 @@ def exported_bfloat16(trained_workdir, tmp_path_factory):
   assert result.returncode == 0, result.stderr[-3000:]
   assert "wrote" in result.stdout and "stored" in result.stdout
   return output
+
+
+THREE_CLASSES = ("negative", "positive", "neutral")
+
+
+@pytest.fixture(scope="session")
+def three_class_export(exported, tmp_path_factory):
+  """An exported model of 3 classes (``THREE_CLASSES``, in a classes.json), made from the tiny export.
+
+  Not trained on 3 classes: its head is the binary head plus a "neutral" logit, the mean of the
+  other two plus 1, so it answers neutral where the binary model is unsure (|logit gap| < 2).
+  """
+  import shutil  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from train import classes, model_dir  # pylint: disable=import-outside-toplevel
+  source, _ = exported
+  output = str(tmp_path_factory.mktemp("export") / "tiny_three_classes")
+  shutil.copytree(source, output)
+  path = os.path.join(output, model_dir.PARAMS_FILE)
+  params, metadata = model_dir.load_params(path)
+  kernel, bias = np.asarray(params["head"]["kernel"]), np.asarray(params["head"]["bias"])
+  params["head"]["kernel"] = np.concatenate([kernel, kernel.mean(axis=1, keepdims=True)], axis=1)
+  params["head"]["bias"] = np.concatenate([bias, [bias.mean() + 1.0]]).astype(np.float32)
+  model_dir.save_params(path, params, "float32", {k: v for k, v in metadata.items()
+                                                    if k in ("model_type", "step")})
+  classes.write(output, THREE_CLASSES)
+  return output

@@ -243,3 +243,145 @@ def test_evaluate_cli(exported, tmp_path):
   bad = run_module("train.evaluate", f"--model={output}", f"--data={data}", "--text_column=tweet",
                    "--label_column=label", f"--output={report_path}")
   assert bad.returncode == 2 and "not in the header" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ---- Slices in every report ----
+
+def test_eval_report_and_export_carry_slices(trained, exported):
+  _, _, report = trained
+  for split in ("validation", "test", "manual_test"):
+    found = report[split]["slices"]
+    assert set(found["features"]) == {"length_tokens", "mention", "url", "emoji", "negation"}
+    assert set(found["omitted"]) == {"hashtag", "all_caps", "topic"}  # Normalized text, no query column.
+    assert sum(s["count"] for s in found["features"]["negation"].values()) == found["overall"]["count"]
+  assert report["test"]["slices"]["overall"]["accuracy"] == pytest.approx(report["test"]["accuracy"], abs=1e-12)
+  manual = report["manual_test"]
+  assert manual["slices"]["overall"]["count"] == manual["binary"]["num_examples"]  # Neutral rows left out.
+  negated = report["test"]["slices"]["features"]["negation"]
+  assert negated["yes"]["count"] > 0 and negated["no"]["count"] > 0  # The synthetic task negates some tweets.
+  output, result = exported
+  assert result["splits"]["test"]["slices"]["overall"]["count"] == result["splits"]["test"]["stored"]["num_examples"]
+  card = open(os.path.join(output, model_dir.CARD_FILE), encoding="utf-8").read()
+  assert "## Slices" in card and "| negation | yes |" in card and "| hashtag | not measured" in card
+  assert card.index("## Slices") < card.index("## Calibration")
+
+
+def _write_sentiment140_manual_test(path, split):
+  polarity = {0: "0", 1: "4", 2: "2"}
+  topics = ["topic a", "topic b", "#c"]
+  path.write_bytes("\n".join(
+      ",".join(f'"{f}"' for f in (polarity[int(label)], str(i), "Mon Apr 06 2009", topics[i % 3], "user", text))
+      for i, (text, label) in enumerate(zip(split.texts, split.labels))).encode("latin-1"))
+
+
+def test_slices_added_to_an_export_without_its_workdir(exported, tmp_path):
+  source, _ = exported
+  directory = tmp_path / "model"
+  import shutil  # pylint: disable=import-outside-toplevel
+  shutil.copytree(source, directory)
+  manual_test = tmp_path / "manual.csv"
+  _write_sentiment140_manual_test(manual_test, _manual_split())
+  with open(directory / model_dir.EVALUATION_FILE, encoding="utf-8") as f:
+    before = json.load(f)
+  card_before = (directory / model_dir.CARD_FILE).read_text(encoding="utf-8")
+  for _ in range(2):  # Renewing replaces the section.
+    reports = export.add_slices(str(directory), str(manual_test), command="test")
+  assert set(reports) == {"validation", "test", "manual_test"}
+  topics = reports["manual_test"]["features"]["topic"]
+  assert sorted(topics) == ["#c", "topic a", "topic b"] and "hashtag" in reports["manual_test"]["features"]
+  with open(directory / model_dir.EVALUATION_FILE, encoding="utf-8") as f:
+    after = json.load(f)
+  for split in before["splits"]:  # Every number that was there stays; only the slices are new.
+    for key, value in before["splits"][split].items():
+      if key != "slices":
+        assert after["splits"][split][key] == value
+  assert after["splits"]["manual_test"]["slices"]["features"]["topic"] == json.loads(json.dumps(topics))
+  card = (directory / model_dir.CARD_FILE).read_text(encoding="utf-8")
+  assert card.count("## Slices") == 1 and "3 query topics" in card and "Added to this export by `test`" in card
+  assert card.split("## Slices")[0] == card_before.split("## Slices")[0]
+  assert card.split("## Calibration")[1] == card_before.split("## Calibration")[1]
+  after["splits"]["test"]["stored"]["accuracy"] -= 0.01
+  with open(directory / model_dir.EVALUATION_FILE, "w", encoding="utf-8") as f:
+    json.dump(after, f)
+  with pytest.raises(ValueError, match="test: accuracy .* differs"):
+    export.add_slices(str(directory), str(manual_test))
+
+
+# ---- Models of other classes ----
+
+def test_label_schemes_for_other_classes(tmp_path):
+  schemes = evaluate.label_schemes(("Joy", "Anger", "neutral"))
+  assert schemes["classes"] == {"joy": 0, "anger": 1, "neutral": 2}
+  assert schemes["0/2/4"] == {"2": 2} and "0/1" not in schemes and "names" not in schemes
+  assert evaluate.label_schemes(("negative", "neutral", "positive"))["0/2/4"] == {"0": 0, "2": 1, "4": 2}
+  path = tmp_path / "emotions.tsv"
+  path.write_text("text\tlabel\nyay\tJOY\ngrr\tanger\nhm\tNeutral\nzzz\tbored\n", encoding="utf-8")
+  rows = evaluate.read_labelled_file(str(path), text_column="text", label_column="label",
+                                     class_names=("Joy", "Anger", "neutral"))
+  assert rows.label_scheme == "classes" and rows.labels.tolist() == [0, 1, 2]
+  assert rows.bad_rows["unknown_label"] == 1 and rows.topics is None
+  with pytest.raises(evaluate.UsageError, match="expected the class names"):
+    evaluate.read_labelled_file(str(path), text_column="text", label_column="label", class_names=("a", "b"))
+
+
+def test_score_a_three_class_model(three_class_export, tmp_path):
+  loaded = inference.load_exported(three_class_export)
+  split = _manual_split()
+  csv_path = tmp_path / "s140.csv"
+  _write_sentiment140_manual_test(csv_path, split)
+  rows = evaluate.read_labelled_file(str(csv_path), class_names=loaded.class_names)
+  assert rows.label_scheme == "0/2/4" and rows.labels.tolist() == split.labels.tolist()  # Same names, same ids.
+  report = evaluate.score(loaded, rows, threshold=0.0, batch_size=64)
+  probs = loaded.batch_probabilities(loaded.encode(split.texts))
+  n_way = report["n_way"]
+  assert n_way["accuracy"] == pytest.approx(float((probs.argmax(1) == split.labels).mean()), abs=1e-12)
+  assert "binary" not in report and report["class_names"] == ["negative", "positive", "neutral"]
+  matrix = np.asarray(n_way["confusion_matrix"])
+  assert matrix.shape == (3, 3) and matrix.sum() == len(split) and matrix[:, 2].sum() > 0  # It says neutral.
+  assert [c["support"] for c in n_way["per_class"]] == np.bincount(split.labels, minlength=3).tolist()
+  assert report["label_counts"] == dict(zip(["negative", "positive", "neutral"],
+                                            np.bincount(split.labels, minlength=3).tolist()))
+  assert report["slices"]["scored"] == "accuracy" and report["slices"]["overall"]["count"] == len(split)
+  assert report["slices"]["overall"]["accuracy"] == pytest.approx(n_way["accuracy"])
+  assert set(report["slices"]["features"]["topic"]) == {"topic a", "topic b", "#c"}
+  text = "\n".join(evaluate.summary_lines({"data": "x", **report}))
+  assert "3-way (" in text and "neutral   precision" in text and "confusion matrix" in text
+  assert "slices (accuracy;" in text and "topic" in text
+
+
+def test_evaluate_cli_three_class_model(three_class_export, tmp_path):
+  data = tmp_path / "three.tsv"
+  data.write_text("label\ttext\npositive\tgood great happy\nNEGATIVE\tbad sad awful\nneutral\tthe day\n"
+                  "maybe\tthe work\n", encoding="utf-8")
+  report_path = tmp_path / "report.json"
+  result = run_module("train.evaluate", f"--model={three_class_export}", f"--data={data}", "--text_column=text",
+                      "--label_column=label", f"--output={report_path}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "3-way (3 rows)" in result.stdout and "labels classes" in result.stdout and "unknown_label 1" in result.stdout
+  assert "confusion matrix" in result.stdout and "length_tokens" in result.stdout
+  report = json.loads(report_path.read_text())
+  assert report["n_way"]["num_examples"] == 3 and len(report["n_way"]["per_class"]) == 3
+  refused = run_module("train.evaluate", f"--model={three_class_export}", f"--data={data}", "--text_column=text",
+                       "--label_column=label", "--threshold=0.6", f"--output={report_path}")
+  assert refused.returncode == 2 and "--threshold is for the binary" in refused.stderr
+  assert "Traceback" not in refused.stderr
+
+
+def test_export_copies_the_class_names(trained_workdir, tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  from train import classes  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "workdir"
+  shutil.copytree(trained_workdir, workdir)
+  classes.write(str(workdir), ("sad", "happy"))
+  output = tmp_path / "named"
+  result = export.export(str(workdir), str(output), "float32")
+  assert classes.read(str(output)) == ("sad", "happy") and result["export"]["class_names"] == ["sad", "happy"]
+  card = (output / model_dir.CARD_FILE).read_text(encoding="utf-8")
+  assert "one of 2 classes: sad, happy" in card and f"| `{classes.CLASSES_FILE}` |" in card
+  assert "Per class on the held-out test split" in card and "| happy |" in card
+  assert "Trained on positive/negative only" not in card
+  loaded = inference.load_exported(str(output))
+  assert loaded.class_names == ("sad", "happy")
+  from train import predict  # pylint: disable=import-outside-toplevel
+  answers = [r["label"] for r in predict.classify(loaded, [b"good great happy", b"bad sad terrible"], 0.99)]
+  assert answers == ["happy", "sad"]  # Its names, and no abstention.

@@ -116,3 +116,44 @@ def test_cli_missing_workdir_is_a_clear_error(tmp_path):
   assert result.returncode == 2
   assert "config.json not found" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+# ---- Models of other classes (classes.json) ----
+
+def test_three_class_model_answers_a_class_with_every_probability(three_class_export):
+  model = inference.load_exported(three_class_export)
+  assert model.class_names == ("negative", "positive", "neutral") and not model.is_binary_sentiment
+  lines = [b"good great happy fun love", b"bad sad terrible awful", b"", b"the day my work"]
+  results = list(predict.classify(model, lines, threshold=0.99))  # No abstention: the threshold is unused.
+  assert [r["line"] for r in results] == [1, 2, 3, 4] and results[2]["error"] == "empty line"
+  answered = [results[i] for i in (0, 1, 3)]
+  for r in answered:
+    assert set(r["probabilities"]) == {"negative", "positive", "neutral"} and "p_positive" not in r
+    assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+    assert r["probability"] == pytest.approx(max(r["probabilities"].values()))
+  assert [r["label"] for r in answered[:2]] == ["positive", "negative"]
+  text = predict.format_result(answered[0], "text").split("\t")
+  assert text[0] == "positive" and text[3] == "good great happy fun love"
+  assert text[2].split(" ")[0].startswith("negative=") and text[2].split(" ")[2].startswith("neutral=")
+  assert json.loads(predict.format_result(answered[0], "json"))["probabilities"].keys() == {
+      "negative", "positive", "neutral"}
+
+
+def test_binary_model_keeps_its_output_and_adds_probabilities(predictor):
+  result, = predict.classify(predictor, [b"good great happy"], threshold=0.0)
+  assert result["p_positive"] == pytest.approx(result["probabilities"]["positive"])
+  assert set(result["probabilities"]) == {"negative", "positive"}
+  assert len(predict.format_result(result, "text").split("\t")) == 3  # label, probability, text: as always.
+
+
+def test_cli_three_class_model(three_class_export):
+  result = run_predict(f"--model={three_class_export}", "good great happy fun love", "bad sad terrible awful",
+                       text=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = [line.split("\t") for line in result.stdout.splitlines()]
+  assert [row[0] for row in out] == ["positive", "negative"] and all(len(row) == 4 for row in out)
+  assert all(" neutral=" in row[2] for row in out)
+  refused = run_predict(f"--model={three_class_export}", "--threshold=0.5", "good", text=True)
+  assert refused.returncode == 2 and "--threshold is for the binary" in refused.stderr
+  assert "Traceback" not in refused.stderr

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from train import evaluate, inference, model_dir
+from train import evaluate, export, inference, model_dir
 from train.data import sources
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -58,6 +58,22 @@ def test_manual_test_accuracy_is_the_one_in_the_card(card):
   assert report["binary"]["num_examples"] == recorded["binary"]["num_examples"] == 359
   assert report["binary"]["accuracy"] == pytest.approx(recorded["binary"]["accuracy"], abs=1e-9)
   assert report["three_way"]["accuracy"] == pytest.approx(recorded["three_way"]["accuracy"], abs=1e-9)
+  assert report["slices"] == card["splits"]["manual_test"]["slices"]  # The card's slices, reproduced.
+
+
+def test_card_has_the_slices_of_every_split(card):
+  readme = (MODEL / "README.md").read_text(encoding="utf-8")
+  assert readme.count("## Slices") == 1 and "--slices_of=models/sent140_mamba" in readme
+  for split in ("validation", "test", "manual_test"):
+    found = card["splits"][split]["slices"]
+    assert found["overall"]["accuracy"] == pytest.approx(
+        export.binary_part(card["splits"][split]["stored"])["accuracy"], abs=1e-12)
+    expected = {"length_tokens", "mention", "url", "hashtag", "emoji", "negation", "all_caps"}
+    assert set(found["features"]) == expected | ({"topic"} if split == "manual_test" else set())
+    for feature, table in found["features"].items():
+      assert sum(s["count"] for s in table.values()) == found["overall"]["count"], (split, feature)
+      for value, stats in table.items():
+        assert (f"| {feature} | {value} | {stats['count']:,} |" in readme) or feature == "topic"
 
 
 def test_predict_cli_on_a_fresh_clone():

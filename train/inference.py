@@ -106,10 +106,13 @@ class Evaluator:
     """The task's metrics of ``split`` (``accuracy`` and ``loss`` among them)."""
     return self.task.metrics(self.outputs(state, split, name), split, self.config.ece_bins)
 
-  def report_metrics(self, state: TrainState, splits: dict) -> dict:
-    """The final report's metrics: split name -> the task's report metrics, for ``task.reported_splits``."""
+  def report_metrics(self, state: TrainState, splits: dict, raw_texts: Optional[dict] = None) -> dict:
+    """The final report's metrics: split name -> the task's report metrics, for ``task.reported_splits``.
+
+    ``raw_texts``: split name -> its raw texts where known (``train.data.held_out_texts``; slices).
+    """
     return {name: self.task.report_metrics(name, self.outputs(state, splits[name], name), splits[name],
-                                           self.config)
+                                           self.config, raw_texts=(raw_texts or {}).get(name))
             for name in self.task.reported_splits}
 
 
@@ -123,6 +126,8 @@ class LoadedModel:
     state: TrainState holding the model's ``params`` only (no optimizer state, for both kinds).
     source: the directory it came from.
     step: the training step of the parameters (None if unknown).
+    class_names: the name of each logit (``train.classes.read`` of the directory; label id i is
+      ``class_names[i]``).
   """
 
   config: ml_collections.ConfigDict
@@ -130,6 +135,12 @@ class LoadedModel:
   state: TrainState
   source: str
   step: Optional[int]
+  class_names: tuple[str, ...] = classes.BINARY
+
+  @property
+  def is_binary_sentiment(self) -> bool:
+    """Whether it is a negative/positive model (neutral then comes from abstention: the threshold)."""
+    return tuple(self.class_names) == classes.BINARY
 
   @property
   def max_length(self) -> int:
@@ -142,7 +153,7 @@ class LoadedModel:
     return Evaluator(self.config, tasks.CLASSIFICATION, input_feed.make_mesh(), EVAL_STEP)
 
   def probabilities(self, split: Split, batch_size: Optional[int] = None) -> np.ndarray:
-    """Softmax probabilities (N, 2) of every example of ``split``, evaluated in length buckets."""
+    """Softmax probabilities (N, c) of every example of ``split``, evaluated in length buckets."""
     batch_size = int(batch_size or self.config.eval_batch_size)
     input_feed.check_batch_size(batch_size, "eval batch size")
     return self.evaluator.probabilities(self.state, split, batch_size=batch_size)
@@ -152,7 +163,7 @@ class LoadedModel:
     return np.asarray(self.tokenizer.encode(texts)).astype(np.int32)
 
   def batch_probabilities(self, tokens: np.ndarray) -> np.ndarray:
-    """Softmax probabilities (N, 2) of the rows of ``tokens`` (N, l) as one batch (no length buckets)."""
+    """Softmax probabilities (N, c) of the rows of ``tokens`` (N, l) as one batch (no length buckets)."""
     logits = EVAL_STEP(self.state, {"tokens": tokens, "mask": (tokens != 0).astype(np.int32)})
     return metrics.softmax(np.asarray(logits))
 
@@ -169,11 +180,13 @@ def load_workdir(workdir: str, checkpoint: str = "best") -> LoadedModel:
   Only the parameters are read from the checkpoint (not the optimizer state).
   """
   config = model_dir.read_config(workdir, "--workdir must be a training workdir (python -m train.main --workdir=...).")
+  class_names = classes.read(workdir)
   tokenizer = model_dir.load_run_tokenizer(config, workdir)
-  model = models.create_model(config, tokenizer.vocab_size, len(classes.read(workdir)))
+  model = models.create_model(config, tokenizer.vocab_size, len(class_names))
   params, step = checkpointing.restore_params(os.path.join(workdir, "checkpoints"),
                                               models.parameter_shapes(config, model), checkpoint)
-  return LoadedModel(config, tokenizer, inference_state(model, params), os.path.abspath(workdir), step)
+  return LoadedModel(config, tokenizer, inference_state(model, params), os.path.abspath(workdir), step,
+                     class_names)
 
 
 def load_exported(directory: str) -> LoadedModel:
@@ -183,15 +196,18 @@ def load_exported(directory: str) -> LoadedModel:
   if not os.path.exists(params_path):
     raise FileNotFoundError(f"{params_path} not found: --model must be a directory written by "
                             "python -m train.export.")
+  class_names = classes.read(directory)
   tokenizer = model_dir.load_run_tokenizer(config, directory)
-  model = models.create_model(config, tokenizer.vocab_size, len(classes.read(directory)))
+  model = models.create_model(config, tokenizer.vocab_size, len(class_names))
   params, metadata = model_dir.load_params(params_path)
   expected = models.parameter_shapes(config, model)
   if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(params) or any(
       e.shape != p.shape for e, p in zip(jax.tree_util.tree_leaves(expected), jax.tree_util.tree_leaves(params))):
-    raise ValueError(f"{params_path} does not match the model of {os.path.join(directory, model_dir.CONFIG_FILE)}")
+    raise ValueError(f"{params_path} does not match the model of {os.path.join(directory, model_dir.CONFIG_FILE)} "
+                     f"with {len(class_names)} classes {list(class_names)}")
   step = int(metadata["step"]) if metadata.get("step", "").isdigit() else None
-  return LoadedModel(config, tokenizer, inference_state(model, params), os.path.abspath(directory), step)
+  return LoadedModel(config, tokenizer, inference_state(model, params), os.path.abspath(directory), step,
+                     class_names)
 
 
 def load(workdir: Optional[str], exported: Optional[str], checkpoint: str = "best") -> LoadedModel:

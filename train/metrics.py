@@ -41,6 +41,24 @@ def macro_f1(matrix: np.ndarray) -> float:
   return float(f1[present].mean()) if present.any() else 0.0
 
 
+def per_class_metrics(matrix: np.ndarray) -> list[dict]:
+  """Per class (in id order): precision, recall, f1 and support (true count) from a confusion matrix.
+
+  A class never predicted has precision 0; one that never occurs has recall 0.
+  """
+  matrix = np.asarray(matrix)
+  tp = np.diag(matrix).astype(np.float64)
+  support, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+  rows = []
+  for c in range(matrix.shape[0]):
+    precision = tp[c] / predicted[c] if predicted[c] else 0.0
+    recall = tp[c] / support[c] if support[c] else 0.0
+    f1 = 2 * tp[c] / (support[c] + predicted[c]) if support[c] + predicted[c] else 0.0
+    rows.append({"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                 "support": int(support[c])})
+  return rows
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, num_bins: int = 15) -> float:
   """sum_bins |bin| / N * |accuracy(bin) - mean confidence(bin)|, equal-width bins on (0, 1].
 
@@ -62,7 +80,8 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, num_
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> dict:
-  """accuracy, loss (plain cross-entropy, no smoothing), macro_f1, ece, confusion_matrix, num_examples."""
+  """accuracy, loss (plain cross-entropy, no smoothing), macro_f1, ece, confusion_matrix, num_examples,
+  per_class (``per_class_metrics``, in class id order)."""
   probs = np.asarray(probs, np.float64)
   labels = np.asarray(labels, np.int64)
   num_classes = probs.shape[1]
@@ -81,6 +100,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, num_bins: int 
       "ece": expected_calibration_error(confidence, correct, num_bins),
       "confusion_matrix": matrix.tolist(),
       "num_examples": n,
+      "per_class": per_class_metrics(matrix),
   }
 
 

@@ -12,7 +12,9 @@ Exported model directory (written by ``python -m train.export``):
   config.json         the training config (model_type, model fields, max_length, dataset, ...).
   tokenizer.model     the SentencePiece model (none for the synthetic toy task, whose
                       tokenizer is fixed in code).
-  evaluation.json     accuracy and calibration measured with the stored weights.
+  classes.json        the class names in logit order (``train.classes``), when the run had
+                      one; without it the model is the binary negative/positive one.
+  evaluation.json     accuracy, calibration and accuracy per slice measured with the stored weights.
   README.md           the model card.
 
 Both kinds hold ``config.json`` and a ``tokenizer.*`` copy (``read_config``,

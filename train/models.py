@@ -52,7 +52,8 @@ def task_of(config: ml_collections.ConfigDict):
 
 
 def create_model(config: ml_collections.ConfigDict, vocab_size: int, num_classes: int = NUM_CLASSES) -> nn.Module:
-  """``<Model>(<Model>Config(vocab_size, num_classes, dtype, **config.model))``."""
+  """``<Model>(<Model>Config(vocab_size, num_classes, dtype, **config.model))``; a classifier has one
+  logit per class of its ``train.classes`` list."""
   config_cls, model_cls, _ = _entry(config)
   fields = config.model.to_dict()
   try:

@@ -4,9 +4,13 @@
   python -m train.predict --model=models/sent140 "I love this"
   printf 'great movie\\nmeh\\n' | python -m train.predict --workdir=workdirs/sent140
 
-One output line per input line: ``label<TAB>probability<TAB>text`` (``--format=json``
-for JSON lines). ``label`` is negative / positive, or ``neutral`` when the model's
-confidence is under the threshold (default: the config's neutral_threshold).
+One output line per input line (``--format=json`` for JSON lines). The binary
+negative/positive model (no classes.json, see ``train.classes``): ``label<TAB>probability<TAB>text``,
+``label`` negative / positive, or ``neutral`` when the model's confidence is under the threshold
+(default: the config's neutral_threshold). A model of other classes (its classes.json):
+``label<TAB>probability<TAB>name=p name=p ...<TAB>text``, the argmax class and every class's
+probability (no threshold: it answers one of its classes). JSON lines hold ``label``,
+``probability`` and ``probabilities`` ({class name: p}); the binary model's also ``p_positive``.
 Bad lines (empty, undecodable bytes, ...) get an ``error`` line or a note; the
 remaining lines are still classified. Control characters of the input (ESC, NUL, C1,
 bidirectional overrides, line separators) are never written raw: text output shows them
@@ -28,7 +32,6 @@ from train import inference
 
 FLAGS = flags.FLAGS
 
-LABELS = ("negative", "positive")
 MAX_LINE_CHARS = 10_000  # Longer lines are cut here before tokenization (tweets are <= 280 chars).
 # Characters a terminal acts on: C0 controls, DEL, C1 controls (CSI ...), line/paragraph separators,
 # bidirectional embeddings, overrides and isolates.
@@ -61,11 +64,15 @@ def argv_bytes(text: str) -> bytes:
 
 def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold: float,
              batch_size: int = 256) -> Iterator[dict]:
-  """One result dict per input line: {line, text, label, probability, p_positive, note} or {line, error}.
+  """One result dict per input line: {line, text, label, probability, probabilities, [p_positive], note}
+  or {line, error}.
 
   ``model``: ``train.inference.load`` of a workdir or an exported model; each batch of
-  ``batch_size`` lines is evaluated as one batch (no length buckets).
+  ``batch_size`` lines is evaluated as one batch (no length buckets). ``threshold``: the binary
+  model answers neutral under it; a model of other classes ignores it (see the module docstring).
   """
+  names = tuple(model.class_names)
+  binary = model.is_binary_sentiment
   batch: list[dict] = []  # Results in input order; those with a "text" still need the model.
 
   def flush():
@@ -83,8 +90,14 @@ def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold
         if length >= model.max_length:
           notes.append(f"long input: only the first {model.max_length} tokens were used")
         confidence = float(p.max())
-        result.update(label=LABELS[int(p.argmax())] if confidence >= threshold else "neutral",
-                      probability=confidence, p_positive=float(p[1]), note="; ".join(notes) or None)
+        label = names[int(p.argmax())]
+        if binary and confidence < threshold:
+          label = "neutral"
+        result.update(label=label, probability=confidence,
+                      probabilities={name: float(q) for name, q in zip(names, p)})
+        if binary:
+          result["p_positive"] = float(p[1])
+        result["note"] = "; ".join(notes) or None
     done = list(batch)
     batch.clear()
     return done
@@ -118,7 +131,11 @@ def format_result(result: dict, output_format: str) -> str:
     return f"error\t-\tline {result['line']}: {result['error']}"
   text = escape_unsafe(result["text"].replace("\t", " "))
   note = f"\t({result['note']})" if result["note"] else ""
-  return f"{result['label']}\t{result['probability']:.4f}\t{text}{note}"
+  if "p_positive" in result:  # The binary model: the layout it always had.
+    return f"{result['label']}\t{result['probability']:.4f}\t{text}{note}"
+  probabilities = " ".join(f"{escape_unsafe(name).replace(' ', '_')}={p:.4f}"
+                           for name, p in result["probabilities"].items())
+  return f"{escape_unsafe(result['label'])}\t{result['probability']:.4f}\t{probabilities}\t{text}{note}"
 
 
 def main(argv):
@@ -130,6 +147,11 @@ def main(argv):
     model = inference.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint)
   except (FileNotFoundError, ValueError) as e:
     print(f"ERROR: {e}", file=sys.stderr)
+    sys.exit(2)
+  if FLAGS.threshold is not None and not model.is_binary_sentiment:
+    print(f"ERROR: --threshold is for the binary negative/positive model (neutral by abstention); "
+          f"{model.source} has the classes {list(model.class_names)} and always answers one of them.",
+          file=sys.stderr)
     sys.exit(2)
   threshold = model.config.neutral_threshold if FLAGS.threshold is None else FLAGS.threshold
   lines = [argv_bytes(a) for a in argv[1:]] if len(argv) > 1 else sys.stdin.buffer
@@ -144,8 +166,8 @@ def _define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Workdir of a training run (holds config.json and checkpoints/).")
   flags.DEFINE_string("model", None, "An exported model directory (python -m train.export); "
                       "instead of --workdir.")
-  flags.DEFINE_float("threshold", None, "Confidence under which the answer is 'neutral' "
-                     "(default: the run's config.neutral_threshold; 0 never says neutral).")
+  flags.DEFINE_float("threshold", None, "Binary negative/positive models: confidence under which the answer "
+                     "is 'neutral' (default: the run's config.neutral_threshold; 0 never says neutral).")
   flags.DEFINE_enum("format", "text", ["text", "json"], "Output: tab-separated text or JSON lines.")
   flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of --workdir to load.")
   flags.DEFINE_integer("batch_size", 256, "Tweets per forward pass.")

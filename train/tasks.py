@@ -9,8 +9,8 @@ A task gives the trainer (``train.train``) and its evaluation (``train.inference
   jitted train step (``rng`` is the step's dropout key);
 * ``eval_outputs(logits, batch)``: what the jitted eval step returns per row;
 * ``metrics(outputs, split, ece_bins)``: host-side metrics of a whole split from those rows;
-* ``reported_splits`` and ``report_metrics(name, outputs, split, config)``: the final report's
-  splits and the metrics of each.
+* ``reported_splits`` and ``report_metrics(name, outputs, split, config, raw_texts=None)``: the final
+  report's splits and the metrics of each (a classifier's with accuracy per slice, ``train.slices``).
 
 Both tasks read the same batches (tokens, mask, label, weight; ``train.data.batching``),
 so the input pipeline, checkpoints and resume are shared. Which task a model trains on
@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from train import metrics
+from train import metrics, slices
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
@@ -82,10 +82,19 @@ class Classification:
     return metrics.classification_metrics(metrics.softmax(outputs), split.labels, ece_bins)
 
   @staticmethod
-  def report_metrics(name: str, outputs: np.ndarray, split, config: ml_collections.ConfigDict) -> dict:
-    """``train.metrics.split_metrics`` of the logits (N, c) of split ``name``."""
-    return metrics.split_metrics(name, metrics.softmax(outputs), split.labels, config.neutral_threshold,
-                                 config.ece_bins)
+  def report_metrics(name: str, outputs: np.ndarray, split, config: ml_collections.ConfigDict,
+                     raw_texts: Optional[list] = None) -> dict:
+    """``train.metrics.split_metrics`` of the logits (N, c) of split ``name``, with ``slices``
+    (``train.slices.classification_slices``) of its ``raw_texts`` when given, else of its normalized
+    texts (no hashtag or all-caps slices) when the split keeps them."""
+    probs = metrics.softmax(outputs)
+    report = metrics.split_metrics(name, probs, split.labels, config.neutral_threshold, config.ece_bins)
+    texts = raw_texts if raw_texts is not None else split.texts
+    if texts is not None:
+      report["slices"] = slices.classification_slices(probs, split.labels, texts,
+                                                      (np.asarray(split.tokens) != 0).sum(axis=1),
+                                                      normalized=raw_texts is None)
+    return report
 
   @staticmethod
   def summary(report: dict) -> str:
@@ -188,9 +197,10 @@ class NextToken:
     return {"loss": float(loss), "perplexity": float(np.exp(loss)), "accuracy": float(correct / max(count, 1.0)),
             "num_tokens": int(count), "num_examples": int(len(outputs))}
 
-  def report_metrics(self, name: str, outputs: np.ndarray, split, config: ml_collections.ConfigDict) -> dict:
-    """``metrics`` of split ``name`` (every split of the report is scored alike)."""
-    del name
+  def report_metrics(self, name: str, outputs: np.ndarray, split, config: ml_collections.ConfigDict,
+                     raw_texts: Optional[list] = None) -> dict:
+    """``metrics`` of split ``name`` (every split of the report is scored alike; no slices)."""
+    del name, raw_texts
     return self.metrics(outputs, split, config.ece_bins)
 
   @staticmethod

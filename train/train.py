@@ -32,7 +32,7 @@ from train import checkpointing, classes, distributed, eval_report, inference, i
 from train import pretrained_init, provenance, tasks
 from train import workdir as workdir_lib
 from train import workdir_lock
-from train.data import batching, pipeline
+from train.data import batching, held_out_texts, pipeline
 from train.data import summary as summary_lib
 from train.metric_logging import MetricWriter
 from train.optimizer import create_optimizer, learning_rate_schedule
@@ -445,7 +445,12 @@ def final_evaluation(run: Run) -> tuple[dict, dict, dict]:
   evaluated = eval_report.evaluated_checkpoint(eval_kind, eval_progress, run.checkpointer.problems)
   if eval_progress is None:
     eval_state, eval_progress = run.state, run.progress(run.total_steps)
-  return run.trainer.evaluator.report_metrics(eval_state, run.datasets.splits), eval_progress, evaluated
+  evaluator = run.trainer.evaluator
+  raw = {}  # The held-out splits' raw texts, for the classifier's slices (hashtags, all-caps words).
+  if isinstance(evaluator.task, tasks.Classification):
+    raw = held_out_texts.raw_texts(run.config, run.datasets.splits, evaluator.task.reported_splits,
+                                   log=logging.info)
+  return evaluator.report_metrics(eval_state, run.datasets.splits, raw), eval_progress, evaluated
 
 
 def write_report(run: Run, clock: RunClock, metrics: dict, eval_progress: dict, evaluated: dict) -> dict:

@@ -52,6 +52,7 @@ from train.data import byte_order_marks
 ENCODINGS = ("utf-8", "latin-1")
 SENTIMENT140_COLUMNS = (5, 0)  # (text, label) of the 6-column Sentiment140 CSV.
 SENTIMENT140_NUM_COLUMNS = 6
+SENTIMENT140_QUERY_COLUMN = 3  # The topic a tweet was found by (NO_QUERY in the training file).
 KNOWN_CLASS_NAMES = ("negative", "positive", "neutral")  # Label id = index, for the known schemes.
 NEUTRAL_ID = 2
 # Known label scheme -> {label text (stripped, lowercased): label id}.
@@ -92,6 +93,7 @@ class LabelledRows:
     columns: {"text": ..., "label": ...} as given, or the Sentiment140 indexes.
     source: where the rows came from ("path" or "zip path:member").
     unknown_labels: label value -> count, of the rows counted as unknown_label (first 20 values).
+    topics: the N query values of a Sentiment140 6-column file (its topic column), else None.
   """
 
   texts: list[str]
@@ -106,6 +108,7 @@ class LabelledRows:
   columns: dict[str, Column]
   source: str
   unknown_labels: dict[str, int] = dataclasses.field(default_factory=dict)
+  topics: Optional[list[str]] = None
 
   @property
   def num_bad(self) -> int:
@@ -181,6 +184,7 @@ class _Collector:
     self.rows: list[tuple[int, str, str]] = []  # (line number, text, label text)
     self.bad_rows = dict.fromkeys(BAD_ROW_REASONS, 0)
     self.bad_lines: dict[str, list[int]] = {reason: [] for reason in BAD_ROW_REASONS}
+    self.topics: dict[int, str] = {}  # line number -> query, of the Sentiment140 6-column layout.
 
   def reject(self, line_number: int, reason: str) -> None:
     self.bad_rows[reason] += 1
@@ -199,6 +203,8 @@ class _Collector:
     else:
       self.rows.append((line_number, fields[self.layout.text_index],
                         fields[self.layout.label_index].strip().lower()))
+      if self.layout.num_columns == SENTIMENT140_NUM_COLUMNS:
+        self.topics[line_number] = fields[SENTIMENT140_QUERY_COLUMN]
 
   def reject_open_record(self, open_record: list[tuple[int, str]]) -> None:
     """A record whose quote never closed: its first line is unterminated, the others count alone."""
@@ -319,11 +325,13 @@ def parse_lines(lines: Iterable[str], source: str, *, text_column: Optional[Colu
   else:
     names = KNOWN_CLASS_NAMES if bool(np.any(label_ids == NEUTRAL_ID)) else KNOWN_CLASS_NAMES[:2]
   order = np.argsort(np.asarray(numbers, np.int64), kind="stable")  # Rows in file order (rejections interleave).
+  topics = [collector.topics[numbers[i]] for i in order] if sentiment140 else None
   return LabelledRows(
       texts=[texts[i] for i in order], labels=label_ids[order], row_numbers=np.asarray(numbers, np.int64)[order],
       bad_rows=collector.bad_rows, bad_lines={k: sorted(v) for k, v in collector.bad_lines.items() if v},
       encoding=encoding, encoding_detected=encoding_detected, label_scheme=scheme, class_names=names,
-      columns={"text": text_column, "label": label_column}, source=source, unknown_labels=unknown)
+      columns={"text": text_column, "label": label_column}, source=source, unknown_labels=unknown,
+      topics=topics)
 
 
 @contextlib.contextmanager

@@ -98,6 +98,27 @@ def read(dataset_dir: str, splits=None) -> dict[str, SplitColumns]:
   return columns
 
 
+def read_raw_texts(dataset_dir: str, splits) -> dict[str, list[str]]:
+  """Split name -> its N raw texts (the source files' text, before normalization), in the order of ``read``."""
+  import tensorflow_datasets as tfds
+  from array_record.python import array_record_module
+  from tensorflow_datasets.proto import tf_example_pb2
+  parse = tf_example_pb2.Example.FromString
+  split_infos = tfds.builder_from_directory(dataset_dir).info.splits
+  texts = {}
+  for name in splits:
+    texts[name] = []
+    for path in split_infos[name].filepaths:
+      reader = array_record_module.ArrayRecordReader(os.fspath(path))
+      try:
+        serialized = reader.read_all()
+      finally:
+        reader.close()
+      texts[name] += [parse(record).features.feature["text"].bytes_list.value[0].decode("utf-8")
+                      for record in serialized]
+  return texts
+
+
 def read_build_report(dataset_dir: str) -> dict:
   """sentiment140_builder.build_report of the records the dataset was written from."""
   with open(os.path.join(dataset_dir, BUILD_REPORT_FILE)) as f:
