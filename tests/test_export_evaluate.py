@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from train import eval_report, evaluate, export, inference, metrics, model_dir, models
+from train import classes, eval_report, evaluate, export, inference, metrics, model_dir, models
 from train.data import synthetic
 
 from tests import train_tiny_run
@@ -65,7 +65,9 @@ def test_load_params_rejects_other_files(tmp_path):
 def test_export_holds_parameters_only_and_predicts_like_the_workdir(trained_workdir, exported):
   output, result = exported
   assert sorted(os.listdir(output)) == sorted(
-      [model_dir.PARAMS_FILE, model_dir.CONFIG_FILE, model_dir.EVALUATION_FILE, model_dir.CARD_FILE])
+      [model_dir.PARAMS_FILE, model_dir.CONFIG_FILE, model_dir.EVALUATION_FILE, model_dir.CARD_FILE,
+       classes.CLASSES_FILE])  # Every run writes its classes (this one: negative, positive).
+  assert classes.read(output) == classes.BINARY
   from_workdir = inference.load_workdir(trained_workdir)
   params, metadata = model_dir.load_params(os.path.join(output, model_dir.PARAMS_FILE))
   assert models.count_params(params) == models.count_params(from_workdir.state.params)  # No optimizer state.
@@ -309,19 +311,18 @@ def test_slices_added_to_an_export_without_its_workdir(exported, tmp_path):
 
 # ---- Models of other classes ----
 
-def test_label_schemes_for_other_classes(tmp_path):
-  schemes = evaluate.label_schemes(("Joy", "Anger", "neutral"))
-  assert schemes["classes"] == {"joy": 0, "anger": 1, "neutral": 2}
-  assert schemes["0/2/4"] == {"2": 2} and "0/1" not in schemes and "names" not in schemes
-  assert evaluate.label_schemes(("negative", "neutral", "positive"))["0/2/4"] == {"0": 0, "2": 1, "4": 2}
+def test_a_file_is_read_with_the_classes_of_the_model_that_scores_it(tmp_path):
+  names = ("Joy", "Anger", "neutral")
+  assert evaluate.reading_classes(names, "auto") == ("classes", names)  # Labels matched to the names.
+  known = ("negative", "positive", "neutral")  # What a 3-class run on 0/2/4 or names labels learns.
+  assert evaluate.reading_classes(known, "auto") == ("auto", known)
+  assert evaluate.reading_classes(classes.BINARY, "auto") == ("auto", None)  # Neutral rows kept (abstention).
   path = tmp_path / "emotions.tsv"
   path.write_text("text\tlabel\nyay\tJOY\ngrr\tanger\nhm\tNeutral\nzzz\tbored\n", encoding="utf-8")
   rows = evaluate.read_labelled_file(str(path), text_column="text", label_column="label",
-                                     class_names=("Joy", "Anger", "neutral"))
+                                     labels="classes", class_names=names)
   assert rows.label_scheme == "classes" and rows.labels.tolist() == [0, 1, 2]
-  assert rows.bad_rows["unknown_label"] == 1 and rows.topics is None
-  with pytest.raises(evaluate.UsageError, match="expected the class names"):
-    evaluate.read_labelled_file(str(path), text_column="text", label_column="label", class_names=("a", "b"))
+  assert rows.bad_rows["unknown_label"] == 1 and rows.unknown_labels == {"bored": 1} and rows.topics is None
 
 
 def test_score_a_three_class_model(three_class_export, tmp_path):
@@ -357,7 +358,7 @@ def test_evaluate_cli_three_class_model(three_class_export, tmp_path):
   result = run_module("train.evaluate", f"--model={three_class_export}", f"--data={data}", "--text_column=text",
                       "--label_column=label", f"--output={report_path}")
   assert result.returncode == 0, result.stderr[-3000:]
-  assert "3-way (3 rows)" in result.stdout and "labels classes" in result.stdout and "unknown_label 1" in result.stdout
+  assert "3-way (3 rows)" in result.stdout and "labels names" in result.stdout and "unknown_label 1" in result.stdout
   assert "confusion matrix" in result.stdout and "length_tokens" in result.stdout
   report = json.loads(report_path.read_text())
   assert report["n_way"]["num_examples"] == 3 and len(report["n_way"]["per_class"]) == 3

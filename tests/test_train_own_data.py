@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import own_data
-from train import classes, eval_report, model_dir, models, pretrained_init
+from train import classes, eval_report, export, model_dir, models, pretrained_init
 from train import train as training  # pylint: disable=unused-import
 from train import workdir as workdir_lib
 from train.data import pipeline
@@ -123,6 +123,13 @@ def test_three_classes_from_scratch_then_fine_tuned_on_two(tmp_path, capsys):
   assert report["data_summary"]["class_names"] == THREE
   assert report["test"]["accuracy"] > 0.5  # Learnable: each class has its own words.
   assert "3 classes" in models.task_of(_tiny(tmp_path, three)).summary(report)
+  exported_dir = str(tmp_path / "export")
+  evaluation = export.export(scratch_dir, exported_dir, "float32")  # The export keeps the classes.
+  assert classes.read(exported_dir) == tuple(THREE) and "manual_test" not in evaluation["splits"]
+  assert evaluation["splits"]["test"]["stored"]["accuracy"] == pytest.approx(report["test"]["accuracy"], abs=1e-6)
+  with open(os.path.join(exported_dir, "README.md")) as f:
+    card = f.read()
+  assert all(name in card for name in THREE) and "three.tsv" in card
 
   # Fine-tune the workdir on a 2-class file with its own test file: its tokenizer, a new head.
   two = _write_tsv(tmp_path / "two.tsv", THREE[:2], 60, seed=2)

@@ -99,8 +99,22 @@ def _data_section(report: dict) -> list[str]:
     return ["The synthetic toy task of `train/data/synthetic.py` (filler words plus sentiment words, "
             f"some negated): {rows['train']:,} train, {rows['validation']:,} validation, {rows['test']:,} test "
             f"and {rows['manual_test']:,} manual-test examples. Not a model of real text."]
-  labels = summary["rows_per_label"]["manual_test"]
   used = summary.get("train_rows_used", rows["train"])  # Present when max_train_examples cut the train split.
+  if summary["dataset"] == "labelled_files":
+    files = summary["sources"]  # Role ("train_file", ...) -> path.
+    per_label = summary["rows_per_label"]
+    return [
+        "The user's own labelled files (`config.dataset = \"labelled_files\"`, read by "
+        "`train/data/labelled_rows.py`): " + ", ".join(f"{role} `{os.path.basename(path)}`" for role, path in files.items()) + ".",
+        "",
+        f"- Classes: {', '.join(summary.get('class_names', []))}.",
+        *[f"- {name.capitalize()}: {(used if name == 'train' else rows[name]):,} examples "
+          "(" + ", ".join(f"{count:,} {label}" for label, count in per_label[name].items()) + ")."
+          for name in ("train", "validation", "test") if name in rows],
+        f"- Normalization version {summary['normalization_version']} (`train/data/normalization.py`), "
+        f"SentencePiece with {summary['vocab_size']:,} pieces, {summary['max_length']} tokens per text.",
+    ]
+  labels = summary["rows_per_label"]["manual_test"]
   return [
       "Sentiment140 (Go, Bhayani & Huang 2009): 1.6M English tweets from April to June 2009, labelled "
       "positive or negative by the emoticons they contained (distant supervision; the emoticons were "
@@ -121,6 +135,9 @@ def _data_section(report: dict) -> list[str]:
 def _data_limits(dataset: str) -> list[str]:
   if dataset == "synthetic":
     return ["- Trained on a synthetic toy task: it says nothing about real text."]
+  if dataset == "labelled_files":
+    return ["- Trained on the user's files only: texts from other sources, years or topics may be out of "
+            "distribution; check the slices below and measure on a labelled sample of the texts it will see."]
   return [
       "- Tweets from April to June 2009: slang, topics and emoji use of later years are out of distribution.",
       "- Labels come from emoticons, not from people: they are noisy, and tweets without emoticons, sarcasm "
@@ -412,7 +429,8 @@ def add_slices(directory: str, manual_test_path: str, command: str = "") -> dict
   raw = held_out_texts.raw_texts(model.config, splits, ("validation", "test"), log)
   reports = {name: split_slices(splits[name], model.probabilities(splits[name]), raw.get(name))
              for name in ("validation", "test")}
-  rows = evaluate.read_labelled_file(manual_test_path, class_names=model.class_names)
+  labels, class_names = evaluate.reading_classes(model.class_names, "auto")
+  rows = evaluate.read_labelled_file(manual_test_path, labels=labels, class_names=class_names)
   manual = evaluate.score(model, rows, float(model.config.neutral_threshold))
   reports["manual_test"] = manual["slices"]
   for name, report in reports.items():
