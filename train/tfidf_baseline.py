@@ -44,19 +44,23 @@ def load_texts(config) -> Tuple[Dict[str, Tuple[List[str], np.ndarray]], Dict[st
   Train is subsampled like the pipeline does when config.max_train_examples is set.
   """
   # pylint: disable=import-outside-toplevel
-  from train.data import pipeline, sources, synthetic, tfds_dataset
+  from train.data import labelled_files, pipeline, sources, synthetic, tfds_dataset
 
   if config.dataset == "synthetic":
     datasets = synthetic.make_datasets(config)
     splits = {name: (list(s.texts), np.asarray(s.labels, np.int32))
               for name, s in datasets.splits.items()}
     return splits, {"dataset": "synthetic"}
-  files = sources.find_sources(sources.resolve_data_dir(config.data_dir), download=bool(config.download))
+  if config.dataset == "labelled_files":  # The user's files: train / validation / test, no manual test.
+    files, names = labelled_files.find_files(config), pipeline.LABELLED_SPLIT_NAMES
+  else:
+    files = sources.find_sources(sources.resolve_data_dir(config.data_dir), download=bool(config.download))
+    names = SPLITS
   dataset_dir = pipeline.build_tfds(config, files)
-  columns = tfds_dataset.read(dataset_dir, SPLITS)
-  splits = {name: (columns[name].normalized_texts, columns[name].labels) for name in SPLITS}
+  columns = tfds_dataset.read(dataset_dir, names)
+  splits = {name: (columns[name].normalized_texts, columns[name].labels) for name in names}
   report = tfds_dataset.read_build_report(dataset_dir)
-  summary = {"dataset": "sentiment140", "sources": report["sources"],
+  summary = {"dataset": config.dataset, "sources": report["sources"],
              "malformed": report["malformed_by_reason"], "duplicates": report["duplicate_details"],
              "split_fractions": [float(f) for f in config.split_fractions]}
   max_train = config.max_train_examples
@@ -88,7 +92,7 @@ def fit_and_evaluate(splits, c_values: Sequence[float], *, min_df: int = 2, max_
                                token_pattern=TOKEN_PATTERN, lowercase=False, dtype=np.float32)
   train_texts, train_labels = splits["train"]
   x_train = vectorizer.fit_transform(train_texts)
-  features = {name: vectorizer.transform(splits[name][0]) for name in SPLITS if name != "train"}
+  features = {name: vectorizer.transform(texts) for name, (texts, _) in splits.items() if name != "train"}
   timings["vectorize_s"] = time.perf_counter() - t
 
   candidates = []
@@ -112,17 +116,17 @@ def fit_and_evaluate(splits, c_values: Sequence[float], *, min_df: int = 2, max_
       "c_search": candidates,
       "num_features": int(x_train.shape[1]),
       "num_parameters": int(best_classifier.coef_.size + best_classifier.intercept_.size),
-      "rows": {name: len(splits[name][1]) for name in SPLITS},
+      "rows": {name: len(labels) for name, (_, labels) in splits.items()},
       "timings_s": timings,
   }
-  for name in metrics.REPORTED_SPLITS:
+  for name in (n for n in metrics.REPORTED_SPLITS if n in splits):
     report[name] = metrics.split_metrics(name, best_classifier.predict_proba(features[name]), splits[name][1],
                                          neutral_threshold, ece_bins)
   return provenance.to_jsonable(report)
 
 
 def markdown(report: Dict[str, Any]) -> str:
-  env, manual = report["environment"], report["manual_test"]
+  env, manual = report["environment"], report.get("manual_test")
   pct = lambda x: f"{100 * x:.2f}%"
   lines = [
       "# TF-IDF + logistic regression baseline", "",
@@ -142,11 +146,12 @@ def markdown(report: Dict[str, Any]) -> str:
       "|---|---:|---:|---:|---:|",
   ]
   for name, metrics in (("validation", report["validation"]), ("held-out test", report["test"]),
-                        ("manual test (binary)", manual["binary"])):
+                        *([("manual test (binary)", manual["binary"])] if manual else [])):
     lines.append(f"| {name} | {pct(metrics['accuracy'])} | {metrics['macro_f1']:.4f} | "
                  f"{metrics['ece']:.4f} | {metrics['num_examples']} |")
-  lines += ["", f"Manual test, three classes (neutral when the top probability is below "
-            f"{manual['three_way']['threshold']}): {pct(manual['three_way']['accuracy'])}."]
+  if manual:
+    lines += ["", f"Manual test, three classes (neutral when the top probability is below "
+              f"{manual['three_way']['threshold']}): {pct(manual['three_way']['accuracy'])}."]
   return "\n".join(lines) + "\n"
 
 
@@ -179,8 +184,9 @@ def main(argv):
     json.dump(report, f, indent=1)
   with open(stem + ".md", "w", encoding="utf-8") as f:
     f.write(markdown(report))
-  print(f"test accuracy {report['test']['accuracy']:.4f}, manual binary accuracy "
-        f"{report['manual_test']['binary']['accuracy']:.4f}; wrote {stem}.json and {stem}.md")
+  manual = (f", manual binary accuracy {report['manual_test']['binary']['accuracy']:.4f}"
+            if "manual_test" in report else "")
+  print(f"test accuracy {report['test']['accuracy']:.4f}{manual}; wrote {stem}.json and {stem}.md")
 
 
 def _define_flags() -> None:
