@@ -41,8 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.test_file = ml_collections.FieldReference(None, field_type=str)
   # Text / label column: a header name (the first row is then the header) or a 0-based index;
   # both None: the Sentiment140 6-column CSV (polarity, id, date, query, user, text).
-  config.text_column = ml_collections.FieldReference(None, field_type=str)
-  config.label_column = ml_collections.FieldReference(None, field_type=str)
+  config.text_column = ml_collections.FieldReference(None, field_type=str)  # Column of the texts.
+  config.label_column = ml_collections.FieldReference(None, field_type=str)  # Column of the labels.
   # "auto" (0/2/4, negative/neutral/positive or 0/1, whichever the values fit: ids negative 0,
   # positive 1, neutral 2 -- neutral becomes a class when the train file has it) | "0/2/4" |
   # "names" | "0/1" | "classes" (every distinct value a class, ids in sorted order of the values).
