@@ -121,7 +121,7 @@ def train_tfidf(train_file: str, test_file: str, seed: int) -> dict:
 
 def table(runs: list[dict], split: dict) -> str:
   sizes = sorted({r["size"] for r in runs if r["method"] != "zero_shot"}, key=lambda s: (s == "all", int(s) if s != "all" else 0))
-  lines = ["# Domain adaptation: Sentiment140 model on airline tweets (Feb 2015)", "",
+  lines = [f"# Domain adaptation: the released Sentiment140 model on `{os.path.basename(split['source'])}`", "",
            f"Source `{split['source']}` (sha256 {split['source_sha256'][:16]}...): {split['rows_read']:,} "
            f"negative/positive rows, held-out test {split['test']:,} (text-hash split, share {split['test_share']}), "
            f"pool {split['pool']:,}. Test accuracy (%), mean over seeds (+- std when several; n = seeds).", "",
