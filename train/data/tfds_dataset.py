@@ -76,47 +76,41 @@ def read(dataset_dir: str, splits=None) -> dict[str, SplitColumns]:
 
   ``splits``: the names to read; None: every split of the dataset.
   """
-  import tensorflow_datasets as tfds
-  from array_record.python import array_record_module
-  from tensorflow_datasets.proto import tf_example_pb2
-  parse = tf_example_pb2.Example.FromString
-  split_infos = tfds.builder_from_directory(dataset_dir).info.splits
+  split_infos = _split_infos(dataset_dir)
   columns = {}
   for name in (splits if splits is not None else list(split_infos.keys())):
     texts, labels = [], []
-    for path in split_infos[name].filepaths:
-      reader = array_record_module.ArrayRecordReader(os.fspath(path))
-      try:
-        serialized = reader.read_all()
-      finally:
-        reader.close()
-      for record in serialized:
-        feature = parse(record).features.feature
-        texts.append(feature["normalized_text"].bytes_list.value[0].decode("utf-8"))
-        labels.append(feature["label"].int64_list.value[0])
+    for feature in _features(split_infos[name]):
+      texts.append(feature["normalized_text"].bytes_list.value[0].decode("utf-8"))
+      labels.append(feature["label"].int64_list.value[0])
     columns[name] = SplitColumns(normalized_texts=texts, labels=np.asarray(labels, np.int32))
   return columns
 
 
 def read_raw_texts(dataset_dir: str, splits) -> dict[str, list[str]]:
   """Split name -> its N raw texts (the source files' text, before normalization), in the order of ``read``."""
-  import tensorflow_datasets as tfds
-  from array_record.python import array_record_module
-  from tensorflow_datasets.proto import tf_example_pb2
-  parse = tf_example_pb2.Example.FromString
-  split_infos = tfds.builder_from_directory(dataset_dir).info.splits
-  texts = {}
-  for name in splits:
-    texts[name] = []
-    for path in split_infos[name].filepaths:
-      reader = array_record_module.ArrayRecordReader(os.fspath(path))
-      try:
-        serialized = reader.read_all()
-      finally:
-        reader.close()
-      texts[name] += [parse(record).features.feature["text"].bytes_list.value[0].decode("utf-8")
-                      for record in serialized]
-  return texts
+  split_infos = _split_infos(dataset_dir)
+  return {name: [feature["text"].bytes_list.value[0].decode("utf-8") for feature in _features(split_infos[name])]
+          for name in splits}
+
+
+def _split_infos(dataset_dir: str):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  return tfds.builder_from_directory(dataset_dir).info.splits
+
+
+def _features(split_info):
+  """The feature map of every record of one split, in file order."""
+  from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
+  from tensorflow_datasets.proto import tf_example_pb2  # pylint: disable=import-outside-toplevel
+  for path in split_info.filepaths:
+    reader = array_record_module.ArrayRecordReader(os.fspath(path))
+    try:
+      serialized = reader.read_all()
+    finally:
+      reader.close()
+    for record in serialized:
+      yield tf_example_pb2.Example.FromString(record).features.feature
 
 
 def read_build_report(dataset_dir: str) -> dict:
