@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks import train_throughput
 from train.data import batching
@@ -18,6 +19,7 @@ def test_synthetic_split_follows_the_histogram():
   assert split.tokens.max() < 100 and np.all((split.tokens != 0).sum(1) == lengths)
 
 
+@pytest.mark.slow
 def test_quick_run_writes_speedups(tmp_path):
   report = train_throughput.run(["--quick", f"--output_dir={tmp_path}"])
   saved = json.load(open(tmp_path / "train_throughput_cpu.json"))

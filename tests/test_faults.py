@@ -153,6 +153,7 @@ def _damage(step_dir, how):
 
 # ---------------------------------------------------------------- signals
 
+@pytest.mark.slow
 def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_to_the_uninterrupted_parameters(
     trained, tmp_path):
   reference, config, _ = trained
@@ -193,6 +194,7 @@ def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_to_the_unin
 
 # ---------------------------------------------------------------- kill -9
 
+@pytest.mark.slow
 def test_kill_9_three_times_then_resume_gives_the_uninterrupted_parameters(trained, tmp_path):
   reference, config, _ = trained
   assert len(batching.config_bounds(config, config.max_length)) > 1  # Length-bucketed batches.
@@ -289,6 +291,7 @@ print("closed")
   assert json.loads((tmp_path / "metrics.jsonl").read_text())["loss"] == 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("space", ["less than the state", "more than the state"])
 def test_disk_full_during_a_save_is_one_line_exit_2_and_the_run_resumes_after(trained, tmp_path, space):
   """Less free space than the state's bytes: refused before writing; more: a write fails mid-way."""

@@ -27,10 +27,11 @@ def probe_losses(on_device: bool = False) -> list[float]:
   return train_tiny_run.train_steps(config, NUM_STEPS)[3]
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device():
   assert jax.device_count() == 1, "run the test suite without forcing several CPU devices"
   one = probe_losses()
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=4"}
   code = ("import json, jax; from tests.test_train_parallel import probe_losses; "
           "print(json.dumps([jax.device_count(), probe_losses(), probe_losses(on_device=True)]))")
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
