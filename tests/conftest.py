@@ -45,6 +45,13 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
+def shared_tmp_path(tmp_path_factory, worker_id):
+  """A folder all xdist workers of this session see (without xdist: the session's own)."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if worker_id != "master" else base
+
+
+@pytest.fixture(scope="session")
 def trained():
   """(workdir, config, report) of the uninterrupted tiny run (``tests/train_tiny_run.py``)."""
   return train_tiny_run.trained_tiny_run()

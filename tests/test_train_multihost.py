@@ -17,6 +17,7 @@ settings (``train.distributed``): flags, JAX variables and SLURM, one-line error
 """
 
 import collections
+import fcntl
 import json
 import os
 import shutil
@@ -115,24 +116,34 @@ def run_side_by_side(cache, *runs):
 
 
 @pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory):
+def compilation_cache(shared_tmp_path):
   """A persistent XLA cache shared by the workers: the resumed run reuses programs of the first."""
-  return str(tmp_path_factory.mktemp("xla_cache"))
+  path = shared_tmp_path / "multihost_xla_cache"
+  path.mkdir(exist_ok=True)
+  return str(path)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, compilation_cache):
+def runs(shared_tmp_path, compilation_cache):
   """{name: (workdir, records, logs)}: the 1-process reference, 2 processes, 2 processes x 2 devices.
 
-  The three run side by side: their five processes keep the cores busy while some wait.
+  The three run side by side: their five processes keep the cores busy while some wait. Once
+  per session: the first xdist worker to ask runs them, another waits for it and reads their
+  results (the workdirs are shared: read them, copy them before changing them).
   """
-  root = tmp_path_factory.mktemp("runs")
-  kinds = {"one_process": (OVERRIDES, 1, 1), "two_processes": (OVERRIDES, PROCESSES, 1),
-           "two_by_two": ({**OVERRIDES, "train_data_on_device": True}, PROCESSES, 2)}
-  results = run_side_by_side(compilation_cache, *[(str(root / name), *kind) for name, kind in kinds.items()])
-  (record,), _ = results[0]
+  root = shared_tmp_path / "multihost_runs"
+  done = root / "results.json"
+  with open(shared_tmp_path / "multihost_runs.lock", "w", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      kinds = {"one_process": (OVERRIDES, 1, 1), "two_processes": (OVERRIDES, PROCESSES, 1),
+               "two_by_two": ({**OVERRIDES, "train_data_on_device": True}, PROCESSES, 2)}
+      results = run_side_by_side(compilation_cache, *[(str(root / name), *kind) for name, kind in kinds.items()])
+      done.write_text(json.dumps(dict(zip(kinds, results))), encoding="utf-8")
+  results = json.loads(done.read_text(encoding="utf-8"))
+  (record,), _ = results["one_process"]
   assert (record["process_count"], record["devices"]) == (1, 1)
-  return {name: (str(root / name), *result) for name, result in zip(kinds, results)}
+  return {name: (str(root / name), *result) for name, result in results.items()}
 
 
 def train_losses(workdir) -> list[float]:
@@ -202,8 +213,9 @@ def check_like_one_process(workdir, records, reference, first_step=0):
 
 
 @pytest.mark.slow
-def test_two_processes_train_and_resume_like_one(runs, compilation_cache):
-  workdir, records, _ = runs["two_processes"]
+def test_two_processes_train_and_resume_like_one(runs, compilation_cache, tmp_path):
+  shared_workdir, records, _ = runs["two_processes"]
+  workdir = str(shutil.copytree(shared_workdir, tmp_path / "two_processes"))  # Resumed below: a copy.
   assert [(r["local_devices"], r["devices"]) for r in records] == [(1, PROCESSES)] * PROCESSES
   check_like_one_process(workdir, records, runs["one_process"])
   assert len({len(fed["tokens"][0]) for fed in records[0]["fed"]}) > 1  # Length buckets.
