@@ -183,8 +183,8 @@ if missing:
 
 # ---- GPU tests
 GPU_TESTS_OK=0
-run_stage gpu_tests "pytest -k Gpu" "$PYTHON" -m pytest -q -p no:cacheprovider \
-  tests/test_pallas_scan.py -k Gpu && GPU_TESTS_OK=1
+run_stage gpu_tests "pytest -k Gpu" "$PYTHON" -m pytest -q -p no:cacheprovider -n 0 \
+  tests/test_pallas_scan.py -k Gpu && GPU_TESTS_OK=1  # -n 0: one process on the GPU.
 
 # ---- scan benchmark
 run_stage scan_benchmark "" "$PYTHON" -m benchmarks.scan "${SCAN_ARGS[@]}"

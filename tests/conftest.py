@@ -10,12 +10,15 @@ and inherited):
   the compiled code runs; a comparison between two runs always has both under the same flags.
   An ``XLA_FLAGS`` that already sets ``--xla_backend_optimization_level`` is left alone (to
   run the suite with XLA's defaults: ``XLA_FLAGS=--xla_backend_optimization_level=2``).
+- JAX allocates GPU memory as needed (``XLA_PYTHON_CLIENT_PREALLOCATE=false``, unless set), so
+  the xdist workers can share one GPU.
 - One persistent compilation cache, keyed by the program, the XLA flags and the backend (a hit
   runs exactly what a fresh compile would), in a fresh temporary folder removed at the end,
   unless ``JAX_COMPILATION_CACHE_DIR`` is already set.
 """
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -25,6 +28,7 @@ import tempfile
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # Before JAX is imported; xdist workers inherit it.
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mamba_jax_tests_xla_cache_")
   os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"  # Cheaper to compile than to read: not stored.
@@ -32,9 +36,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # Before JAX is imported; xdi
 
 import pytest  # pylint: disable=wrong-import-position
 
-from train import export  # pylint: disable=wrong-import-position
+from train import eval_report, export, train  # pylint: disable=wrong-import-position
 
 from tests import train_tiny_run  # pylint: disable=wrong-import-position
+from tests.once_per_session import first_to_ask  # pylint: disable=wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,9 +57,18 @@ def shared_tmp_path(tmp_path_factory, worker_id):
 
 
 @pytest.fixture(scope="session")
-def trained():
-  """(workdir, config, report) of the uninterrupted tiny run (``tests/train_tiny_run.py``)."""
-  return train_tiny_run.trained_tiny_run()
+def trained(shared_tmp_path):
+  """(workdir, config, report) of the uninterrupted tiny run (``tests/train_tiny_run.py``).
+
+  Trained once per session: the first xdist worker to ask trains it, the others wait and read it.
+  """
+  workdir, config = shared_tmp_path / "tiny_run", train_tiny_run.tiny_config()
+  done = workdir / eval_report.EVAL_REPORT_FILE  # Written last, by the run.
+  with first_to_ask(shared_tmp_path / "tiny_run.lock", done) as make:
+    if make:
+      train.train_and_evaluate(config, str(workdir))
+  with open(done, encoding="utf-8") as f:
+    return str(workdir), config, json.load(f)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ settings (``train.distributed``): flags, JAX variables and SLURM, one-line error
 """
 
 import collections
-import fcntl
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ import numpy as np
 import pytest
 
 from tests import multihost_worker
+from tests.once_per_session import first_to_ask
 from tests.train_tiny_run import tiny_config
 from train import distributed
 
@@ -132,10 +132,9 @@ def runs(shared_tmp_path, compilation_cache):
   results (the workdirs are shared: read them, copy them before changing them).
   """
   root = shared_tmp_path / "multihost_runs"
-  done = root / "results.json"
-  with open(shared_tmp_path / "multihost_runs.lock", "w", encoding="utf-8") as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    if not done.exists():
+  done = shared_tmp_path / "multihost_runs.json"
+  with first_to_ask(shared_tmp_path / "multihost_runs.lock", done) as make:
+    if make:
       kinds = {"one_process": (OVERRIDES, 1, 1), "two_processes": (OVERRIDES, PROCESSES, 1),
                "two_by_two": ({**OVERRIDES, "train_data_on_device": True}, PROCESSES, 2)}
       results = run_side_by_side(compilation_cache, *[(str(root / name), *kind) for name, kind in kinds.items()])

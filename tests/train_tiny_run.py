@@ -1,9 +1,4 @@
-"""One tiny-config training run shared by the training and prediction tests (trained once per process)."""
-
-import atexit
-import functools
-import shutil
-import tempfile
+"""The tiny config of the training run shared by the training and prediction tests (tests/conftest.py trains it)."""
 
 from configs import tiny
 from train import train
@@ -22,16 +17,6 @@ def tiny_config(**overrides):
 
 def cli_overrides(**overrides) -> list[str]:
   return [f"--config.{k}={v}" for k, v in {**OVERRIDES, **overrides}.items()]
-
-
-@functools.lru_cache(maxsize=None)
-def trained_tiny_run():
-  """(workdir, config, report) of an uninterrupted run; the workdir is removed at exit."""
-  workdir = tempfile.mkdtemp(prefix="mamba_jax_tiny_run_")
-  atexit.register(shutil.rmtree, workdir, ignore_errors=True)
-  config = tiny_config()
-  report = train.train_and_evaluate(config, workdir)
-  return workdir, config, report
 
 
 def train_steps(config, steps: int):
