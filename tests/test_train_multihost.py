@@ -10,9 +10,9 @@ saved at every checkpoint, one checkpoint per step, and the eval report, written
 0 alone. Then the 2-process run resumes from one of its checkpoints, both processes
 restoring it, and matches again. A SIGTERM to process 1 alone stops both processes at one
 step, which both save; resumed, they end where the reference does. Every worker is killed when one fails or time runs out.
-The runs share a persistent compilation cache in tmp; on CPU JAX keys it per process and
-only process 0 writes it, so in the resumed run process 0 compiles nothing and process 1
-everything (``train.distributed.wait_for_all`` keeps them together). Last, the process
+The runs use the session's persistent compilation cache (tests/conftest.py), storing every
+program; on CPU JAX keys it per process and only process 0 writes it, so in the resumed run
+process 0 compiles nothing and process 1 everything (``train.distributed.wait_for_all`` keeps them together). Last, the process
 settings (``train.distributed``): flags, JAX variables and SLURM, one-line errors.
 """
 
@@ -61,14 +61,13 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def start_workers(cache, workdir, overrides, processes, local_devices) -> list[Worker]:
+def start_workers(workdir, overrides, processes, local_devices) -> list[Worker]:
   """Starts the workers of one run; one process is an ordinary run, several connect through JAX.
 
   Their output goes to ``<workdir>.process<i>.log``, their records to ``<workdir>.process<i>.json``.
   """
   os.makedirs(workdir, exist_ok=True)
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": cache,
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
          "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={local_devices}"}
   if processes > 1:
     env.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{free_port()}", JAX_NUM_PROCESSES=str(processes))
@@ -89,7 +88,7 @@ def read(path: str) -> str:
     return f.read()
 
 
-def run_side_by_side(cache, *runs):
+def run_side_by_side(*runs):
   """Runs the workers of all ``runs`` at once -> (records, logs) of each run.
 
   ``runs``: (workdir, overrides, processes, local_devices) each. Every worker is killed when
@@ -98,7 +97,7 @@ def run_side_by_side(cache, *runs):
   started = []
   try:
     for run in runs:
-      started.append(start_workers(cache, *run))
+      started.append(start_workers(*run))
     workers = [worker for run in started for worker in run]
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while (any(w.process.poll() is None for w in workers) and not any(w.process.poll() for w in workers)
@@ -116,15 +115,7 @@ def run_side_by_side(cache, *runs):
 
 
 @pytest.fixture(scope="module")
-def compilation_cache(shared_tmp_path):
-  """A persistent XLA cache shared by the workers: the resumed run reuses programs of the first."""
-  path = shared_tmp_path / "multihost_xla_cache"
-  path.mkdir(exist_ok=True)
-  return str(path)
-
-
-@pytest.fixture(scope="module")
-def runs(shared_tmp_path, compilation_cache):
+def runs(shared_tmp_path):
   """{name: (workdir, records, logs)}: the 1-process reference, 2 processes, 2 processes x 2 devices.
 
   The three run side by side: their five processes keep the cores busy while some wait. Once
@@ -137,7 +128,7 @@ def runs(shared_tmp_path, compilation_cache):
     if make:
       kinds = {"one_process": (OVERRIDES, 1, 1), "two_processes": (OVERRIDES, PROCESSES, 1),
                "two_by_two": ({**OVERRIDES, "train_data_on_device": True}, PROCESSES, 2)}
-      results = run_side_by_side(compilation_cache, *[(str(root / name), *kind) for name, kind in kinds.items()])
+      results = run_side_by_side(*[(str(root / name), *kind) for name, kind in kinds.items()])
       done.write_text(json.dumps(dict(zip(kinds, results))), encoding="utf-8")
   results = json.loads(done.read_text(encoding="utf-8"))
   (record,), _ = results["one_process"]
@@ -212,7 +203,7 @@ def check_like_one_process(workdir, records, reference, first_step=0):
 
 
 @pytest.mark.slow
-def test_two_processes_train_and_resume_like_one(runs, compilation_cache, tmp_path):
+def test_two_processes_train_and_resume_like_one(runs, tmp_path):
   shared_workdir, records, _ = runs["two_processes"]
   workdir = str(shutil.copytree(shared_workdir, tmp_path / "two_processes"))  # Resumed below: a copy.
   assert [(r["local_devices"], r["devices"]) for r in records] == [(1, PROCESSES)] * PROCESSES
@@ -226,7 +217,7 @@ def test_two_processes_train_and_resume_like_one(runs, compilation_cache, tmp_pa
       if int(step) > RESUME_FROM:
         shutil.rmtree(os.path.join(workdir, "checkpoints", kind, step))
   os.remove(os.path.join(workdir, "eval_report.json"))
-  [(records, logs)] = run_side_by_side(compilation_cache, (workdir, OVERRIDES, PROCESSES, 1))
+  [(records, logs)] = run_side_by_side((workdir, OVERRIDES, PROCESSES, 1))
   for log, record in zip(logs, records):
     assert f"Resuming from step {RESUME_FROM}" in log
     assert record["restored"] == [{"step": RESUME_FROM, "params": saved[RESUME_FROM]}]
@@ -234,10 +225,10 @@ def test_two_processes_train_and_resume_like_one(runs, compilation_cache, tmp_pa
 
 
 @pytest.mark.slow
-def test_sigterm_to_one_process_stops_every_process_at_one_saved_step(runs, compilation_cache, tmp_path):
+def test_sigterm_to_one_process_stops_every_process_at_one_saved_step(runs, tmp_path):
   reference_dir, (one,), _ = runs["one_process"]
   workdir = str(tmp_path / "preempted")
-  workers = start_workers(compilation_cache, workdir, OVERRIDES, PROCESSES, 1)
+  workers = start_workers(workdir, OVERRIDES, PROCESSES, 1)
   metrics = os.path.join(workdir, "metrics.jsonl")
   try:
     deadline = time.monotonic() + RUN_TIMEOUT_S
@@ -259,7 +250,7 @@ def test_sigterm_to_one_process_stops_every_process_at_one_saved_step(runs, comp
   assert records[0]["saved"][-1]["params"] == records[1]["saved"][-1]["params"]
   assert str(stopped) in checkpoint_steps(workdir)["latest"]
 
-  [(records, logs)] = run_side_by_side(compilation_cache, (workdir, OVERRIDES, PROCESSES, 1))
+  [(records, logs)] = run_side_by_side((workdir, OVERRIDES, PROCESSES, 1))
   for log, record in zip(logs, records):
     assert f"Resuming from step {stopped} " in log and record["restored"][0]["step"] == stopped
     assert record["saved"][-1]["step"] == STEPS
