@@ -31,6 +31,7 @@ import logging as py_logging
 import os
 import shutil
 import sys
+import traceback
 from typing import Any, Iterator, Optional, Tuple
 
 import jax
@@ -67,14 +68,18 @@ class CheckpointDiskFull(RuntimeError):
 
 
 class _DropOrbaxErrors(py_logging.Filter):
-  """Drops the error records of Orbax's save threads and of its asyncio tasks (the error is raised to
-  the caller as an exception too). Installed once per process: the tasks' records come when they
-  are garbage-collected, which may be after the checkpointer is closed."""
+  """Drops the error records of Orbax's save threads and of its asyncio tasks and futures (the error
+  is raised to the caller as an exception too): logged from Orbax, naming it, or with a traceback
+  through it (asyncio's "Future exception was never retrieved"). Installed once per process: the
+  tasks' records come when they are garbage-collected, which may be after the checkpointer is closed."""
 
   def filter(self, record: py_logging.LogRecord) -> bool:
     if record.levelno < py_logging.ERROR:
       return True
-    return not (f"{os.sep}orbax{os.sep}" in record.pathname or "orbax" in record.getMessage())
+    orbax_dir = f"{os.sep}orbax{os.sep}"
+    frames = traceback.extract_tb(record.exc_info[2]) if record.exc_info and record.exc_info[2] else []
+    return not (orbax_dir in record.pathname or "orbax" in record.getMessage()
+                or any(orbax_dir in frame.filename for frame in frames))
 
 
 _ORBAX_ERRORS = _DropOrbaxErrors()
