@@ -45,6 +45,24 @@ def _config(tmp_path, train_file, **overrides):
   return config
 
 
+def test_a_text_with_line_breaks_is_one_row_even_when_its_last_line_looks_like_one(tmp_path):
+  """Text before label: a quoted text's last line (``line break",positive``) parses as a row on its own."""
+  path = tmp_path / "mine.csv"
+  path.write_text("".join([
+      "text,label\n",  # 1: header.
+      '"a text with a\n', 'line break",positive\n',  # 2-3: one row.
+      '"three\n', "lines\n", 'the end",negative\n',  # 4-6: one row.
+      'say ""hi"",positive\n',  # 7: quotes that pair up: a row of its own.
+      '"unterminated,negative\n',  # 8: unterminated_quote (must not swallow 9).
+      "fine row,negative\n",  # 9.
+  ]), encoding="utf-8")
+  rows = labelled_rows.read_labelled_file(str(path), text_column="text", label_column="label")
+  assert rows.texts == ["a text with a\nline break", "three\nlines\nthe end", 'say ""hi""', "fine row"]
+  assert rows.labels.tolist() == [1, 0, 1, 0] and rows.row_numbers.tolist() == [2, 4, 7, 9]
+  assert {k: v for k, v in rows.bad_rows.items() if v} == {"unterminated_quote": 1}
+  assert rows.bad_lines == {"unterminated_quote": [8]}
+
+
 def test_shared_reader_counts_every_reason_with_line_numbers(tmp_path):
   path = tmp_path / "mine.csv"
   lines = [

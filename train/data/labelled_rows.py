@@ -26,7 +26,9 @@ are not UTF-8 in a UTF-8 file make their row ``invalid_utf8``.
 The file is read line by line and each line is parsed on its own, so one bad row can never
 hide the good rows after it: a line that ends inside a quoted field is joined with the next
 lines (a text with a line break) only while those lines are not valid rows themselves, at
-most ``MAX_CONTINUATION_LINES`` of them. Every line that is not used is counted by reason
+most ``MAX_CONTINUATION_LINES`` of them. A line with an odd number of quote characters is never
+a row of its own (its quotes do not pair up: it ends or continues a quoted text, as in
+``line break",positive`` after ``"a text with a``). Every line that is not used is counted by reason
 (``BAD_ROW_REASONS``, the project's one vocabulary of them), with the line numbers of the
 first ``FIRST_LINES_KEPT`` of each.
 Glossary: N kept rows.
@@ -223,7 +225,8 @@ def _records(lines: Iterable[str], collector: _Collector, make_layout) -> None:
       collector.layout = make_layout(collector.header)
     if open_record:
       alone, alone_error, alone_open = _parse_line(line, delimiter)
-      if not alone_error and not alone_open and collector.layout is not None and collector.layout.is_usable(alone):
+      stands_alone = not alone_error and not alone_open and line.count('"') % 2 == 0
+      if stands_alone and collector.layout is not None and collector.layout.is_usable(alone):
         collector.reject_open_record(open_record)  # A valid row never continues a broken one.
         open_record = []
       else:
