@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs import tiny
 from train import classes, eval_report, evaluate, export, inference, metrics, model_dir, models
 from train.data import synthetic
 
@@ -91,6 +92,15 @@ def test_export_holds_parameters_only_and_predicts_like_the_workdir(trained_work
   for heading in ("## Data and splits", "## Calibration", "## Known limits", "## Provenance"):
     assert heading in card
   assert "synthetic toy task" in card
+  assert "-layer Mamba-1 (selective-scan mixer; d_model" in card  # The card says which Mamba.
+
+
+@pytest.mark.parametrize("mixer, version", [("mamba1", "Mamba-1 (selective-scan mixer; "),
+                                            ("mamba2", "Mamba-2 (SSD mixer, 2 heads of 16 channels, 1 group(s)")])
+def test_card_says_which_mamba(mixer, version):
+  config = tiny.get_config()
+  config.model.mixer, config.model.head_dim = mixer, 16
+  assert export._model_summary(config, 300, 1234).startswith(f"{config.model.n_layers}-layer {version}")
 
 
 def test_bfloat16_export_is_smaller_and_keeps_accuracy(exported, exported_bfloat16):

@@ -85,7 +85,9 @@ def _percent(x: float) -> str:
 def _model_summary(config, vocab_size: int, num_params: int) -> str:
   m = models.create_model(config, vocab_size).config  # Fields a run's config.json omits take their defaults.
   if config.model_type == "mamba":
-    shape = (f"{m.n_layers}-layer Mamba (d_model {m.d_model}, d_state {m.d_state}, expand {m.expand}, "
+    mixer = (f"Mamba-2 (SSD mixer, {m.num_heads} heads of {m.head_dim} channels, {m.n_groups} group(s) of B and C; "
+             if m.mixer == "mamba2" else "Mamba-1 (selective-scan mixer; ")
+    shape = (f"{m.n_layers}-layer {mixer}d_model {m.d_model}, d_state {m.d_state}, expand {m.expand}, "
              f"{'bidirectional' if m.bidirectional else 'unidirectional'}, {m.pooling} pooling)")
   else:
     shape = f"{config.model_type} classifier ({', '.join(f'{k} {v}' for k, v in config.model.to_dict().items())})"
