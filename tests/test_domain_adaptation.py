@@ -1,8 +1,12 @@
 """train.domain_adaptation: the held-out split, the drawn examples and the table (the runs are train.main's)."""
 
 import csv
+import json
+import os
 
-from train import domain_adaptation
+import pytest
+
+from train import domain_adaptation, model_dir
 
 
 def _source(path, n=200):
@@ -45,5 +49,29 @@ def test_examples_are_a_seeded_prefix_and_the_table_has_every_method(tmp_path):
           {"method": "finetune", "size": "10", "accuracy": 0.8}]
   table = domain_adaptation.table(runs, split)
   assert "| released model, zero-shot | 70.00 | 70.00 |" in table
-  assert "| fine-tuned from the released model | 85.00 +- 5.00 (n=2) | 90.00 (n=1) |" in table
+  assert "| fine-tuned from the released model | 85.00 +- 7.07 (n=2) | 90.00 (n=1) |" in table  # Sample std.
   assert "| TF-IDF + logistic regression | 85.00 (n=1) | 85.00 (n=1) |" in table
+
+
+def test_a_run_is_reused_only_with_the_same_inputs(tmp_path):
+  _source(tmp_path / "src.csv")
+  split = domain_adaptation.split_source(str(tmp_path / "src.csv"), "text", "sentiment", 0.25, str(tmp_path))
+  model = tmp_path / "model"
+  model.mkdir()
+  (model / model_dir.PARAMS_FILE).write_bytes(b"weights one")
+  inputs = {m: domain_adaptation.run_inputs(m, split, str(model)) for m in ("zero_shot", "finetune", "scratch", "tfidf")}
+  assert set(inputs["finetune"]) == {"source_sha256", "test_share", "model_params_sha256", "architecture"}
+  assert "model_params_sha256" not in inputs["scratch"] and "architecture" not in inputs["tfidf"]
+  path = str(tmp_path / "finetune__10__seed0.json")
+  assert not domain_adaptation.earlier_run(path, inputs["finetune"])
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump({"method": "finetune", "accuracy": 0.9, "inputs": inputs["finetune"]}, f)
+  assert domain_adaptation.earlier_run(path, inputs["finetune"])
+  (model / model_dir.PARAMS_FILE).write_bytes(b"weights two")  # Another released model: not the same run.
+  with pytest.raises(ValueError, match="model_params_sha256 differ"):
+    domain_adaptation.earlier_run(path, domain_adaptation.run_inputs("finetune", split, str(model)))
+  os.remove(path)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump({"method": "finetune", "accuracy": 0.9}, f)  # No inputs recorded: never reused.
+  with pytest.raises(ValueError, match="architecture, model_params_sha256, source_sha256, test_share differ"):
+    domain_adaptation.earlier_run(path, inputs["finetune"])

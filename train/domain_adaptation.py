@@ -18,8 +18,11 @@ Each trains on its file's hash split (configs/own_data.py's fractions with the t
 given: 8/9 train, 1/9 validation for the best checkpoint / C) and is scored on the same
 held-out file; ``zero_shot`` scores ``--model`` on it unchanged. Mamba rows are scored by
 ``train.evaluate``'s ``score`` (binary accuracy), TF-IDF by its test split (the same rows).
-Every run writes ``runs/<name>.json`` and is skipped when that exists; ``table.md`` and
-``summary.json`` are rebuilt from the run files at the end.
+Every run writes ``runs/<name>.json`` with its inputs (``run_inputs``: the source file's
+digest and test share, the model's parameter digest, the architecture trained) and is skipped
+when that file exists with the same inputs; an existing file with other inputs (another
+released model, another source) is a one-line error, never a table mixing the two.
+``table.md`` is rebuilt from the run files at the end.
 """
 
 from __future__ import annotations
@@ -35,12 +38,41 @@ import time
 import numpy as np
 from absl import app, flags
 
-from train import evaluate, inference, provenance
+from configs import own_data
+from train import evaluate, inference, model_dir, provenance
 from train.data import labelled_rows, normalization
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("finetune", "scratch", "tfidf")
+
+
+def _sha256(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def run_inputs(method: str, split: dict, model: str) -> dict:
+  """What a run's accuracy depends on besides its method, size and seed (JSON values)."""
+  inputs = {"source_sha256": split["source_sha256"], "test_share": split["test_share"]}
+  if method in ("zero_shot", "finetune"):
+    inputs["model_params_sha256"] = _sha256(os.path.join(model, model_dir.PARAMS_FILE))
+  if method in ("finetune", "scratch"):
+    inputs["architecture"] = own_data.get_config().model.to_dict()
+  return json.loads(json.dumps(inputs))
+
+
+def earlier_run(path: str, inputs: dict) -> bool:
+  """Whether ``path`` holds this run already; a run file of other inputs is a ValueError."""
+  if not os.path.exists(path):
+    return False
+  with open(path, encoding="utf-8") as f:
+    recorded = json.load(f).get("inputs", {})
+  differing = sorted(k for k in inputs.keys() | recorded.keys() if inputs.get(k) != recorded.get(k))
+  if differing:
+    raise ValueError(f"{path} was made with other inputs ({', '.join(differing)} differ: another model or source); "
+                     "give another --output_dir, or remove it to run it again")
+  return True
 
 
 def split_source(path: str, text_column: str, label_column: str, test_share: float, work_dir: str) -> dict:
@@ -58,9 +90,7 @@ def split_source(path: str, text_column: str, label_column: str, test_share: flo
       writer = csv.writer(f)
       writer.writerow(["text", "label"])
       writer.writerows(part)
-  with open(path, "rb") as f:
-    digest = hashlib.sha256(f.read()).hexdigest()
-  return {"source": os.path.abspath(path), "source_sha256": digest, "rows_read": len(rows.texts),
+  return {"source": os.path.abspath(path), "source_sha256": _sha256(path), "rows_read": len(rows.texts),
           "unused_rows": rows.bad_rows, "pool": len(parts["pool"]), "test": len(parts["test"]),
           "test_share": test_share}
 
@@ -124,7 +154,10 @@ def table(runs: list[dict], split: dict) -> str:
   lines = [f"# Domain adaptation: the released Sentiment140 model on `{os.path.basename(split['source'])}`", "",
            f"Source `{split['source']}` (sha256 {split['source_sha256'][:16]}...): {split['rows_read']:,} "
            f"negative/positive rows, held-out test {split['test']:,} (text-hash split, share {split['test_share']}), "
-           f"pool {split['pool']:,}. Test accuracy (%), mean over seeds (+- std when several; n = seeds).", "",
+           f"pool {split['pool']:,}. Test accuracy (%), mean over seeds (+- sample std when several; n = seeds)."
+           + "".join(f" Released model: parameters sha256 {d[:16]}..." for d in sorted(
+               {r["inputs"]["model_params_sha256"] for r in runs if "model_params_sha256" in r.get("inputs", {})})),
+           "",
            "| method | " + " | ".join(f"{s} examples" for s in sizes) + " |",
            "|---|" + "---:|" * len(sizes)]
   zero = [r for r in runs if r["method"] == "zero_shot"]
@@ -135,7 +168,7 @@ def table(runs: list[dict], split: dict) -> str:
     cells = []
     for size in sizes:
       acc = [r["accuracy"] for r in runs if r["method"] == method and r["size"] == size]
-      cells.append("-" if not acc else f"{100 * np.mean(acc):.2f}" + (f" +- {100 * np.std(acc):.2f}" if len(acc) > 1 else "")
+      cells.append("-" if not acc else f"{100 * np.mean(acc):.2f}" + (f" +- {100 * np.std(acc, ddof=1):.2f}" if len(acc) > 1 else "")
                    + f" (n={len(acc)})")
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
@@ -154,8 +187,13 @@ def main(argv):
   for method, size, seed in plan:
     name = f"{method}__{size}__seed{seed}"
     path = os.path.join(runs_dir, name + ".json")
-    if os.path.exists(path):
-      continue
+    inputs = run_inputs(method, split, FLAGS.model)
+    try:
+      if earlier_run(path, inputs):
+        continue
+    except ValueError as e:
+      print(f"ERROR: {e}", file=sys.stderr)
+      sys.exit(2)
     print(f"{name} ...", flush=True)
     if method == "zero_shot":
       result = score_model(model=FLAGS.model, test_file=test_file)
@@ -164,8 +202,8 @@ def main(argv):
       train_file, count = write_examples(FLAGS.work_dir, size, seed)
       result = (train_tfidf(train_file, test_file, seed) if method == "tfidf" else
                 train_mamba(method, train_file, test_file, os.path.join(FLAGS.work_dir, name), seed))
-    record = {"method": method, "size": size, "seed": seed, "examples": count, **result, "split": split,
-              "environment": environment}
+    record = {"method": method, "size": size, "seed": seed, "examples": count, **result, "inputs": inputs,
+              "split": split, "environment": environment}
     with open(path, "w", encoding="utf-8") as f:
       json.dump(provenance.to_jsonable(record), f, indent=1)
     print(f"{name}: accuracy {result['accuracy']:.4f}", flush=True)
