@@ -40,23 +40,18 @@ from absl import app, flags
 
 from configs import own_data
 from train import evaluate, inference, model_dir, provenance
-from train.data import labelled_rows, normalization
+from train.data import labelled_rows, normalization, sources
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("finetune", "scratch", "tfidf")
 
 
-def _sha256(path: str) -> str:
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
-
-
 def run_inputs(method: str, split: dict, model: str) -> dict:
   """What a run's accuracy depends on besides its method, size and seed (JSON values)."""
   inputs = {"source_sha256": split["source_sha256"], "test_share": split["test_share"]}
   if method in ("zero_shot", "finetune"):
-    inputs["model_params_sha256"] = _sha256(os.path.join(model, model_dir.PARAMS_FILE))
+    inputs["model_params_sha256"] = sources.sha256_of(os.path.join(model, model_dir.PARAMS_FILE))
   if method in ("finetune", "scratch"):
     inputs["architecture"] = own_data.get_config().model.to_dict()
   return json.loads(json.dumps(inputs))
@@ -90,7 +85,7 @@ def split_source(path: str, text_column: str, label_column: str, test_share: flo
       writer = csv.writer(f)
       writer.writerow(["text", "label"])
       writer.writerows(part)
-  return {"source": os.path.abspath(path), "source_sha256": _sha256(path), "rows_read": len(rows.texts),
+  return {"source": os.path.abspath(path), "source_sha256": sources.sha256_of(path), "rows_read": len(rows.texts),
           "unused_rows": rows.bad_rows, "pool": len(parts["pool"]), "test": len(parts["test"]),
           "test_share": test_share}
 
@@ -184,10 +179,11 @@ def main(argv):
   environment = provenance.host_environment(" ".join(["python -m train.domain_adaptation"] + sys.argv[1:]))
   plan = [("zero_shot", "0", 0)] + [(m, size, int(seed)) for seed in FLAGS.seeds for size in FLAGS.sizes
                                       for m in METHODS]
+  inputs_by_method = {method: run_inputs(method, split, FLAGS.model) for method in ("zero_shot", *METHODS)}
   for method, size, seed in plan:
     name = f"{method}__{size}__seed{seed}"
     path = os.path.join(runs_dir, name + ".json")
-    inputs = run_inputs(method, split, FLAGS.model)
+    inputs = inputs_by_method[method]
     try:
       if earlier_run(path, inputs):
         continue
