@@ -6,7 +6,7 @@ r"""Does length bucketing bias training? Bucketed vs fixed padding, same data, s
 Trains ``configs/sent140.py`` with ``bucket_by_length`` False and True on the same
 deterministic subset of the train split (``max_train_examples``), one epoch, for each
 seed (the seed sets the initialization, dropout and the data order), through the
-project's own ``train.train.train_and_evaluate``. Each run lives in
+project's own ``train.trainer.train_and_evaluate``. Each run lives in
 ``<workdir_root>/<mode>_seed<seed>``; a run whose ``eval_report.json`` exists is not
 trained again (an interrupted one resumes from its checkpoint), so the tool can be
 stopped and started again. Writes ``<output>.json`` and ``<output>.md``: held-out test
@@ -26,7 +26,8 @@ from absl import flags
 import jax
 
 from configs import sent140
-from train import eval_report, provenance, train
+from train.loop import trainer
+from train.runs import eval_report, provenance
 
 MODES = {"fixed": False, "bucketed": True}
 METRICS = {
@@ -109,7 +110,7 @@ def main(argv: Sequence[str]) -> None:
         print(f"{mode} seed {seed}: finished earlier ({path})", flush=True)
       else:
         print(f"{mode} seed {seed}: training in {workdir}", flush=True)
-        train.train_and_evaluate(run_config(mode, seed, settings), workdir)
+        trainer.train_and_evaluate(run_config(mode, seed, settings), workdir)
       reports[mode].append(eval_report.read_eval_report(workdir))
   command = " ".join(["python -m benchmarks.bucketing_accuracy"] + sys.argv[1:])
   result = {"environment": provenance.environment(jax.devices()[0], command),

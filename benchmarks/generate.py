@@ -31,7 +31,7 @@ import numpy as np
 
 from configs import sent140
 from mamba_jax import MambaConfig, MambaLM, generate
-from train import provenance
+from train.runs import provenance
 
 VOCAB_SIZE = 32000
 PROMPT_LENGTH = 16

@@ -11,9 +11,9 @@ shared and noisy; the feeds' order rotates each round). A round creates each fee
 start step (as a resumed run does), pulls ``--warmup`` batches, then times ``--steps``
 consecutive batches to completion (``jax.block_until_ready``):
 
-* ``host``: ``train.input_feed.host_train_feed`` (numpy batches of
+* ``host``: ``train.loop.input_feed.host_train_feed`` (numpy batches of
   ``train.data.batching.train_batches``, a prefetch thread, copied to the devices).
-* ``device``: ``train.input_feed.device_train_feed`` (the train split on the devices, one
+* ``device``: ``train.loop.input_feed.device_train_feed`` (the train split on the devices, one
   jitted gather per step; the default, ``config.train_data_on_device``).
 * ``grain_steps``: grain (``grain.MapDataset``) over the global step index: element k is
   batch k of the trainer's order (``batching.TrainOrder``), read ahead by grain's thread
@@ -50,9 +50,10 @@ import numpy as np
 
 import configs
 from benchmarks import command_line, train_throughput
-from train import input_feed, provenance
 from train.data import batching, pipeline
 from train.data.datasets import Split
+from train.loop import input_feed
+from train.runs import provenance
 
 FEEDS = ("host", "device", "grain_steps", "grain_examples")
 

@@ -39,8 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import configs
-from train import models as model_factory
-from train import provenance
+from train.loop import models as model_factory
+from train.runs import provenance
 
 STEP_MODELS = ("mamba", "mamba2", "ssm")  # Models with a recurrent step(token, cache).
 # The Mambas whose crossover with the Transformer is reported: name -> (label, key suffix).

@@ -64,7 +64,7 @@ import jax.numpy as jnp
 from benchmarks.fastest_method import FAMILIES, SSD_PREFIX, family_of, fastest_method
 from mamba_jax import ssm
 from mamba_jax.scan import pallas
-from train import provenance
+from train.runs import provenance
 
 NAMED_SHAPES: Dict[str, Tuple[int, int, int, int]] = {
     # The shapes of issue 6 (GPU).

@@ -6,8 +6,8 @@ r"""Training throughput: fixed padding vs length-bucketed batches, every study m
 
 For each config (``configs.BY_MODEL``: configs/{sent140,sent140_mamba2,transformer,lstm,ssm}.py)
 two trainers are built
-with the project's own ``train.train.Trainer`` (the jitted ``train_step`` the real runs
-use) and ``train.input_feed.train_feed`` (the config's feed, device-resident by default):
+with the project's own ``train.training.Trainer`` (the jitted ``train_step`` the real runs
+use) and ``train.loop.input_feed.train_feed`` (the config's feed, device-resident by default):
 one with ``bucket_by_length=False`` (every batch padded to max_length) and one bucketed.
 Every step shape is compiled before timing. Then, in ``--rounds`` rounds that alternate
 the order of the two modes (the machine is shared and noisy, so they are interleaved in
@@ -49,9 +49,10 @@ import numpy as np
 
 import configs
 from benchmarks import command_line
-from train import input_feed, models, provenance, train
 from train.data import batching, pipeline
 from train.data.datasets import Split
+from train.loop import input_feed, models, trainer as training
+from train.runs import provenance
 
 HISTOGRAM_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sent140_train_lengths.json")
 MODES = ("fixed", "bucketed")
@@ -101,7 +102,7 @@ def make_config(name: str, *, bucketed: bool, batch_size: int | None, model_over
 class Mode:
   """One (config, mode): its own training state, feed and timings; the compiled step is shared."""
 
-  def __init__(self, config, split: Split, trainer: train.Trainer):
+  def __init__(self, config, split: Split, trainer: training.Trainer):
     self.config = config
     self.trainer = trainer
     # Each mode trains its own copy of the initial parameters (train_step donates the state).
@@ -268,7 +269,7 @@ def benchmark(settings: flags.FlagValues, command: str) -> Dict[str, Any]:
                                       model_overrides=overrides, max_length=max_length,
                                       bucket_bounds=bucket_bounds)
                     for mode in MODES}
-    trainer = train.Trainer(mode_configs["fixed"], models.create_model(mode_configs["fixed"], vocab_size), 10**6)
+    trainer = training.Trainer(mode_configs["fixed"], models.create_model(mode_configs["fixed"], vocab_size), 10**6)
     runs[name] = {mode: Mode(mode_configs[mode], split, trainer) for mode in MODES}
     for mode in MODES:
       runs[name][mode].compile_all()

@@ -50,7 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.encoding = "auto"  # "auto" (byte order mark, else UTF-8 if the file decodes, else latin-1) | "utf-8" | "latin-1".
   config.delimiter = "auto"  # "auto" (tab for .tsv/.tab, else comma) | "comma" | "tab".
 
-  # ---- Model (train.models.create_model) ----
+  # ---- Model (train.loop.models.create_model) ----
   config.model_type = "mamba"  # "mamba" | "transformer" | "lstm".
   config.dtype = "float32"  # Activation dtype: "float32" or "bfloat16" (params and scan state stay float32).
   config.model = ml_collections.ConfigDict()  # Constructor fields of mamba_jax.MambaConfig.
@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.select_delta = True  # Input-dependent delta (False: learned constant; the LTI ablation).
   config.model.select_bc = True  # Input-dependent B and C (False: learned constants; the LTI ablation).
   config.model.bidirectional = False  # True: a second mixer per block over the reversed real tokens, summed (mamba_jax.block).
-  # Where the initial weights come from (train.pretrained_init); None: from scratch. Either
+  # Where the initial weights come from (train.loop.pretrained_init); None: from scratch. Either
   # - a classifier: an exported model directory (train.export, e.g. models/sent140_mamba) or a
   #   finished classifier workdir: its tokenizer is used (none is trained), all its weights are
   #   loaded; its head is kept when its class names equal this data's, else replaced (one line
@@ -76,7 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Read when the train state is created (a resumed run then restores its own checkpoint over it).
   config.init_from = ml_collections.FieldReference(None, field_type=str)
 
-  # ---- Optimization (train.optimizer) ----
+  # ---- Optimization (train.loop.optimizer) ----
   config.seed = 0  # Seeds parameter init, dropout, the data order and the synthetic data.
   config.batch_size = 512  # Global training batch (split over all devices; must divide by their count).
   config.eval_batch_size = 1024  # Global evaluation batch (must divide by the device count).
@@ -95,7 +95,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.grad_clip_norm = 1.0  # Clip the global gradient norm to this (0 disables).
   config.label_smoothing = 0.05  # epsilon of optax.smooth_labels on the one-hot targets.
 
-  # ---- Input feeding (train.input_feed) ----
+  # ---- Input feeding (train.loop.input_feed) ----
   config.train_data_on_device = True  # Keep the tokenized train split on the accelerator; batches gathered by index there.
   config.prefetch_batches = 2  # Host path only: batches prepared ahead by a background thread.
   # Length buckets (train.data.batching): each batch holds tweets of one bucket and is padded
@@ -105,7 +105,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.bucket_by_length = True
   config.length_bucket_bounds = (12, 16, 20, 24, 28, 32, 40)  # Below max_length; max_length is always the last.
 
-  # ---- Loop, logging, checkpoints (train.train) ----
+  # ---- Loop, logging, checkpoints (train.loop.trainer) ----
   config.log_every_steps = 100  # Progress bar / metrics.jsonl / TensorBoard cadence.
   config.eval_every_steps = 2000  # Validation cadence (also at the end); feeds the best checkpoint.
   config.checkpoint_every_steps = 2000  # Save the latest state this often (and at the end).
@@ -115,7 +115,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.ece_bins = 15  # Equal-width confidence bins of the expected calibration error.
   config.debug_nan_after_step = -1  # Test hook: >= 0 multiplies the loss by NaN from that step on; -1 off.
 
-  # ---- Several processes (train.distributed; README "Several hosts") ----
+  # ---- Several processes (train.runs.distributed; README "Several hosts") ----
   config.distributed = False  # Call jax.distributed.initialize() (multi-host; one process per host).
   config.coordinator_address = ""  # host:port of process 0's coordinator; "": JAX_COORDINATOR_ADDRESS, or detected (SLURM, TPU pod).
   config.num_processes = -1  # Processes in the run; -1: JAX_NUM_PROCESSES, SLURM_NTASKS, or detected.

@@ -24,11 +24,11 @@ from configs import sent140
 def get_config() -> ml_collections.ConfigDict:
   """configs/sent140.py as a language model."""
   config = sent140.get_config()
-  config.model_type = "mamba_lm"  # train.models: MambaLM, trained on train.tasks.NextToken.
+  config.model_type = "mamba_lm"  # train.loop.models: MambaLM, trained on train.loop.tasks.NextToken.
   config.model.dropout = 0.0  # One pass over unlabelled text: nothing to regularize against.
   config.label_smoothing = 0.0  # Plain next-token cross-entropy.
   # Training loss: a sampled softmax over this many candidates drawn from the unigram
-  # distribution (train.tasks.NextToken) instead of all 32,000 ids; 0: the full softmax.
+  # distribution (train.loop.tasks.NextToken) instead of all 32,000 ids; 0: the full softmax.
   # Evaluation always uses the full softmax.
   config.lm_sampled_softmax = 1024
   config.num_epochs = 1  # One pass over the subset below.

@@ -36,7 +36,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # Before JAX is imported; xdi
 
 import pytest  # pylint: disable=wrong-import-position
 
-from train import eval_report, export, train  # pylint: disable=wrong-import-position
+from train.loop import trainer
+from train.model_files import exporter  # pylint: disable=wrong-import-position
+from train.runs import eval_report
 
 from tests import train_tiny_run  # pylint: disable=wrong-import-position
 from tests.once_per_session import first_to_ask  # pylint: disable=wrong-import-position
@@ -66,7 +68,7 @@ def trained(shared_tmp_path):
   done = workdir / eval_report.EVAL_REPORT_FILE  # Written last, by the run.
   with first_to_ask(shared_tmp_path / "tiny_run.lock", done) as make:
     if make:
-      train.train_and_evaluate(config, str(workdir))
+      trainer.train_and_evaluate(config, str(workdir))
   with open(done, encoding="utf-8") as f:
     return str(workdir), config, json.load(f)
 
@@ -81,7 +83,7 @@ def trained_workdir(trained):
 def exported(trained_workdir, tmp_path_factory):
   """(float32 export dir, its evaluation dict) of the tiny run, written in-process."""
   output = str(tmp_path_factory.mktemp("export") / "tiny_float32")
-  return output, export.export(trained_workdir, output, "float32")
+  return output, exporter.export(trained_workdir, output, "float32")
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +110,8 @@ def three_class_export(exported, tmp_path_factory):
   """
   import shutil  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from train import classes, model_dir  # pylint: disable=import-outside-toplevel
+  from train.runs import classes  # pylint: disable=import-outside-toplevel
+  from train.runs import model_dir
   source, _ = exported
   output = str(tmp_path_factory.mktemp("export") / "tiny_three_classes")
   shutil.copytree(source, output)

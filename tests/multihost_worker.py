@@ -5,11 +5,11 @@
 
 tests/test_train_multihost.py starts one per process id (and one, not distributed, for
 the 1-process reference); the process settings come from the environment
-(``train.distributed``). The record holds, per step, the batch rows whose data live on
-this process's devices; the files ``train.train``, the metric writer, the workdir claim
+(``train.runs.distributed``). The record holds, per step, the batch rows whose data live on
+this process's devices; the files ``train.loop.trainer``, the metric writer, the workdir claim
 and the eval report opened for writing; this process's copy of the parameters at every
 latest-checkpoint save and restore; and the step a signal stopped it at (``stopped_at``,
-``train.preemption``; None: ran to the end).
+``train.runs.preemption``; None: ran to the end).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import jax
 import numpy as np
 
 from tests.train_tiny_run import tiny_config
-from train import checkpointing, eval_report, input_feed, metric_logging, preemption, train
-from train import workdir as workdir_lib
+from train.loop import input_feed, metric_logging, trainer
+from train.runs import checkpointing, eval_report, preemption
+from train.runs import workdir as workdir_lib
 
 
 def local_rows(batch: dict) -> dict:
@@ -103,10 +104,10 @@ def main(argv: list[str]) -> None:
   config = tiny_config(**config_overrides(overrides))
   fed, written, saved, restored = [], [], [], []
   record_feed(fed)
-  record_writes([train, metric_logging, workdir_lib, eval_report], written, workdir)
+  record_writes([trainer, metric_logging, workdir_lib, eval_report], written, workdir)
   record_checkpoints(saved, restored)
   try:
-    train.train_and_evaluate(config, workdir)
+    trainer.train_and_evaluate(config, workdir)
     stopped_at = None
   except preemption.Preempted as stopped:
     stopped_at = stopped.step

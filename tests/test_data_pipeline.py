@@ -127,10 +127,10 @@ def test_prepared_data_loads_without_raw_files(data_dir, tmp_path):
 
 
 def test_prepare_data_summary_text(data_dir, tmp_path):
-  from train import prepare_data
+  from train.data import summary as summary_lib
   datasets = pipeline.get_datasets(_config(data_dir, str(tmp_path / "cache")), log=lambda _: None)
   assert datasets.summary["cache_bytes"]["train"] > 0
-  text = prepare_data.format_summary(datasets.summary)
+  text = summary_lib.format_summary(datasets.summary)
   for expected in ("train", "validation", "test", "manual_test", "duplicates", "malformed rows skipped: 2",
                    "vocab size", "longer than max_length=16"):
     assert expected in text

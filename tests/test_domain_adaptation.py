@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from train import domain_adaptation, model_dir
+from train.runs import model_dir
+from train.study import domain_adaptation
 
 
 def _source(path, n=200):

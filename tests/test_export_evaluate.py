@@ -1,4 +1,4 @@
-"""Exported model directories (train.export, train.model_dir) and scoring labelled files (train.evaluate).
+"""Exported model directories (train.export, train.runs.model_dir) and scoring labelled files (train.evaluate).
 
 The tiny run and its exports are fixtures of tests/conftest.py.
 """
@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from train import classes, eval_report, evaluate, export, inference, metrics, model_dir, models
-from train.data import synthetic
+from train.data import labelled_rows, synthetic
+from train.loop import models
+from train.model_files import exporter, inference, model_card
+from train.runs import classes, eval_report, model_dir
+from train.scoring import labelled_file_report, metrics
 
 from tests import train_tiny_run
 
@@ -78,11 +81,11 @@ def test_export_holds_parameters_only_and_predicts_like_the_workdir(trained_work
   np.testing.assert_allclose(from_export.batch_probabilities(from_export.encode(TEXTS)),
                              from_workdir.batch_probabilities(from_workdir.encode(TEXTS)), rtol=0, atol=1e-7)
   report = eval_report.read_eval_report(trained_workdir)
-  for split in export.EVALUATED_SPLITS:
+  for split in exporter.EVALUATED_SPLITS:
     numbers = result["splits"][split]
     assert numbers["max_abs_probability_difference"] <= 1e-6  # float32 stored: the same weights.
-    stored, reported = export.binary_part(numbers["stored"]), export.binary_part(report[split])
-    assert stored["accuracy"] == pytest.approx(export.binary_part(numbers["float32"])["accuracy"], abs=1e-12)
+    stored, reported = model_card.binary_part(numbers["stored"]), model_card.binary_part(report[split])
+    assert stored["accuracy"] == pytest.approx(model_card.binary_part(numbers["float32"])["accuracy"], abs=1e-12)
     assert stored["accuracy"] == pytest.approx(reported["accuracy"], abs=1e-12)
   card = open(os.path.join(output, model_dir.CARD_FILE), encoding="utf-8").read()
   manual = result["splits"]["manual_test"]["stored"]
@@ -100,7 +103,7 @@ def test_export_holds_parameters_only_and_predicts_like_the_workdir(trained_work
 def test_card_says_which_mamba(mixer, version):
   config = tiny.get_config()
   config.model.mixer, config.model.head_dim = mixer, 16
-  assert export._model_summary(config, 300, 1234).startswith(f"{config.model.n_layers}-layer {version}")
+  assert model_card._model_summary(config, 300, 1234).startswith(f"{config.model.n_layers}-layer {version}")
 
 
 def test_bfloat16_export_is_smaller_and_keeps_accuracy(exported, exported_bfloat16):
@@ -111,10 +114,10 @@ def test_bfloat16_export_is_smaller_and_keeps_accuracy(exported, exported_bfloat
   with open(os.path.join(exported_bfloat16, model_dir.EVALUATION_FILE), encoding="utf-8") as f:
     result = json.load(f)
   assert result["export"]["dtype"] == "bfloat16"
-  for split in export.EVALUATED_SPLITS:
+  for split in exporter.EVALUATED_SPLITS:
     numbers = result["splits"][split]
     assert 0.0 < numbers["max_abs_probability_difference"] < 0.05
-    stored, float32 = export.binary_part(numbers["stored"]), export.binary_part(numbers["float32"])
+    stored, float32 = model_card.binary_part(numbers["stored"]), model_card.binary_part(numbers["float32"])
     assert abs(stored["accuracy"] - float32["accuracy"]) <= 0.01
   card = open(os.path.join(exported_bfloat16, model_dir.CARD_FILE), encoding="utf-8").read()
   assert "accuracy (bfloat16)" in card
@@ -122,11 +125,11 @@ def test_bfloat16_export_is_smaller_and_keeps_accuracy(exported, exported_bfloat
 
 def test_export_errors(trained_workdir, tmp_path):
   with pytest.raises(FileNotFoundError, match="eval_report.json"):
-    export.export(str(tmp_path), str(tmp_path / "out"), "float32")
+    exporter.export(str(tmp_path), str(tmp_path / "out"), "float32")
   (tmp_path / "busy").mkdir()
   (tmp_path / "busy" / "notes.txt").write_text("mine")
   with pytest.raises(ValueError, match="not an exported model directory"):
-    export.export(trained_workdir, str(tmp_path / "busy"), "float32")
+    exporter.export(trained_workdir, str(tmp_path / "busy"), "float32")
   assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
   with pytest.raises(ValueError, match="exactly one"):
     inference.load(trained_workdir, str(tmp_path), "best")
@@ -145,7 +148,7 @@ def test_sentiment140_csv_latin1_with_bad_rows(tmp_path):
            _sentiment140_row(0, "short", columns=5)]
   path = tmp_path / "s140.csv"
   path.write_bytes("\r\n".join(lines).encode("latin-1"))
-  rows = evaluate.read_labelled_file(str(path))
+  rows = labelled_rows.read_labelled_file(str(path))
   assert rows.encoding == "latin-1" and rows.encoding_detected
   assert rows.label_scheme == "0/2/4"
   assert rows.texts == ["caf\xe9 was bad", "love it", "meh"]
@@ -156,48 +159,48 @@ def test_sentiment140_csv_latin1_with_bad_rows(tmp_path):
                            "field_too_large": 0, "unparsable_row": 0}
   assert rows.bad_lines == {"blank_line": [3], "unknown_label": [5], "empty_text": [6], "wrong_column_count": [7]}
   # Forcing UTF-8 on latin-1 bytes: the row with the undecodable byte is counted, not guessed.
-  forced = evaluate.read_labelled_file(str(path), encoding="utf-8")
+  forced = labelled_rows.read_labelled_file(str(path), encoding="utf-8")
   assert not forced.encoding_detected and forced.texts == ["love it", "meh"]
   assert forced.bad_rows["invalid_utf8"] == 1
   # The same file gzipped reads the same.
   gz = tmp_path / "s140.csv.gz"
   gz.write_bytes(gzip.compress(path.read_bytes()))
-  assert evaluate.read_labelled_file(str(gz)).texts == rows.texts
+  assert labelled_rows.read_labelled_file(str(gz)).texts == rows.texts
 
 
 def test_tsv_utf8_with_header_names(tmp_path):
   path = tmp_path / "mine.tsv"
   path.write_text("id\tlabel\ttext\n1\tPositive\tso happy \U0001F600\n2\tnegative\tsad d\xe9j\xe0 vu\n"
                   "3\tneutral\tthe day\n4\tangry\tgrr\n5\tpositive\n", encoding="utf-8")
-  rows = evaluate.read_labelled_file(str(path), text_column="text", label_column="label")
+  rows = labelled_rows.read_labelled_file(str(path), text_column="text", label_column="label")
   assert rows.encoding == "utf-8" and rows.encoding_detected and rows.label_scheme == "names"
   assert rows.texts == ["so happy \U0001F600", "sad d\xe9j\xe0 vu", "the day"]
   assert rows.labels.tolist() == [1, 0, 2]
   assert rows.row_numbers.tolist() == [2, 3, 4]
   assert rows.bad_rows["unknown_label"] == 1 and rows.bad_rows["wrong_column_count"] == 1
   # Forcing latin-1 on UTF-8 bytes still reads every row (normalization repairs such mojibake).
-  latin = evaluate.read_labelled_file(str(path), text_column="text", label_column="label", encoding="latin-1")
+  latin = labelled_rows.read_labelled_file(str(path), text_column="text", label_column="label", encoding="latin-1")
   assert len(latin.texts) == 3 and latin.encoding == "latin-1" and not latin.encoding_detected
-  with pytest.raises(evaluate.UsageError, match="not in the header"):
-    evaluate.read_labelled_file(str(path), text_column="tweet", label_column="label")
+  with pytest.raises(labelled_rows.UsageError, match="not in the header"):
+    labelled_rows.read_labelled_file(str(path), text_column="tweet", label_column="label")
 
 
 def test_csv_binary_labels_by_index_and_ambiguity(tmp_path):
   path = tmp_path / "binary.csv"
   path.write_text('1,"good, great"\n0,bad\n1,fun\n', encoding="utf-8")
-  rows = evaluate.read_labelled_file(str(path), text_column="1", label_column="0")
+  rows = labelled_rows.read_labelled_file(str(path), text_column="1", label_column="0")
   assert rows.label_scheme == "0/1" and rows.labels.tolist() == [1, 0, 1] and rows.texts[0] == "good, great"
   assert sum(rows.bad_rows.values()) == 0
   mixed = tmp_path / "mixed.csv"
   mixed.write_text("1,good\n4,great\n0,bad\n", encoding="utf-8")
-  with pytest.raises(evaluate.UsageError, match="several schemes"):
-    evaluate.read_labelled_file(str(mixed), text_column=1, label_column=0)
-  forced = evaluate.read_labelled_file(str(mixed), text_column=1, label_column=0, labels="0/2/4")
+  with pytest.raises(labelled_rows.UsageError, match="several schemes"):
+    labelled_rows.read_labelled_file(str(mixed), text_column=1, label_column=0)
+  forced = labelled_rows.read_labelled_file(str(mixed), text_column=1, label_column=0, labels="0/2/4")
   assert forced.labels.tolist() == [1, 0] and forced.bad_rows["unknown_label"] == 1
-  with pytest.raises(evaluate.UsageError, match="no label scheme fits"):
-    evaluate.read_labelled_file(str(mixed), text_column=0, label_column=1)
-  with pytest.raises(evaluate.UsageError, match="both"):
-    evaluate.read_labelled_file(str(mixed), text_column=1)
+  with pytest.raises(labelled_rows.UsageError, match="no label scheme fits"):
+    labelled_rows.read_labelled_file(str(mixed), text_column=0, label_column=1)
+  with pytest.raises(labelled_rows.UsageError, match="both"):
+    labelled_rows.read_labelled_file(str(mixed), text_column=1)
 
 
 # ---- Scoring ----
@@ -223,9 +226,9 @@ def test_score_matches_direct_probabilities_in_every_format(exported, tmp_path):
   binary = split.labels != metrics.NEUTRAL
   expected_binary = float((probs[binary].argmax(1) == split.labels[binary]).mean())
   reports = []
-  for rows in (evaluate.read_labelled_file(str(csv_path)),
-               evaluate.read_labelled_file(str(tsv_path), text_column="text", label_column="label")):
-    report = evaluate.score(loaded, rows, threshold, batch_size=64)
+  for rows in (labelled_rows.read_labelled_file(str(csv_path)),
+               labelled_rows.read_labelled_file(str(tsv_path), text_column="text", label_column="label")):
+    report = labelled_file_report.score(loaded, rows, threshold, batch_size=64)
     assert report["binary"]["accuracy"] == pytest.approx(expected_binary, abs=1e-12)
     assert report["three_way"]["accuracy"] == pytest.approx(
         metrics.three_way_accuracy(probs, split.labels, threshold), abs=1e-12)
@@ -297,7 +300,7 @@ def test_slices_added_to_an_export_without_its_workdir(exported, tmp_path):
     before = json.load(f)
   card_before = (directory / model_dir.CARD_FILE).read_text(encoding="utf-8")
   for _ in range(2):  # Renewing replaces the section.
-    reports = export.add_slices(str(directory), str(manual_test), command="test")
+    reports = exporter.add_slices(str(directory), str(manual_test), command="test")
   assert set(reports) == {"validation", "test", "manual_test"}
   topics = reports["manual_test"]["features"]["topic"]
   assert sorted(topics) == ["#c", "topic a", "topic b"] and "hashtag" in reports["manual_test"]["features"]
@@ -316,20 +319,20 @@ def test_slices_added_to_an_export_without_its_workdir(exported, tmp_path):
   with open(directory / model_dir.EVALUATION_FILE, "w", encoding="utf-8") as f:
     json.dump(after, f)
   with pytest.raises(ValueError, match="test: accuracy .* differs"):
-    export.add_slices(str(directory), str(manual_test))
+    exporter.add_slices(str(directory), str(manual_test))
 
 
 # ---- Models of other classes ----
 
 def test_a_file_is_read_with_the_classes_of_the_model_that_scores_it(tmp_path):
   names = ("Joy", "Anger", "neutral")
-  assert evaluate.reading_classes(names, "auto") == ("classes", names)  # Labels matched to the names.
+  assert labelled_file_report.reading_classes(names, "auto") == ("classes", names)  # Labels matched to the names.
   known = ("negative", "positive", "neutral")  # What a 3-class run on 0/2/4 or names labels learns.
-  assert evaluate.reading_classes(known, "auto") == ("auto", known)
-  assert evaluate.reading_classes(classes.BINARY, "auto") == ("auto", None)  # Neutral rows kept (abstention).
+  assert labelled_file_report.reading_classes(known, "auto") == ("auto", known)
+  assert labelled_file_report.reading_classes(classes.BINARY, "auto") == ("auto", None)  # Neutral rows kept (abstention).
   path = tmp_path / "emotions.tsv"
   path.write_text("text\tlabel\nyay\tJOY\ngrr\tanger\nhm\tNeutral\nzzz\tbored\n", encoding="utf-8")
-  rows = evaluate.read_labelled_file(str(path), text_column="text", label_column="label",
+  rows = labelled_rows.read_labelled_file(str(path), text_column="text", label_column="label",
                                      labels="classes", class_names=names)
   assert rows.label_scheme == "classes" and rows.labels.tolist() == [0, 1, 2]
   assert rows.bad_rows["unknown_label"] == 1 and rows.unknown_labels == {"bored": 1} and rows.topics is None
@@ -340,9 +343,9 @@ def test_score_a_three_class_model(three_class_export, tmp_path):
   split = _manual_split()
   csv_path = tmp_path / "s140.csv"
   _write_sentiment140_manual_test(csv_path, split)
-  rows = evaluate.read_labelled_file(str(csv_path), class_names=loaded.class_names)
+  rows = labelled_rows.read_labelled_file(str(csv_path), class_names=loaded.class_names)
   assert rows.label_scheme == "0/2/4" and rows.labels.tolist() == split.labels.tolist()  # Same names, same ids.
-  report = evaluate.score(loaded, rows, threshold=0.0, batch_size=64)
+  report = labelled_file_report.score(loaded, rows, threshold=0.0, batch_size=64)
   probs = loaded.batch_probabilities(loaded.encode(split.texts))
   n_way = report["n_way"]
   assert n_way["accuracy"] == pytest.approx(float((probs.argmax(1) == split.labels).mean()), abs=1e-12)
@@ -355,7 +358,7 @@ def test_score_a_three_class_model(three_class_export, tmp_path):
   assert report["slices"]["scored"] == "accuracy" and report["slices"]["overall"]["count"] == len(split)
   assert report["slices"]["overall"]["accuracy"] == pytest.approx(n_way["accuracy"])
   assert set(report["slices"]["features"]["topic"]) == {"topic a", "topic b", "#c"}
-  text = "\n".join(evaluate.summary_lines({"data": "x", **report}))
+  text = "\n".join(labelled_file_report.summary_lines({"data": "x", **report}))
   assert "3-way (" in text and "neutral   precision" in text and "confusion matrix" in text
   assert "slices (accuracy;" in text and "topic" in text
 
@@ -380,12 +383,12 @@ def test_evaluate_cli_three_class_model(three_class_export, tmp_path):
 
 def test_export_copies_the_class_names(trained_workdir, tmp_path):
   import shutil  # pylint: disable=import-outside-toplevel
-  from train import classes  # pylint: disable=import-outside-toplevel
+  from train.runs import classes  # pylint: disable=import-outside-toplevel
   workdir = tmp_path / "workdir"
   shutil.copytree(trained_workdir, workdir)
   classes.write(str(workdir), ("sad", "happy"))
   output = tmp_path / "named"
-  result = export.export(str(workdir), str(output), "float32")
+  result = exporter.export(str(workdir), str(output), "float32")
   assert classes.read(str(output)) == ("sad", "happy") and result["export"]["class_names"] == ["sad", "happy"]
   card = (output / model_dir.CARD_FILE).read_text(encoding="utf-8")
   assert "one of 2 classes: sad, happy" in card and f"| `{classes.CLASSES_FILE}` |" in card
@@ -393,6 +396,6 @@ def test_export_copies_the_class_names(trained_workdir, tmp_path):
   assert "Trained on positive/negative only" not in card
   loaded = inference.load_exported(str(output))
   assert loaded.class_names == ("sad", "happy")
-  from train import predict  # pylint: disable=import-outside-toplevel
-  answers = [r["label"] for r in predict.classify(loaded, [b"good great happy", b"bad sad terrible"], 0.99)]
+  from train.model_files import predictions  # pylint: disable=import-outside-toplevel
+  answers = [r["label"] for r in predictions.classify(loaded, [b"good great happy", b"bad sad terrible"], 0.99)]
   assert answers == ["happy", "sad"]  # Its names, and no abstention.

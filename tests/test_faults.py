@@ -16,6 +16,7 @@ Damaged files
     half-written step is ignored;
   - a damaged best checkpoint: eval_report.json says what was evaluated, exit code 4;
   - a restore failure prints one line, not a traceback;
+  - a truncated params.safetensors of an export: train.predict and init_from name it in one line, exit 2;
   - a truncated token cache, tokenizer model or TFDS shard: moved aside, one line, rebuilt.
 Concurrent runs
   - a second train.main on a workdir in use stops before touching it (one line naming the
@@ -59,8 +60,11 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from train import checkpointing, config_checks, predict, preemption, train, workdir as workdir_lib, workdir_lock
+from train.command_line import flag_parsing
 from train.data import batching, pipeline, sources, tokenizer as tokenizer_lib
+from train.loop import trainer
+from train.model_files import predictions
+from train.runs import checkpointing, preemption, workdir as workdir_lib, workdir_lock
 
 from tests import train_tiny_run
 
@@ -117,10 +121,10 @@ def _when(process, ready, timeout=600):
 
 def _latest_params(workdir, config):
   """(params as numpy arrays, progress) of the latest checkpoint in ``workdir``."""
-  from train import models  # pylint: disable=import-outside-toplevel
   from train.data import synthetic  # pylint: disable=import-outside-toplevel
+  from train.loop import models  # pylint: disable=import-outside-toplevel
   model = models.create_model(config, synthetic.make_datasets(config).tokenizer.vocab_size)
-  target = train.create_train_state(config, model, jax.random.key(0), STEPS)
+  target = trainer.create_train_state(config, model, jax.random.key(0), STEPS)
   checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), keep=5, async_save=False)
   state, progress = checkpointer.restore_latest(target)
   checkpointer.close()
@@ -273,7 +277,7 @@ def test_disk_full_at_the_last_tensorboard_flush_is_one_line_and_no_traceback_at
   """metrics.jsonl is flushed per row; a TensorBoard flush that fails at close is one WARNING line."""
   script = f"""
 import errno
-from train.metric_logging import MetricWriter
+from train.loop.metric_logging import MetricWriter
 writer = MetricWriter({str(tmp_path)!r})
 writer.write(1, "train", {{"loss": 0.5}})
 def full(*args):
@@ -298,10 +302,10 @@ def test_disk_full_during_a_save_is_one_line_exit_2_and_the_run_resumes_after(tr
   if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
     pytest.skip("needs unshare -rm (unprivileged mount namespaces) for a small tmpfs")
   reference, config, _ = trained
-  from train import models  # pylint: disable=import-outside-toplevel
   from train.data import synthetic  # pylint: disable=import-outside-toplevel
+  from train.loop import models  # pylint: disable=import-outside-toplevel
   model = models.create_model(config, synthetic.make_datasets(config).tokenizer.vocab_size)
-  state_kb = checkpointing.tree_bytes(train.create_train_state(config, model, jax.random.key(0), STEPS)) // 1024
+  state_kb = checkpointing.tree_bytes(trainer.create_train_state(config, model, jax.random.key(0), STEPS)) // 1024
   leave_kb = 16 if space == "less than the state" else state_kb + 16
   (tmp_path / "mnt").mkdir()
   env = {**_env(str(tmp_path / "xla_cache")), "MNT": str(tmp_path / "mnt"), "OUT": str(tmp_path),
@@ -389,13 +393,34 @@ def test_predict_restore_failure_is_one_line(trained, tmp_path):
 
 
 def test_predict_loads_only_the_parameters_of_a_workdir(trained, tmp_path):
-  from train import inference  # pylint: disable=import-outside-toplevel
+  from train.model_files import inference  # pylint: disable=import-outside-toplevel
   workdir = _copy_workdir(trained, tmp_path)
   loaded = inference.load_workdir(workdir, "latest")
   assert jax.tree_util.tree_leaves(loaded.state.opt_state) == []  # No optimizer state in memory.
   expected = _latest_params(workdir, loaded.config)[0]
   assert jax.tree_util.tree_all(jax.tree_util.tree_map(
       np.array_equal, jax.tree_util.tree_map(np.asarray, loaded.state.params), expected))
+
+
+def test_damaged_model_directory_is_one_line_naming_the_file(exported, tmp_path):
+  """A truncated params.safetensors of an export: train.predict --model and train.main's init_from say so in
+  one line naming the file, exit 2, no traceback."""
+  from train.runs import model_dir  # pylint: disable=import-outside-toplevel
+  model = str(tmp_path / "damaged_export")
+  shutil.copytree(exported[0], model)
+  params = os.path.join(model, model_dir.PARAMS_FILE)
+  _truncate(params)
+  predicted = _run(["train.predict", f"--model={model}", "good"])
+  assert predicted.returncode == 2 and predicted.stdout == "", predicted.stderr[-3000:]
+  assert predicted.stderr.strip().splitlines() == [predicted.stderr.strip()]  # One line.
+  started = subprocess.run(_train_command(str(tmp_path / "fine_tuned"), init_from=model), cwd=REPO, env=_env(),
+                           capture_output=True, text=True, timeout=600)
+  assert started.returncode == 2, started.stderr[-3000:]
+  assert not os.path.exists(tmp_path / "fine_tuned" / "checkpoints")
+  for result in (predicted, started):
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and params in errors[0] and "damaged" in errors[0], result.stderr[-3000:]
 
 
 def _truncate(path):
@@ -445,7 +470,7 @@ def test_damaged_prepared_files_are_moved_aside_reported_in_one_line_and_rebuilt
 def _hold_lock(workdir):
   """A live process holding ``workdir``'s training lock (it waits for its stdin to close)."""
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys; from train import workdir_lock; lock = workdir_lock.WorkdirLock(sys.argv[1]); "
+      [sys.executable, "-c", "import sys; from train.runs import workdir_lock; lock = workdir_lock.WorkdirLock(sys.argv[1]); "
        "print('locked', flush=True); sys.stdin.read()", workdir],
       cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
   assert holder.stdout.readline().strip() == "locked"
@@ -469,22 +494,25 @@ def test_second_run_on_a_workdir_in_use_stops_before_touching_it(tmp_path):
 
 def test_evaluation_commands_work_on_a_workdir_in_use_and_a_dead_runs_lock_is_taken_over(
     trained, tmp_path, capsys):
-  from train import evaluate, export, inference, model_dir  # pylint: disable=import-outside-toplevel
+  from train.data import labelled_rows  # pylint: disable=import-outside-toplevel
+  from train.model_files import exporter, inference
+  from train.runs import model_dir
+  from train.scoring import labelled_file_report
   workdir = _copy_workdir(trained, tmp_path)
   holder = _hold_lock(workdir)
   try:
-    assert [r["line"] for r in predict.classify(inference.load_workdir(workdir), [b"good", b"bad"], threshold=0.0)] == [1, 2]
+    assert [r["line"] for r in predictions.classify(inference.load_workdir(workdir), [b"good", b"bad"], threshold=0.0)] == [1, 2]
     labelled = tmp_path / "labelled.csv"
     labelled.write_text("".join(GOOD.format(label=label, i=i, text=f"text {i}") for i, label in enumerate("0404")))
-    report = evaluate.score(inference.load(workdir, None), evaluate.read_labelled_file(str(labelled)), 0.0)
+    report = labelled_file_report.score(inference.load(workdir, None), labelled_rows.read_labelled_file(str(labelled)), 0.0)
     assert report["rows"]["scored"] == 4
-    export.export(workdir, str(tmp_path / "exported"), "float32")
+    exporter.export(workdir, str(tmp_path / "exported"), "float32")
     assert os.path.isfile(tmp_path / "exported" / model_dir.PARAMS_FILE)
   finally:
     holder.kill()  # kill -9: the lock file still names it.
     holder.wait()
   capsys.readouterr()
-  train.train_and_evaluate(trained[1], workdir)
+  trainer.train_and_evaluate(trained[1], workdir)
   taken_over = [line for line in capsys.readouterr().out.splitlines() if "took over the lock" in line]
   assert len(taken_over) == 1 and f"process {holder.pid} on {socket.gethostname()}" in taken_over[0], taken_over
   assert taken_over[0].endswith("which no longer runs.")
@@ -563,7 +591,7 @@ def test_finished_run_started_again_keeps_figures_and_prints_unused_rows(trained
     return datasets
 
   monkeypatch.setattr(pipeline, "get_datasets", with_unused_rows)
-  report = train.train_and_evaluate(trained[1], workdir)
+  report = trainer.train_and_evaluate(trained[1], workdir)
   assert "unused source rows: 3 (training_file: 3 unterminated_quote (lines 4, 9, 12))" in capsys.readouterr().out
   assert report["train_time_s"] == before["train_time_s"] > 0
   assert report["examples_per_s"] == before["examples_per_s"] > 0
@@ -638,21 +666,20 @@ def test_malformed_csv_corpus_loses_no_valid_row(tmp_path):
     ("utf-8", codecs.BOM_UTF8), ("utf-16-le", codecs.BOM_UTF16_LE), ("utf-16-be", codecs.BOM_UTF16_BE),
     ("utf-32-le", codecs.BOM_UTF32_LE), ("utf-32-be", codecs.BOM_UTF32_BE)])
 def test_a_byte_order_mark_keeps_the_first_row(tmp_path, encoding, mark):
-  from train import evaluate  # pylint: disable=import-outside-toplevel
+  from train.data import labelled_rows  # pylint: disable=import-outside-toplevel
   text = _good(1) + GOOD.format(label="4", i=2, text="caf\u00e9 \U0001F600") + _good(3, "2")
   path = tmp_path / "spreadsheet.csv"
   path.write_bytes(mark + text.encode(encoding))
   rows = sources.read_csv(str(path), allow_neutral=True)
   assert rows.texts == ["valid tweet 1", "caf\u00e9 \U0001F600", "valid tweet 3"]
   assert rows.row_numbers.tolist() == [1, 2, 3] and rows.num_malformed == 0
-  labelled = evaluate.read_labelled_file(str(path))
+  labelled = labelled_rows.read_labelled_file(str(path))
   assert labelled.texts == rows.texts and labelled.labels.tolist() == [0, 1, 2]
   assert sum(labelled.bad_rows.values()) == 0
   assert (labelled.encoding, labelled.encoding_detected) == (encoding[:6], True)
 
 
 def test_unused_rows_are_one_line_of_the_reasons_that_occurred():
-  from train import prepare_data  # pylint: disable=import-outside-toplevel
   from train.data import summary as summary_lib  # pylint: disable=import-outside-toplevel
   summary = {
       "malformed_rows": 3,
@@ -666,7 +693,7 @@ def test_unused_rows_are_one_line_of_the_reasons_that_occurred():
   summary.update(rows={name: 0 for name in ("train", "validation", "test", "manual_test")},
                  rows_per_label={name: {} for name in ("train", "validation", "test", "manual_test")},
                  duplicates=0, truncated_share=0.0, max_length=64, vocab_size=300)
-  lines = prepare_data.format_summary(summary).splitlines()
+  lines = summary_lib.format_summary(summary).splitlines()
   assert "malformed rows skipped: 3 (manual_test: 2 empty_text (lines 3, 9); 1 wrong_column_count (line 7))" in lines
   assert not any("{" in line for line in lines)  # No raw dict.
 
@@ -726,7 +753,7 @@ def test_bad_config_override_is_one_line_and_exit_2(tmp_path, override, message)
 
 
 def test_unknown_override_message_lists_close_names():
-  assert config_checks.unknown_override_message("learnig_rate", tiny.get_config()).startswith(
+  assert flag_parsing.unknown_override_message("learnig_rate", tiny.get_config()).startswith(
       "--config.learnig_rate: no such config field; closest valid names: learning_rate, ")
 
 
@@ -743,7 +770,7 @@ class _Bar:
 def test_training_bar_shows_loss_from_the_first_steps():
   bar = _Bar()
   for step in range(1, 21):
-    train._show_first_losses(bar, step, 0, {"loss": np.float32(0.5)}, log_every_steps=16)  # pylint: disable=protected-access
+    trainer._show_first_losses(bar, step, 0, {"loss": np.float32(0.5)}, log_every_steps=16)  # pylint: disable=protected-access
   assert len(bar.postfixes) == 4 and bar.postfixes[0] == {"loss": "0.5000"}  # Steps 1, 2, 4, 8; 16 logs.
 
 

@@ -11,8 +11,10 @@ import pytest
 
 from configs import sent140_lm
 from tests.train_tiny_run import tiny_config
-from train import checkpointing, inference, models, pretrained_init, tasks
-from train import train as training
+from train.loop import models, pretrained_init, tasks
+from train.loop import trainer as training
+from train.model_files import inference
+from train.runs import checkpointing
 
 STEPS = 24
 VOCAB = 54  # The synthetic tokenizer's vocabulary.

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from train import inference, predict
+from train.model_files import inference, predictions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -40,7 +40,7 @@ def test_classify_lines_in_order_with_errors_and_notes(predictor):
       b"good " * 5000,
       b"bad sad terrible",
   ]
-  results = list(predict.classify(predictor, lines, threshold=0.0, batch_size=2))
+  results = list(predictions.classify(predictor, lines, threshold=0.0, batch_size=2))
   assert [r["line"] for r in results] == list(range(1, len(lines) + 1))
   assert results[1]["error"] == "empty line" and results[2]["error"] == "empty line"
   assert results[0]["label"] == "positive" and results[6]["label"] == "negative"
@@ -51,7 +51,7 @@ def test_classify_lines_in_order_with_errors_and_notes(predictor):
     if "error" not in r:
       assert 0.5 <= r["probability"] <= 1.0
   # Threshold 1.0: every answered line is neutral.
-  assert {r.get("label") for r in predict.classify(predictor, lines, threshold=1.0) if "label" in r} == {"neutral"}
+  assert {r.get("label") for r in predictions.classify(predictor, lines, threshold=1.0) if "label" in r} == {"neutral"}
 
 
 PREDICT_CORPUS = [
@@ -67,20 +67,20 @@ PREDICT_CORPUS = [
 
 
 def test_predict_bad_input_corpus(predictor):
-  results = list(predict.classify(predictor, [raw for raw, _, _ in PREDICT_CORPUS], threshold=0.0))
+  results = list(predictions.classify(predictor, [raw for raw, _, _ in PREDICT_CORPUS], threshold=0.0))
   assert [r["line"] for r in results] == list(range(1, len(PREDICT_CORPUS) + 1))
   for result, (_, kind, note) in zip(results, PREDICT_CORPUS):
     assert kind in result, result
     if note:
       assert note in (result.get("error") or result.get("note") or ""), result
     for output_format in ("text", "json"):
-      line = predict.format_result(result, output_format)
-      assert not predict.UNSAFE_CHARACTERS.search(line.replace("\t", "")), repr(line[:200])  # Tabs: our columns.
+      line = predictions.format_result(result, output_format)
+      assert not predictions.UNSAFE_CHARACTERS.search(line.replace("\t", "")), repr(line[:200])  # Tabs: our columns.
       assert "\n" not in line
-  ansi = predict.format_result(results[5], "text")
+  ansi = predictions.format_result(results[5], "text")
   assert "\\x1b[31mred\\x1b[0m \\x07\\x9b" in ansi
-  assert json.loads(predict.format_result(results[5], "json"))["text"] == "good \x1b[31mred\x1b[0m \x07\x9b"
-  assert "\\u202egood \u05e9\u05dc\u05d5\u05dd" in predict.format_result(results[7], "text")  # RTL letters kept.
+  assert json.loads(predictions.format_result(results[5], "json"))["text"] == "good \x1b[31mred\x1b[0m \x07\x9b"
+  assert "\\u202egood \u05e9\u05dc\u05d5\u05dd" in predictions.format_result(results[7], "text")  # RTL letters kept.
 
 
 # ---- The command ----
@@ -124,7 +124,7 @@ def test_three_class_model_answers_a_class_with_every_probability(three_class_ex
   model = inference.load_exported(three_class_export)
   assert model.class_names == ("negative", "positive", "neutral") and not model.is_binary_sentiment
   lines = [b"good great happy fun love", b"bad sad terrible awful", b"", b"the day my work"]
-  results = list(predict.classify(model, lines, threshold=0.99))  # No abstention: the threshold is unused.
+  results = list(predictions.classify(model, lines, threshold=0.99))  # No abstention: the threshold is unused.
   assert [r["line"] for r in results] == [1, 2, 3, 4] and results[2]["error"] == "empty line"
   answered = [results[i] for i in (0, 1, 3)]
   for r in answered:
@@ -133,18 +133,18 @@ def test_three_class_model_answers_a_class_with_every_probability(three_class_ex
     assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
     assert r["probability"] == pytest.approx(max(r["probabilities"].values()))
   assert [r["label"] for r in answered[:2]] == ["positive", "negative"]
-  text = predict.format_result(answered[0], "text").split("\t")
+  text = predictions.format_result(answered[0], "text").split("\t")
   assert text[0] == "positive" and text[3] == "good great happy fun love"
   assert text[2].split(" ")[0].startswith("negative=") and text[2].split(" ")[2].startswith("neutral=")
-  assert json.loads(predict.format_result(answered[0], "json"))["probabilities"].keys() == {
+  assert json.loads(predictions.format_result(answered[0], "json"))["probabilities"].keys() == {
       "negative", "positive", "neutral"}
 
 
 def test_binary_model_keeps_its_output_and_adds_probabilities(predictor):
-  result, = predict.classify(predictor, [b"good great happy"], threshold=0.0)
+  result, = predictions.classify(predictor, [b"good great happy"], threshold=0.0)
   assert result["p_positive"] == pytest.approx(result["probabilities"]["positive"])
   assert set(result["probabilities"]) == {"negative", "positive"}
-  assert len(predict.format_result(result, "text").split("\t")) == 3  # label, probability, text: as always.
+  assert len(predictions.format_result(result, "text").split("\t")) == 3  # label, probability, text: as always.
 
 
 def test_cli_three_class_model(three_class_export):

@@ -13,8 +13,10 @@ import sys
 
 import pytest
 
-from train import evaluate, export, inference, model_dir
-from train.data import sources
+from train.data import labelled_rows, sources
+from train.model_files import inference, model_card
+from train.runs import model_dir
+from train.scoring import labelled_file_report
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 MODEL = REPO / "models" / "sent140_mamba"
@@ -51,9 +53,9 @@ def test_manual_test_accuracy_is_the_one_in_the_card(card):
   if not os.path.isfile(path):
     pytest.skip(f"{path} not found (set ${sources.ENV_DATA_DIR} to the Sentiment140 folder)")
   loaded = inference.load_exported(str(MODEL))
-  rows = evaluate.read_labelled_file(path)
+  rows = labelled_rows.read_labelled_file(path)
   assert len(rows.texts) == 498
-  report = evaluate.score(loaded, rows, float(loaded.config.neutral_threshold))
+  report = labelled_file_report.score(loaded, rows, float(loaded.config.neutral_threshold))
   recorded = card["splits"]["manual_test"]["stored"]
   assert report["binary"]["num_examples"] == recorded["binary"]["num_examples"] == 359
   assert report["binary"]["accuracy"] == pytest.approx(recorded["binary"]["accuracy"], abs=1e-9)
@@ -67,7 +69,7 @@ def test_card_has_the_slices_of_every_split(card):
   for split in ("validation", "test", "manual_test"):
     found = card["splits"][split]["slices"]
     assert found["overall"]["accuracy"] == pytest.approx(
-        export.binary_part(card["splits"][split]["stored"])["accuracy"], abs=1e-12)
+        model_card.binary_part(card["splits"][split]["stored"])["accuracy"], abs=1e-12)
     expected = {"length_tokens", "mention", "url", "hashtag", "emoji", "negation", "all_caps"}
     assert set(found["features"]) == expected | ({"topic"} if split == "manual_test" else set())
     for feature, table in found["features"].items():

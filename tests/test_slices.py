@@ -1,9 +1,9 @@
-"""Accuracy per slice (train.slices): the features of hand-made tweets, Wilson intervals, flags, tables."""
+"""Accuracy per slice (train.scoring.slices): the features of hand-made tweets, Wilson intervals, flags, tables."""
 
 import numpy as np
 import pytest
 
-from train import slices
+from train.scoring import slices
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -102,8 +102,8 @@ def test_classification_slices_leave_out_a_binary_models_neutral_rows():
 
 def test_classifier_report_slices_raw_texts_when_given():
   import ml_collections  # pylint: disable=import-outside-toplevel
-  from train import tasks  # pylint: disable=import-outside-toplevel
   from train.data.datasets import Split  # pylint: disable=import-outside-toplevel
+  from train.loop import tasks  # pylint: disable=import-outside-toplevel
   raw = ["I LOVE #mondays", "@bob not again", "so sad http://x.co"]
   split = Split(tokens=np.array([[5, 6, 0], [7, 8, 9], [4, 0, 0]], np.uint16), labels=np.array([1, 0, 0], np.int32),
                 texts=["i love mondays", "<user> not again", "so sad <url>"])

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from train import models, study, tfidf_baseline
+from train.loop import models
+from train.study import runs as study_runs
+from train.study import tfidf_baseline
+from train.study import training as study_training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -27,12 +30,12 @@ def _num_params(config):
 
 
 def test_every_run_builds_its_model_with_its_overrides():
-  options = study.StudyOptions(quick=True, dataset="synthetic")
+  options = study_runs.StudyOptions(quick=True, dataset="synthetic")
   params = {}
-  for run in study.STUDY_RUNS:
-    config = study.build_config(run, seed=3, options=options)
+  for run in study_runs.STUDY_RUNS:
+    config = study_runs.build_config(run, seed=3, options=options)
     assert config.seed == 3 and config.dataset == "synthetic"
-    assert config.num_train_steps == study.QUICK_OVERRIDES["num_train_steps"]
+    assert config.num_train_steps == study_runs.QUICK_OVERRIDES["num_train_steps"]
     for key, value in run.overrides.items():
       assert config.model[key.split(".")[1]] == value
     params[run.name] = _num_params(config)
@@ -48,23 +51,23 @@ def test_every_run_builds_its_model_with_its_overrides():
 
 
 def test_run_selection_and_overrides():
-  names = [r.name for r in study.select_runs(["mamba_d_state_*", "lstm"])]
+  names = [r.name for r in study_runs.select_runs(["mamba_d_state_*", "lstm"])]
   assert names == ["lstm", "mamba_d_state_1", "mamba_d_state_4", "mamba_d_state_64"]
   with pytest.raises(ValueError, match="match no run"):
-    study.select_runs(["gru"])
-  assert study.parse_overrides(["num_epochs=1", "model.pooling=last"]) == {
+    study_runs.select_runs(["gru"])
+  assert study_runs.parse_overrides(["num_epochs=1", "model.pooling=last"]) == {
       "num_epochs": 1, "model.pooling": "last"}
   with pytest.raises(ValueError, match="no field"):
-    study.build_config(study.RUNS_BY_NAME["mamba"], 0,
-                       study.StudyOptions(overrides={"nope.x": 1}))
+    study_runs.build_config(study_runs.RUNS_BY_NAME["mamba"], 0,
+                       study_runs.StudyOptions(overrides={"nope.x": 1}))
 
 
 def test_bad_model_override_fails_before_any_training(tmp_path):
-  options = study.StudyOptions(output_dir=str(tmp_path / "out"), workdir_root=str(tmp_path / "wd"),
+  options = study_runs.StudyOptions(output_dir=str(tmp_path / "out"), workdir_root=str(tmp_path / "wd"),
                                quick=True, dataset="synthetic", runs=["lstm"],
                                overrides={"model.num_heads": 4})
   with pytest.raises(ValueError, match="does not fit LSTMConfig"):
-    study.run_study(options)
+    study_training.run_study(options)
   assert not (tmp_path / "wd").exists()
 
 
@@ -104,13 +107,13 @@ def test_quick_study_end_to_end(tmp_path):
   splits, _ = tfidf_baseline.load_texts(tiny.get_config())
   tfidf_path.write_text(json.dumps(tfidf_baseline.fit_and_evaluate(splits, [1.0], min_df=1)))
   out = tmp_path / "study"
-  options = study.StudyOptions(
+  options = study_runs.StudyOptions(
       output_dir=str(out), workdir_root=str(tmp_path / "workdirs"), quick=True,
       dataset="synthetic", runs=["mamba", "mamba2", "transformer", "lstm", "ssm"],
       seeds=[0], runtime_results=runtime_glob, tfidf_results=str(tfidf_path))
-  study.run_study(options)
+  study_training.run_study(options)
   # A second seed of one run only (--runs filter): the other rows must stay.
-  summary = study.run_study(dataclasses.replace(options, runs=["mamba"], seeds=[1]))
+  summary = study_training.run_study(dataclasses.replace(options, runs=["mamba"], seeds=[1]))
 
   rows = {row["run"]: row for row in summary["rows"]}
   assert list(rows) == ["mamba", "mamba2", "transformer", "lstm", "ssm"]
@@ -146,23 +149,23 @@ def test_quick_study_end_to_end(tmp_path):
     assert json.load(f)["rows"] == json.loads(json.dumps(summary["rows"]))
 
   # Rerunning a finished (run, seed) reuses its eval report instead of training again.
-  record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, options)
+  record = study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, options)
   assert record["reused"] is True
   # Starting the whole study again trains nothing and leaves the committed records as written.
   before = {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")}
-  study.run_study(options)
+  study_training.run_study(options)
   assert {p.name: p.read_bytes() for p in (out / "runs").glob("*.json")} == before
   assert all(json.loads(data)["reused"] is False for data in before.values())
   # ... also on another machine, where only the committed run record exists (no workdir).
   elsewhere = dataclasses.replace(options, workdir_root=str(tmp_path / "no_workdirs_here"))
-  record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, elsewhere)
+  record = study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, elsewhere)
   assert record["reused"] is True and record["report"]["test"]["accuracy"] == rows["ssm"]["metrics"][
       "test_accuracy"]["values"][0]
   assert not (tmp_path / "no_workdirs_here").exists()
   # A field that does not change the trained result (a cadence) may differ; one that does may not.
   cadence = dataclasses.replace(elsewhere, overrides={**options.overrides, "log_every_steps": 5})
-  assert study.train_one(study.RUNS_BY_NAME["ssm"], 0, cadence)["reused"] is True
+  assert study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, cadence)["reused"] is True
   assert not (tmp_path / "no_workdirs_here").exists()
   changed = dataclasses.replace(elsewhere, overrides={**options.overrides, "learning_rate": 1e-4})
-  record = study.train_one(study.RUNS_BY_NAME["ssm"], 0, changed)
+  record = study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, changed)
   assert record["reused"] is False and record["report"]["config"]["learning_rate"] == 1e-4

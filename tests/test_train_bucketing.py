@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from configs import tiny
-from train import input_feed, metrics, models, train
 from train.data import batching, synthetic
+from train.loop import input_feed, models
+from train.scoring import metrics
 
 from tests import train_tiny_run
 

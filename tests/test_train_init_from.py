@@ -8,8 +8,8 @@ import pytest
 
 from configs import lstm, tiny
 from mamba_jax import load_pretrained
-from train import models, pretrained_init
-from train import train as training
+from train.loop import models, pretrained_init
+from train.loop import trainer as training
 
 HF_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "hf_mamba_tiny")
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from configs import sent140, tiny
-from train import metrics, models, optimizer
-from train.tasks import weighted_cross_entropy
+from train.loop import models, optimizer
+from train.loop.tasks import weighted_cross_entropy
+from train.scoring import metrics
 
 
 def test_confusion_matrix_and_macro_f1():

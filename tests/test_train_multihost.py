@@ -12,8 +12,8 @@ restoring it, and matches again. A SIGTERM to process 1 alone stops both process
 step, which both save; resumed, they end where the reference does. Every worker is killed when one fails or time runs out.
 The runs use the session's persistent compilation cache (tests/conftest.py), storing every
 program; on CPU JAX keys it per process and only process 0 writes it, so in the resumed run
-process 0 compiles nothing and process 1 everything (``train.distributed.wait_for_all`` keeps them together). Last, the process
-settings (``train.distributed``): flags, JAX variables and SLURM, one-line errors.
+process 0 compiles nothing and process 1 everything (``train.runs.distributed.wait_for_all`` keeps them together). Last, the process
+settings (``train.runs.distributed``): flags, JAX variables and SLURM, one-line errors.
 """
 
 import collections
@@ -32,7 +32,7 @@ import pytest
 from tests import multihost_worker
 from tests.once_per_session import first_to_ask
 from tests.train_tiny_run import tiny_config
-from train import distributed
+from train.runs import distributed
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROCESSES = 2

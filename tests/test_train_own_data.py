@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from configs import own_data
-from train import classes, eval_report, export, model_dir, models, pretrained_init
-from train import train as training  # pylint: disable=unused-import
-from train import workdir as workdir_lib
 from train.data import pipeline
+from train.loop import models, pretrained_init
+from train.loop import trainer as training  # pylint: disable=unused-import
+from train.model_files import exporter
+from train.runs import classes, eval_report, model_dir
+from train.runs import workdir as workdir_lib
 
 from tests.test_data_labelled_files import _write_tsv
 
@@ -124,7 +126,7 @@ def test_three_classes_from_scratch_then_fine_tuned_on_two(tmp_path, capsys):
   assert report["test"]["accuracy"] > 0.5  # Learnable: each class has its own words.
   assert "3 classes" in models.task_of(_tiny(tmp_path, three)).summary(report)
   exported_dir = str(tmp_path / "export")
-  evaluation = export.export(scratch_dir, exported_dir, "float32")  # The export keeps the classes.
+  evaluation = exporter.export(scratch_dir, exported_dir, "float32")  # The export keeps the classes.
   assert classes.read(exported_dir) == tuple(THREE) and "manual_test" not in evaluation["splits"]
   assert evaluation["splits"]["test"]["stored"]["accuracy"] == pytest.approx(report["test"]["accuracy"], abs=1e-6)
   with open(os.path.join(exported_dir, "README.md")) as f:

@@ -12,8 +12,8 @@ import pytest
 
 from configs import tiny
 from tests import train_tiny_run
-from train import input_feed, models, train
 from train.data import batching, synthetic
+from train.loop import input_feed, models, trainer as training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 4
@@ -76,7 +76,7 @@ def test_bfloat16_activations_keep_float32_params():
   config.dtype = "bfloat16"
   datasets = synthetic.make_datasets(config)
   model = models.create_model(config, datasets.tokenizer.vocab_size)
-  trainer = train.Trainer(config, model, total_steps=10)
+  trainer = training.Trainer(config, model, total_steps=10)
   feed = input_feed.train_feed(config, datasets.splits["train"], start_step=0, mesh=trainer.mesh)
   state = trainer.initial_state
   state, metrics = trainer.train_step(state, next(feed))

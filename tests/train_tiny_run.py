@@ -1,7 +1,7 @@
 """The tiny config of the training run shared by the training and prediction tests (tests/conftest.py trains it)."""
 
 from configs import tiny
-from train import train
+from train.loop import trainer as training
 
 STEPS = 96
 # Checkpoints every 8 steps (the resume test kills a run after one exists), two validations.
@@ -21,12 +21,12 @@ def cli_overrides(**overrides) -> list[str]:
 
 def train_steps(config, steps: int):
   """(trainer, state, datasets, losses) after ``steps`` training steps of ``config`` on the synthetic task."""
-  from train import input_feed, models  # pylint: disable=import-outside-toplevel
   from train.data import synthetic  # pylint: disable=import-outside-toplevel
+  from train.loop import input_feed, models  # pylint: disable=import-outside-toplevel
 
   datasets = synthetic.make_datasets(config)
   model = models.create_model(config, datasets.tokenizer.vocab_size)
-  trainer = train.Trainer(config, model, total_steps=100)
+  trainer = training.Trainer(config, model, total_steps=100)
   feed = input_feed.train_feed(config, datasets.splits["train"], start_step=0, mesh=trainer.mesh)
   state = trainer.initial_state
   losses = []

@@ -4,175 +4,37 @@
   python -m train.predict --model=models/sent140 "I love this"
   printf 'great movie\\nmeh\\n' | python -m train.predict --workdir=workdirs/sent140
 
-One output line per input line (``--format=json`` for JSON lines). The binary
-negative/positive model (no classes.json, see ``train.classes``): ``label<TAB>probability<TAB>text``,
-``label`` negative / positive, or ``neutral`` when the model's confidence is under the threshold
-(default: the config's neutral_threshold). A model of other classes (its classes.json):
-``label<TAB>probability<TAB>name=p name=p ...<TAB>text``, the argmax class and every class's
-probability (no threshold: it answers one of its classes). JSON lines hold ``label``,
-``probability`` and ``probabilities`` ({class name: p}); the binary model's also ``p_positive``.
-Bad lines (empty, undecodable bytes, ...) get an ``error`` line or a note; the
-remaining lines are still classified. Control characters of the input (ESC, NUL, C1,
-bidirectional overrides, line separators) are never written raw: text output shows them
-as ``\\x1b`` / ``\\u202e``, JSON output as ``\\u001b`` escapes (which decode back to the input).
-A line with nothing but whitespace and control characters is an empty line.
+One output line per input line (the arguments, else the lines of stdin), as
+``train.model_files.predictions`` describes them (``--format=json`` for JSON lines).
 """
 
-from __future__ import annotations
-
-import json
-import re
 import sys
-import unicodedata
-from typing import Iterable, Iterator, Optional
 
-from absl import app, flags, logging
+from absl import flags
 
-from train import inference
+from train.command_line import errors, program
+from train.model_files import inference, predictions
 
 FLAGS = flags.FLAGS
 
-MAX_LINE_CHARS = 10_000  # Longer lines are cut here before tokenization (tweets are <= 280 chars).
-# Characters a terminal acts on: C0 controls, DEL, C1 controls (CSI ...), line/paragraph separators,
-# bidirectional embeddings, overrides and isolates.
-UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def decode_line(raw: bytes) -> tuple[str, Optional[str]]:
-  """bytes -> (text, note); invalid UTF-8 is decoded with replacement characters and noted."""
-  try:
-    return raw.decode("utf-8"), None
-  except UnicodeDecodeError as e:
-    return raw.decode("utf-8", errors="replace"), f"invalid UTF-8 at byte {e.start}; replaced with U+FFFD"
-
-
-def escape_unsafe(text: str) -> str:
-  """``UNSAFE_CHARACTERS`` -> visible escapes (``\\x1b``, ``\\u202e``); other text unchanged."""
-  return UNSAFE_CHARACTERS.sub(
-      lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
-
-
-def has_visible_text(text: str) -> bool:
-  """Whether anything but whitespace and control/format characters is left (else: an empty line)."""
-  return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") for c in text)
-
-
-def argv_bytes(text: str) -> bytes:
-  """A command-line argument back to its bytes (Python keeps undecodable bytes as surrogates)."""
-  return text.encode("utf-8", errors="surrogateescape")
-
-
-def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold: float,
-             batch_size: int = 256) -> Iterator[dict]:
-  """One result dict per input line: {line, text, label, probability, probabilities, [p_positive], note}
-  or {line, error}.
-
-  ``model``: ``train.inference.load`` of a workdir or an exported model; each batch of
-  ``batch_size`` lines is evaluated as one batch (no length buckets). ``threshold``: the binary
-  model answers neutral under it; a model of other classes ignores it (see the module docstring).
-  """
-  names = tuple(model.class_names)
-  binary = model.is_binary_sentiment
-  batch: list[dict] = []  # Results in input order; those with a "text" still need the model.
-
-  def flush():
-    pending = [r for r in batch if "text" in r]
-    if pending:
-      tokens = model.encode([r["text"] for r in pending])
-      probs, lengths = model.batch_probabilities(tokens), (tokens != 0).sum(axis=1)
-      for result, p, length in zip(pending, probs, lengths):
-        notes = result.pop("notes")
-        if length == 0:
-          line = result["line"]
-          result.clear()  # In place: ``batch`` holds this dict.
-          result.update(line=line, error="empty line (no tokens after normalization)")
-          continue
-        if length >= model.max_length:
-          notes.append(f"long input: only the first {model.max_length} tokens were used")
-        confidence = float(p.max())
-        label = names[int(p.argmax())]
-        if binary and confidence < threshold:
-          label = "neutral"
-        result.update(label=label, probability=confidence,
-                      probabilities={name: float(q) for name, q in zip(names, p)})
-        if binary:
-          result["p_positive"] = float(p[1])
-        result["note"] = "; ".join(notes) or None
-    done = list(batch)
-    batch.clear()
-    return done
-
-  for number, raw in enumerate(raw_lines, start=1):
-    try:
-      text, note = decode_line(raw.rstrip(b"\r\n"))
-    except Exception as e:  # pylint: disable=broad-except
-      batch.append({"line": number, "error": f"unreadable line ({type(e).__name__}: {e})"})
-      continue
-    notes = [note] if note else []
-    if not text.strip():
-      batch.append({"line": number, "error": "empty line"})
-      continue
-    if len(text) > MAX_LINE_CHARS:
-      notes.append(f"line of {len(text)} characters cut to {MAX_LINE_CHARS}")
-      text = text[:MAX_LINE_CHARS]
-    if not has_visible_text(text):
-      batch.append({"line": number, "error": "empty line (only control characters)"})
-      continue
-    batch.append({"line": number, "text": text, "notes": notes})
-    if len(batch) >= batch_size:
-      yield from flush()
-  yield from flush()
-
-
-def format_result(result: dict, output_format: str) -> str:
-  if output_format == "json":  # JSON escapes of the unsafe characters: the text decodes unchanged.
-    return UNSAFE_CHARACTERS.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(result, ensure_ascii=False))
-  if "error" in result:
-    return f"error\t-\tline {result['line']}: {result['error']}"
-  text = escape_unsafe(result["text"].replace("\t", " "))
-  note = f"\t({result['note']})" if result["note"] else ""
-  if "p_positive" in result:  # The binary model: the layout it always had.
-    return f"{result['label']}\t{result['probability']:.4f}\t{text}{note}"
-  probabilities = " ".join(f"{escape_unsafe(name).replace(' ', '_')}={p:.4f}"
-                           for name, p in result["probabilities"].items())
-  return f"{escape_unsafe(result['label'])}\t{result['probability']:.4f}\t{probabilities}\t{text}{note}"
-
 
 def main(argv):
-  if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-  if bool(FLAGS.workdir) == bool(FLAGS.model):
-    raise app.UsageError("give exactly one of --workdir (a training run) or --model (an exported model).")
-  try:
-    model = inference.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint)
-  except (FileNotFoundError, ValueError) as e:
-    print(f"ERROR: {e}", file=sys.stderr)
-    sys.exit(2)
-  if FLAGS.threshold is not None and not model.is_binary_sentiment:
-    print(f"ERROR: --threshold is for the binary negative/positive model (neutral by abstention); "
-          f"{model.source} has the classes {list(model.class_names)} and always answers one of them.",
-          file=sys.stderr)
-    sys.exit(2)
-  threshold = model.config.neutral_threshold if FLAGS.threshold is None else FLAGS.threshold
-  lines = [argv_bytes(a) for a in argv[1:]] if len(argv) > 1 else sys.stdin.buffer
-  out = sys.stdout
-  for result in classify(model, lines, threshold, FLAGS.batch_size):
-    out.write(format_result(result, FLAGS.format) + "\n")
-  out.flush()
+  program.quiet_logging()
+  lines = [predictions.argv_bytes(a) for a in argv[1:]] if len(argv) > 1 else sys.stdin.buffer
+  with errors.one_line_errors():
+    predictions.write_predictions(inference.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint), lines, sys.stdout,
+                                  threshold=FLAGS.threshold, output_format=FLAGS.format,
+                                  batch_size=FLAGS.batch_size)
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
-  flags.DEFINE_string("workdir", None, "Workdir of a training run (holds config.json and checkpoints/).")
-  flags.DEFINE_string("model", None, "An exported model directory (python -m train.export); "
-                      "instead of --workdir.")
+  program.define_model_choice()
   flags.DEFINE_float("threshold", None, "Binary negative/positive models: confidence under which the answer "
                      "is 'neutral' (default: the run's config.neutral_threshold; 0 never says neutral).")
   flags.DEFINE_enum("format", "text", ["text", "json"], "Output: tab-separated text or JSON lines.")
-  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of --workdir to load.")
   flags.DEFINE_integer("batch_size", 256, "Tweets per forward pass.")
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  program.run(main, define_flags)

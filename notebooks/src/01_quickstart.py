@@ -9,7 +9,7 @@
 #
 # 1. draw a small sample of Sentiment140 and prepare it (normalization, splits, a SentencePiece
 #    tokenizer),
-# 2. train a small Mamba classifier with `train.train.train_and_evaluate`,
+# 2. train a small Mamba classifier with `train.loop.trainer.train_and_evaluate`,
 # 3. read the evaluation report (validation, test, the hand-labelled test set with its
 #    neutral class),
 # 4. classify new tweets, with and without the "neutral" confidence threshold,
@@ -52,11 +52,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from configs import sent140, tiny
-from train import checkpointing, inference, models
-from train import train as training
 from train.data import pipeline
 from train.data.datasets import LABEL_NAMES
-from train.predict import classify
+from train.loop import models
+from train.loop import trainer as training
+from train.model_files import inference
+from train.model_files.predictions import classify
+from train.runs import checkpointing
 
 np.set_printoptions(precision=3, suppress=True)
 print("jax", jax.__version__, "on", jax.default_backend(), f"({jax.device_count()} device(s))")
@@ -213,7 +215,7 @@ plt.show()
 # %% [markdown]
 # ## 6. Classify new tweets
 #
-# `train.inference.load_workdir` restores a workdir (config, tokenizer, best checkpoint) and
+# `train.model_files.inference.load_workdir` restores a workdir (config, tokenizer, best checkpoint) and
 # `classify` turns raw lines into labels, like the command line
 # `python -m train.predict --workdir=<workdir> "some tweet"`. With the threshold at 0 the answer
 # is always positive or negative; with `neutral_threshold` a low-confidence tweet is "neutral".
@@ -241,7 +243,7 @@ assert all(r["label"] in ("negative", "positive") for r in strict)
 #
 # The same thing by hand: build the model from the saved config, describe its parameter
 # tree (`jax.eval_shape`: shapes and dtypes, nothing computed), and restore only the
-# parameters of the best checkpoint into it with `train.checkpointing` (the optimizer state
+# parameters of the best checkpoint into it with `train.runs.checkpointing` (the optimizer state
 # stays on disk). The restored parameters reproduce the predictor's probabilities.
 
 # %%

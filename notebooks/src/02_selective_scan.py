@@ -304,9 +304,10 @@ from flax import linen as nn
 
 from configs import sent140, tiny
 from mamba_jax import MambaMixer
-from train import inference, models
-from train import train as training
 from train.data import sources, synthetic
+from train.loop import models
+from train.loop import trainer as training
+from train.model_files import inference
 from sentiment140_sample import write_sample  # notebooks/sentiment140_sample.py (see 01_quickstart)
 
 
@@ -437,7 +438,7 @@ example_tokens = tokens[examples]
 example_mask = (example_tokens != 0).astype(np.int32)
 logits, records = trace_scan_inputs(model, params, example_tokens)
 probabilities = np.asarray(jax.nn.softmax(logits))
-# Recording changes nothing: the loaded model (train.inference, as train.predict uses it) gives the same answer.
+# Recording changes nothing: the loaded model (train.model_files.inference, as train.predict uses it) gives the same answer.
 np.testing.assert_allclose(predictor.batch_probabilities(predictor.encode([texts[i] for i in examples])), probabilities,
                            rtol=1e-4, atol=1e-5)
 delta_per_token = np.stack([np.asarray(r["delta"]).mean(axis=-1) for r in records], axis=1)  # (b, layers, l)

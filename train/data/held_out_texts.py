@@ -1,7 +1,7 @@
 """The raw texts of the prepared held-out splits, for slicing by what normalization removes.
 
 The prepared splits (``train.data.token_cache``) keep only normalized texts: lower-cased, "#"
-dropped, so hashtags and all-caps words cannot be seen (``train.slices``). The prepared TFDS
+dropped, so hashtags and all-caps words cannot be seen (``train.scoring.slices``). The prepared TFDS
 dataset (``train.data.tfds_dataset``) still holds each tweet's raw text in the same order; this
 reads it back for the splits asked, and keeps a split's raw texts only when they normalize to its
 prepared texts exactly.

@@ -1,7 +1,7 @@
 """The summary of the prepared data: rows per split and label, unused rows, duplicates, truncation.
 
 Written next to the token cache (tokens_L<max_length>.json), returned as Datasets.summary,
-printed by train.prepare_data and stored in every run's report.
+printed by train.prepare_data (``format_summary``) and stored in every run's report.
 Glossary: N examples of a split, L max_length.
 """
 
@@ -92,3 +92,30 @@ def describe_unused_rows(summary: dict, title: str = "unused source rows") -> st
 def read(path: str) -> dict:
   with open(path) as f:
     return json.load(f)
+
+
+def format_summary(summary: dict) -> str:
+  """The summary as the table and lines ``python -m train.prepare_data`` prints."""
+  class_names = summary.get("class_names") or ["negative", "positive", "neutral"]  # Own files: theirs.
+  widths = [max(8, len(name)) + (1 if i < 2 and "class_names" not in summary else 0)
+            for i, name in enumerate(class_names)]
+  lines = [f"{'split':<12} {'rows':>9} " + " ".join(f"{name:>{w}}" for name, w in zip(class_names, widths))
+           + f" {'truncated':>10}"]
+  for name in (n for n in SPLIT_NAMES if n in summary["rows"]):
+    rows = summary["rows"][name]
+    labels = summary["rows_per_label"][name]
+    truncated = summary.get("truncated_share_by_split", {}).get(name, 0.0)
+    lines.append(f"{name:<12} {rows:>9,} " + " ".join(f"{labels.get(c, 0):>{w},}" for c, w in zip(class_names, widths))
+                 + f" {truncated:>9.3%}")
+  details = summary.get("duplicate_details", {})
+  lines += [
+      f"duplicates (rows repeating an earlier normalized text): {summary['duplicates']:,}"
+      + (f" in {details['duplicate_groups']:,} texts, {details['conflicting_label_texts']:,} with both labels"
+         if details else ""),
+      describe_unused_rows(summary, "malformed rows skipped"),
+      f"train tweets longer than max_length={summary['max_length']}: {summary['truncated_share']:.3%}",
+      f"vocab size: {summary['vocab_size']:,}",
+  ]
+  if summary.get("prepared_dir"):
+    lines.append(f"prepared data: {summary['prepared_dir']}")
+  return "\n".join(lines)

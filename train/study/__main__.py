@@ -1,4 +1,28 @@
-"""The study's command line: ``python -m train.study`` (see the package docstring)."""
+r"""The comparison study's command line: Mamba vs Transformer vs LSTM vs LTI SSM, and Mamba ablations.
+
+  # Full study (GPU; full data, 3 seeds per run, each run as configs/<model>.py):
+  python -m train.study --output_dir=results/study --workdir_root=workdirs/study
+  # Rerun a subset (other runs' results in --output_dir are kept and re-tabulated):
+  python -m train.study --runs=mamba,mamba_d_state_* --retrain
+  # Re-tabulate only (after copying runs/*.json or new runtime/TF-IDF results):
+  python -m train.study --summarize_only
+  # Whole study on a small subset on the CPU in minutes:
+  python -m train.study --quick --output_dir=/tmp/study --workdir_root=/tmp/study_wd
+  python -m train.study --quick --dataset=synthetic --seeds=0 ...   # no data files needed
+
+Every run is a config file (configs/{sent140,transformer,lstm,ssm}.py) plus
+overrides; every run gets the same data, splits, tokenizer, epochs and
+optimizer settings. Each (run, seed) trains with ``train.loop.trainer.train_and_evaluate``
+in ``<workdir_root>/<run>/seed<seed>`` (a finished run's eval_report.json is
+reused unless ``--retrain``; an interrupted one resumes from its checkpoint).
+
+Writes into ``--output_dir``:
+  runs/<run>__seed<seed>.json   the eval report of each run (+ study metadata)
+  summary.json                  mean / std / values per metric and run
+  study.md                      the table (+ TF-IDF row, runtime figure)
+  accuracy.png                  held-out test and manual-test accuracy, mean +- std
+  runtime.png                   inference time vs length from results/runtime_*.json
+"""
 
 from __future__ import annotations
 
@@ -6,10 +30,9 @@ import os
 import sys
 from typing import Sequence
 
-from absl import app
 from absl import flags
-from absl import logging
 
+from train.command_line import errors, program
 from train.study.report import write_summary
 from train.study.runs import FULL_SEEDS, QUICK_SEEDS, RUNS_BY_NAME, StudyOptions, parse_overrides
 from train.study.training import run_study
@@ -17,10 +40,8 @@ from train.study.training import run_study
 
 def main(argv: Sequence[str]) -> None:
   f = flags.FLAGS
-  if len(argv) > 1:
-    raise SystemExit(f"Unexpected arguments: {argv[1:]}")
-  if not f["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  program.no_arguments(argv)
+  program.quiet_logging()
   options = StudyOptions(
       output_dir=f.output_dir, workdir_root=f.workdir_root, runs=f.runs,
       seeds=[int(s) for s in f.seeds] if f.seeds else None, quick=f.quick, dataset=f.dataset,
@@ -28,17 +49,14 @@ def main(argv: Sequence[str]) -> None:
       retrain=f.retrain, runtime_results=f.runtime_results, tfidf_results=f.tfidf_results,
       command=" ".join(["python -m train.study"] + sys.argv[1:]),
   )
-  try:
+  with errors.one_line_errors():
     summary = write_summary(options) if f.summarize_only else run_study(options)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"ERROR: {e}", file=sys.stderr)
-    sys.exit(2)
   failed = sum(len(r["failed_seeds"]) for r in summary["rows"])
   print(f"Wrote {os.path.join(options.output_dir, 'study.md')} ({len(summary['rows'])} runs"
         f"{f', {failed} failed seeds' if failed else ''}).")
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
   flags.DEFINE_string("output_dir", "results/study", "Run records, summary, table and plots.")
   flags.DEFINE_string("workdir_root", "workdirs/study", "Training workdirs: <root>/<run>/seed<k>.")
@@ -58,5 +76,4 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  program.run(main, define_flags)

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import jax
 
-from train import provenance
+from train.runs import provenance
 from train.study.runs import RUNS_BY_NAME, STUDY_RUNS, StudyOptions
 
 # Metric name -> (path in the eval report, table header, format).

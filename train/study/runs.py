@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import ml_collections
 
 import configs
-from train import workdir
+from train.runs import workdir
 
 
 @dataclasses.dataclass(frozen=True)

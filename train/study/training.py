@@ -1,6 +1,6 @@
 """Training the study: each (run, seed) trained or reused, its record written, then the summary.
 
-A (run, seed) trains with ``train.train.train_and_evaluate`` in
+A (run, seed) trains with ``train.loop.trainer.train_and_evaluate`` in
 ``<workdir_root>/<run>/seed<seed>`` and its record goes to
 ``<output_dir>/runs/<run>__seed<seed>.json``. A finished run is reused (see ``train_one``)
 unless ``--retrain``; an interrupted one resumes from its checkpoint.
@@ -16,11 +16,11 @@ import traceback
 from typing import Any, Dict, Optional
 
 import configs
-from train import eval_report
-from train import workdir as workdir_lib
+from train.loop import models, trainer
+from train.runs import eval_report
+from train.runs import workdir as workdir_lib
 from train.study.report import write_summary
-from train.study.runs import FULL_SEEDS, QUICK_SEEDS, StudyOptions, StudyRun
-from train.study.runs import build_config, select_runs
+from train.study.runs import FULL_SEEDS, QUICK_SEEDS, StudyOptions, StudyRun, build_config, select_runs
 
 
 def run_file(output_dir: str, run: StudyRun, seed: int) -> str:
@@ -44,19 +44,25 @@ def reusable_record(run: StudyRun, seed: int, options: StudyOptions) -> Optional
 
 
 def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]:
-  """Trains (or reuses) one (run, seed) and returns its study record.
+  """Trains (or reuses) one (run, seed), writes its record unless the output dir holds it already, returns it.
 
   A finished run is reused from its record in the output dir (committed with the results,
-  so a study continues on another machine and another day) or from its workdir, if it was
-  made by a config that differs from this one in no field that changes the trained result
-  (train.workdir.RESULT_INDEPENDENT_FIELDS may differ, e.g. the log and eval cadences).
+  so a study continues on another machine and another day; that record stays as it was written)
+  or from its workdir, if it was made by a config that differs from this one in no field that
+  changes the trained result (train.runs.workdir.RESULT_INDEPENDENT_FIELDS may differ, e.g. the
+  log and eval cadences).
   """
-  return reusable_record(run, seed, options) or _train_or_reuse_workdir(run, seed, options)
+  record = reusable_record(run, seed, options)
+  if record is None:
+    record = _train_or_reuse_workdir(run, seed, options)
+    os.makedirs(os.path.join(options.output_dir, "runs"), exist_ok=True)
+    with open(run_file(options.output_dir, run, seed), "w", encoding="utf-8") as f:
+      json.dump(record, f, indent=1)
+  return record
 
 
 def _train_or_reuse_workdir(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]:
   """The record of (run, seed) from its workdir's eval report if that is reusable, else from training."""
-  from train import train as trainer  # pylint: disable=import-outside-toplevel
 
   workdir = os.path.join(options.workdir_root, run.name, f"seed{seed}")
   report_path = eval_report.report_path(workdir)
@@ -97,18 +103,13 @@ def run_study(options: StudyOptions) -> Dict[str, Any]:
   runs = select_runs(options.runs)
   seeds = list(options.seeds) if options.seeds is not None else list(
       QUICK_SEEDS if options.quick else FULL_SEEDS)
-  from train import models  # pylint: disable=import-outside-toplevel
   for run in runs:  # Fail fast on a bad override, before hours of training.
     models.create_model(build_config(run, seeds[0], options), vocab_size=2)
   os.makedirs(os.path.join(options.output_dir, "runs"), exist_ok=True)
   for run in runs:
     for seed in seeds:
       print(f"[study] {run.name} seed {seed}", flush=True)
-      record = reusable_record(run, seed, options)  # A committed record stays as it was written.
-      if record is None:
-        record = _train_or_reuse_workdir(run, seed, options)
-        with open(run_file(options.output_dir, run, seed), "w", encoding="utf-8") as f:
-          json.dump(record, f, indent=1)
+      record = train_one(run, seed, options)
       if record["status"] == "ok":
         report = record["report"]
         print(f"[study] {run.name} seed {seed}: test acc {report['test']['accuracy']:.4f}, "

@@ -12,13 +12,13 @@ Exported model directory (written by ``python -m train.export``):
   config.json         the training config (model_type, model fields, max_length, dataset, ...).
   tokenizer.model     the SentencePiece model (none for the synthetic toy task, whose
                       tokenizer is fixed in code).
-  classes.json        the class names in logit order (``train.classes``), when the run had
+  classes.json        the class names in logit order (``train.runs.classes``), when the run had
                       one; without it the model is the binary negative/positive one.
   evaluation.json     accuracy, calibration and accuracy per slice measured with the stored weights.
   README.md           the model card.
 
 Both kinds hold ``config.json`` and a ``tokenizer.*`` copy (``read_config``,
-``load_run_tokenizer``); ``train.inference`` loads either into a model ready to evaluate.
+``load_run_tokenizer``); ``train.model_files.inference`` loads either into a model ready to evaluate.
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ import safetensors.numpy
 from configs import sent140
 from mamba_jax import pretrained
 from mamba_jax.pretrained import DISK_DTYPES
-from train import models, tasks
-from train import workdir as workdir_lib
-from train.workdir import CONFIG_FILE
+from train.runs import workdir as workdir_lib
+from train.runs.workdir import CONFIG_FILE
 
 PARAMS_FILE = "params.safetensors"
 EVALUATION_FILE = "evaluation.json"
@@ -69,9 +68,16 @@ def save_params(path: str, params: Any, dtype: str, metadata: dict[str, str]) ->
 
 
 def load_params(path: str) -> tuple[dict, dict[str, str]]:
-  """(nested float32 params, safetensors metadata) from a file written by :func:`save_params`."""
-  with safetensors.safe_open(path, framework="np") as f:
-    metadata = dict(f.metadata() or {})
+  """(nested float32 params, safetensors metadata) from a file written by :func:`save_params`.
+
+  Raises:
+    ValueError: a damaged file (truncated, not safetensors) or one of another program: one line naming it.
+  """
+  try:
+    with safetensors.safe_open(path, framework="np") as f:
+      metadata = dict(f.metadata() or {})
+  except Exception as e:  # pylint: disable=broad-except  (safetensors' own SafetensorError, OSError)
+    raise ValueError(f"{path} is damaged: not a readable safetensors file ({e})") from None
   if metadata.get("format") != PARAMS_FORMAT:
     raise ValueError(f"{path} is not a mamba-jax parameter file (format {metadata.get('format')!r})")
   flat = pretrained.read_safetensors(path)  # bfloat16 included.
@@ -97,15 +103,28 @@ def tokenizer_file(directory: str) -> Optional[str]:
 
 
 def read_config(directory: str, what: str) -> ml_collections.ConfigDict:
-  """The run's ``config.json``, completed by :func:`train.workdir.complete_stored_config` with the
-  reference config (configs/sent140.py: the top-level fields every config shares)."""
+  """The run's ``config.json``, completed by :func:`train.runs.workdir.complete_stored_config` with the
+  reference config (configs/sent140.py: the top-level fields every config shares).
+
+  Raises:
+    FileNotFoundError: no config.json (``what`` says what ``directory`` must be).
+    ValueError: a damaged config.json (not JSON), or one of an incompatible version.
+  """
   path = os.path.join(directory, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: {what}")
-  with open(path, encoding="utf-8") as f:
-    stored = json.load(f)
-  config = workdir_lib.complete_stored_config(stored, sent140.get_config(), path)
-  if models.task_of(config) is not tasks.Classification:
-    raise ValueError(f"{directory} holds a {config.model_type!r} model, not a classifier; a language model "
-                     "workdir is used as --config.init_from of a classifier run")
-  return config
+  return workdir_lib.complete_stored_config(read_stored_config(directory), sent140.get_config(), path)
+
+
+def read_stored_config(directory: str) -> dict:
+  """``<directory>/config.json`` as stored (a plain dict, not completed).
+
+  Raises:
+    ValueError: a damaged file (not JSON): one line naming it.
+  """
+  path = os.path.join(directory, CONFIG_FILE)
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError.
+    raise ValueError(f"{path} is damaged: not a JSON config ({e})") from None

@@ -1,7 +1,7 @@
 """A run's final report, ``<workdir>/eval_report.json``: built, written and read back here.
 
-``train.train.train_and_evaluate`` writes it once the evaluated checkpoint is scored
-(``train.metrics``); ``train.export``, the study and a finished run started again read it.
+``train.loop.trainer.train_and_evaluate`` writes it once the evaluated checkpoint is scored
+(``train.scoring.metrics``); ``train.export``, the study and a finished run started again read it.
 Besides the metrics it says which checkpoint was evaluated (``evaluated_checkpoint``) and,
 when a run only evaluates, keeps the speed measured by the run that trained
 (``measured_figures``).
@@ -47,7 +47,7 @@ def measured_figures(workdir: str, trained_steps: int, train_seconds: float, exa
 def evaluated_checkpoint(kind: Optional[str], progress: Optional[dict], problems: list) -> dict:
   """Which checkpoint the final evaluation used and why, for the eval report.
 
-  ``kind``, ``progress``: what ``train.checkpointing.Checkpointer.restore_best_or_latest`` returned
+  ``kind``, ``progress``: what ``train.runs.checkpointing.Checkpointer.restore_best_or_latest`` returned
   ("best" | "latest", the checkpoint's progress; None, None: no checkpoint could be restored and
   the final state was evaluated). ``problems``: the run's ``Checkpointer.problems``.
 
@@ -70,7 +70,7 @@ def build_eval_report(config: ml_collections.ConfigDict, run: dict, figures: dic
       resumed_from_step, devices, device_kind, evaluated_checkpoint (see ``evaluated_checkpoint``),
       best_validation_accuracy, wall_time_s, tokenizer_path, data_summary.
     figures: ``measured_figures``: train_time_s, examples_per_s.
-    metrics: split name -> metrics of the evaluated state (``train.inference.Evaluator.report_metrics``).
+    metrics: split name -> metrics of the evaluated state (``train.loop.evaluation.Evaluator.report_metrics``).
     epoch_examples: training examples per epoch (steps per epoch x batch size).
   """
   return {

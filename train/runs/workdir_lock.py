@@ -13,7 +13,7 @@ never take the lock, so they work on a workdir whose run is still going.
 NFSv4 do; on a file system that does not, two hosts are not kept apart. With several
 processes (``jax.distributed``) process 0 alone takes the lock; when it stops because the
 workdir is in use, the others learn it only at their first barrier's timeout
-(``train.distributed.BARRIER_TIMEOUT_S``).
+(``train.runs.distributed.BARRIER_TIMEOUT_S``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import socket
 import sys
 from typing import Callable, Optional
 
-from train import provenance
+from train.runs import provenance
 
 LOCK_FILE = "run.lock"
 

@@ -12,8 +12,8 @@ class TrainState(train_state.TrainState):
   ``dropout_rng`` holds the raw key data (uint32 (2,), ``jax.random.key_data``), not a typed
   key: checkpoints store it as a plain array, as every checkpoint written so far does, so
   Orbax saves and restores it like any other leaf (a typed key would need its own handling)
-  and old checkpoints still restore. ``train.train.train_step`` wraps it back into a typed key.
-  A loaded model's state (``train.inference``) has no optimizer state (``optax.identity``).
+  and old checkpoints still restore. ``train.loop.trainer.train_step`` wraps it back into a typed key.
+  A loaded model's state (``train.model_files.inference``) has no optimizer state (``optax.identity``).
   """
 
   dropout_rng: jax.Array

@@ -18,7 +18,7 @@ from flax import linen as nn
 
 from mamba_jax import MambaClassifier, MambaConfig, MambaLM
 from mamba_jax.baselines import LSTMClassifier, LSTMConfig, TransformerClassifier, TransformerConfig
-from train import tasks
+from train.loop import tasks
 
 # model_type -> (config class, model class, task).
 MODELS = {
@@ -47,13 +47,13 @@ def _entry(config: ml_collections.ConfigDict) -> tuple:
 
 
 def task_of(config: ml_collections.ConfigDict):
-  """The task (``train.tasks``) that ``config.model_type`` trains on."""
+  """The task (``train.loop.tasks``) that ``config.model_type`` trains on."""
   return _entry(config)[2]
 
 
 def create_model(config: ml_collections.ConfigDict, vocab_size: int, num_classes: int = NUM_CLASSES) -> nn.Module:
   """``<Model>(<Model>Config(vocab_size, num_classes, dtype, **config.model))``; a classifier has one
-  logit per class of its ``train.classes`` list."""
+  logit per class of its ``train.runs.classes`` list."""
   config_cls, model_cls, _ = _entry(config)
   fields = config.model.to_dict()
   try:

@@ -16,7 +16,7 @@ from typing import Any, Dict, Sequence
 
 import numpy as np
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def git_commit(paths: Sequence[str] = ()) -> str:

@@ -2,7 +2,7 @@
 
 Label id i of the training data is ``class_names[i]``; the model has one logit per class.
 Training writes the file when it claims a workdir, ``train.export`` copies it, and
-``train.inference`` reads it. Folders without it (the Sentiment140 models released before
+``train.model_files.inference`` reads it. Folders without it (the Sentiment140 models released before
 the file existed) are binary: ``BINARY``.
 """
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import filecmp
-import json
 import os
 from typing import Any, Optional
 
@@ -33,8 +32,9 @@ import numpy as np
 from absl import logging
 
 from mamba_jax import MambaClassifier, pretrained
-from train import checkpointing, classes, model_dir, models, tasks
-from train.workdir import CONFIG_FILE
+from train.loop import models, tasks
+from train.runs import checkpointing, classes, model_dir
+from train.runs.workdir import CONFIG_FILE
 
 # config.model fields that do not change the parameters' meaning: they may differ from the source's.
 TRAINING_ONLY_MODEL_FIELDS = ("dropout", "scan_method")
@@ -49,7 +49,7 @@ class ClassifierSource:
     kind: "export" or "workdir".
     config: its training config (completed, ``model_dir.read_config``).
     tokenizer_path: its ``tokenizer.*`` copy (None for the synthetic task's fixed tokenizer).
-    class_names: its classes (``train.classes.read``).
+    class_names: its classes (``train.runs.classes.read``).
   """
 
   path: str
@@ -70,8 +70,7 @@ def classifier_source(path: Optional[str]) -> Optional[ClassifierSource]:
   is_export = os.path.isfile(os.path.join(path, model_dir.PARAMS_FILE))
   if not is_export and not os.path.isdir(os.path.join(path, "checkpoints")):
     return None
-  with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as f:
-    model_type = json.load(f).get("model_type")
+  model_type = model_dir.read_stored_config(path).get("model_type")
   if model_type not in models.MODELS or models.MODELS[model_type][2] is not tasks.Classification:
     return None
   try:
@@ -197,11 +196,11 @@ def check_tokenizer(path: Optional[str], tokenizer_path: Optional[str]) -> None:
 
 def _workdir_backbone(path: str, vocab_size: int) -> tuple:
   """(MambaConfig, params) of the best checkpoint of the LM workdir ``path``."""
-  with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.get("model_type") != "mamba_lm":
-    raise ValueError(f"config.init_from {path} is a workdir of model_type {config.get('model_type')!r}; "
+  stored = model_dir.read_stored_config(path)
+  if stored.get("model_type") != "mamba_lm":
+    raise ValueError(f"config.init_from {path} is a workdir of model_type {stored.get('model_type')!r}; "
                      "a backbone comes from a 'mamba_lm' workdir (configs/sent140_lm.py)")
+  config = ml_collections.ConfigDict(stored)
   model = models.create_model(config, vocab_size)
   try:
     params, step = checkpointing.restore_params(os.path.join(path, "checkpoints"),

@@ -1,25 +1,21 @@
-"""One clear line for a bad training config: unknown ``--config.x`` overrides, bad types, bad ranges.
+"""absl's flags parsed with one-line errors; a bad ``--config.x`` override names the field.
 
-``parse_flags`` is the ``flags_parser`` of ``absl.app.run`` for the CLIs that take a
-``--config`` file: an unknown override names the field and the closest valid names
-(difflib), a value of the wrong type names the field and the value; both exit with code 2
-and no traceback. ``check_training_config`` checks the ranges ``train.train`` relies on.
+``parse_flags`` is the ``flags_parser`` of every ``python -m train.X`` command (``train.command_line.
+program.run``): a flag error is one line, exit code 2. For the commands that take a ``--config`` file,
+an unknown override names the field and the closest valid names (difflib), a value of the wrong type
+names the field and the value; both exit with code 2 and no traceback.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
-import sys
 from typing import Sequence
 
 import ml_collections
 from absl import flags
 
-USAGE_EXIT_CODE = 2
-# Loop fields that must be >= 1 (a cadence of 0 would divide by zero, a batch of 0 trains nothing).
-POSITIVE_INT_FIELDS = ("batch_size", "eval_batch_size", "log_every_steps", "eval_every_steps",
-                       "checkpoint_every_steps", "keep_checkpoints", "max_length", "vocab_size")
+from train.command_line import errors
 
 
 def field_names(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -74,35 +70,17 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
 
 
 def parse_flags(argv: Sequence[str], flag: str = "config") -> list[str]:
-  """``absl.app.run`` flags_parser: parses argv; a bad ``--config.x`` override exits 2 with one line."""
+  """``absl.app.run`` flags_parser: parses argv; a bad flag or ``--config.x`` override exits 2 with one line."""
   try:
     return flags.FLAGS(list(argv))
   except flags.Error as error:
-    print(f"ERROR: {str(error).splitlines()[0]}", file=sys.stderr)
-    sys.exit(USAGE_EXIT_CODE)
+    errors.fail(str(error).splitlines()[0])
   except (AttributeError, KeyError, TypeError, ValueError) as error:
     spec = config_file_argument(argv, flag)
     config = load_config_file(spec) if spec else None
     if config is not None:
       for name in override_names(argv, flag):
         if name not in field_names(config):
-          print(f"ERROR: {unknown_override_message(name, config, flag)}", file=sys.stderr)
-          sys.exit(USAGE_EXIT_CODE)
+          errors.fail(unknown_override_message(name, config, flag))
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    print(f"ERROR: bad --{flag} argument ({type(error).__name__}: {first_line})", file=sys.stderr)
-    sys.exit(USAGE_EXIT_CODE)
-
-
-def check_training_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError (one line) for a field value ``train.train`` cannot run with."""
-  for name in POSITIVE_INT_FIELDS:
-    value = config[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-      raise ValueError(f"config.{name} must be an integer >= 1, got {value!r}")
-  if config.num_train_steps <= 0 and config.num_epochs <= 0:
-    raise ValueError(f"config.num_train_steps ({config.num_train_steps}) or config.num_epochs "
-                     f"({config.num_epochs}) must be > 0")
-  if not config.learning_rate > 0:
-    raise ValueError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
-  if not 0.0 <= config.label_smoothing < 1.0:
-    raise ValueError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing!r}")
+    errors.fail(f"bad --{flag} argument ({type(error).__name__}: {first_line})")

@@ -336,7 +336,7 @@ def restore_params(checkpoint_dir: str, shapes: Any, checkpoint: str = "best") -
 
   Args:
     checkpoint_dir: ``<workdir>/checkpoints``.
-    shapes: the parameter tree (shapes and dtypes, e.g. ``train.models.parameter_shapes``).
+    shapes: the parameter tree (shapes and dtypes, e.g. ``train.loop.models.parameter_shapes``).
     checkpoint: "best" (the best-by-validation one, else the newest latest one) or "latest".
 
   Returns:

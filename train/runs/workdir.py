@@ -20,8 +20,8 @@ from typing import Any
 
 import ml_collections
 
-from train.classes import CLASSES_FILE
-from train.eval_report import EVAL_REPORT_FILE
+from train.runs.classes import CLASSES_FILE
+from train.runs.eval_report import EVAL_REPORT_FILE
 
 CONFIG_FILE = "config.json"
 # Fields that may change between runs of one workdir: they do not change the trained parameters.

@@ -4,9 +4,9 @@ Glossary: b batch, l length, c classes.
 
 ``train_and_evaluate(config, workdir)`` trains ``config.model_type`` on
 ``config.dataset``, resuming from ``<workdir>/checkpoints`` when present, and
-writes ``<workdir>/eval_report.json`` (its fields: ``train.eval_report.build_eval_report``;
-the workdir's files: ``train.model_dir``); validation and the final evaluation run through
-``train.inference.Evaluator``. The batch is split over every device (``jax.sharding`` mesh,
+writes ``<workdir>/eval_report.json`` (its fields: ``train.runs.eval_report.build_eval_report``;
+the workdir's files: ``train.runs.model_dir``); validation and the final evaluation run through
+``train.loop.evaluation.Evaluator``. The batch is split over every device (``jax.sharding`` mesh,
 parameters replicated).
 """
 
@@ -28,15 +28,14 @@ import optax
 from absl import logging
 from tqdm import tqdm
 
-from train import checkpointing, classes, distributed, eval_report, inference, input_feed, models, preemption
-from train import pretrained_init, provenance, tasks
-from train import workdir as workdir_lib
-from train import workdir_lock
 from train.data import batching, held_out_texts, pipeline
 from train.data import summary as summary_lib
-from train.metric_logging import MetricWriter
-from train.optimizer import create_optimizer, learning_rate_schedule
-from train.train_state import TrainState
+from train.loop import evaluation, input_feed, models, pretrained_init, tasks
+from train.loop.metric_logging import MetricWriter
+from train.loop.optimizer import create_optimizer, learning_rate_schedule
+from train.loop.train_state import TrainState
+from train.runs import checkpointing, classes, distributed, eval_report, preemption, provenance, workdir_lock
+from train.runs import workdir as workdir_lib
 
 
 class NonFiniteLossError(RuntimeError):
@@ -57,7 +56,7 @@ def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,
   ``rng``: a key (``jax.random.key``; a legacy uint32 ``PRNGKey`` gives the same values).
   ``init_from``: a classifier (export or workdir) whose weights are loaded, or a pretrained
   Mamba checkpoint folder whose backbone replaces the initial backbone
-  (``train.pretrained_init``); None: all freshly initialized. ``class_names``: the run's
+  (``train.loop.pretrained_init``); None: all freshly initialized. ``class_names``: the run's
   classes (a classifier's head is kept only when they are its own).
   """
   if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
@@ -85,7 +84,7 @@ def train_step(state: TrainState, batch: dict, *, task=tasks.CLASSIFICATION, lab
   Args:
     state: the TrainState.
     batch: tokens (b, l), mask (b, l), label (b,), weight (b,).
-    task: what the model is scored on (a ``train.tasks`` task).
+    task: what the model is scored on (a ``train.loop.tasks`` task).
     label_smoothing: epsilon of ``optax.smooth_labels``.
     nan_after_step: test hook; from this step on the loss is multiplied by NaN (-1: off).
 
@@ -131,8 +130,8 @@ class Trainer:
                                 nan_after_step=config.debug_nan_after_step)
     self.train_step = jax.jit(step_fn, in_shardings=(replicated, sharded),
                               out_shardings=(replicated, replicated), donate_argnums=(0,))
-    self.evaluator = inference.Evaluator(config, self.task, self.mesh,
-                                         inference.jit_eval_step(self.task, self.mesh))
+    self.evaluator = evaluation.Evaluator(config, self.task, self.mesh,
+                                          evaluation.jit_eval_step(self.task, self.mesh))
 
 
 class RunClock:
@@ -298,10 +297,10 @@ class Run:
 
 
 def claim_workdir(run: Run, start_over: bool, cleanup: contextlib.ExitStack) -> None:
-  """Step 1: the workdir's lock (released by ``cleanup``), then its config (``train.workdir``).
+  """Step 1: the workdir's lock (released by ``cleanup``), then its config (``train.runs.workdir``).
 
   Raises:
-    train.workdir_lock.WorkdirInUse: another run is training in the workdir (nothing touched).
+    train.runs.workdir_lock.WorkdirInUse: another run is training in the workdir (nothing touched).
   """
   if run.is_chief:
     cleanup.enter_context(workdir_lock.WorkdirLock(run.workdir))
@@ -312,7 +311,7 @@ def load_data(run: Run) -> None:
   """Step 2: the datasets (prepared on first use), the unused-row line, the tokenizer copy, classes.json.
 
   A classifier as ``config.init_from`` is checked against the config first, and its tokenizer
-  encodes the data (``train.pretrained_init.classifier_source``).
+  encodes the data (``train.loop.pretrained_init.classifier_source``).
 
   Raises:
     ValueError: ``config.init_from`` does not fit (architecture, tokenizer), or the workdir's
@@ -382,12 +381,12 @@ def build_state(run: Run, cleanup: contextlib.ExitStack) -> None:
 def train_loop(run: Run, clock: RunClock) -> None:
   """Step 4: trains from ``run.start_step`` to the last step, validating and saving on the way.
 
-  On SIGTERM/SIGINT (``train.preemption``) the current step is finished and saved.
+  On SIGTERM/SIGINT (``train.runs.preemption``) the current step is finished and saved.
 
   Raises:
     NonFiniteLossError: the loss became NaN/inf (the latest checkpoint is the last good one).
-    train.preemption.Preempted: stopped by a signal after saving the step it had reached.
-    train.checkpointing.CheckpointDiskFull: a save ran out of disk space.
+    train.runs.preemption.Preempted: stopped by a signal after saving the step it had reached.
+    train.runs.checkpointing.CheckpointDiskFull: a save ran out of disk space.
   """
   config, trainer, checkpointer = run.config, run.trainer, run.checkpointer
   feed = input_feed.train_feed(config, run.datasets.splits["train"], start_step=run.start_step,
@@ -494,16 +493,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
   the run ends.
 
   ``start_over``: delete the workdir's earlier checkpoints, metrics and report first
-  (see train.workdir).
+  (see train.runs.workdir).
 
   Returns:
     the eval report dict.
   Raises:
     NonFiniteLossError: the loss became NaN/inf (the latest checkpoint is the last good one).
-    train.preemption.Preempted: SIGTERM/SIGINT; the step reached was saved.
-    train.checkpointing.CheckpointDiskFull: a checkpoint save ran out of disk space.
-    train.workdir.WorkdirConfigMismatch: the workdir holds checkpoints of another config.
-    train.workdir_lock.WorkdirInUse: another run is training in the workdir.
+    train.runs.preemption.Preempted: SIGTERM/SIGINT; the step reached was saved.
+    train.runs.checkpointing.CheckpointDiskFull: a checkpoint save ran out of disk space.
+    train.runs.workdir.WorkdirConfigMismatch: the workdir holds checkpoints of another config.
+    train.runs.workdir_lock.WorkdirInUse: another run is training in the workdir.
   """
   clock = RunClock()
   distributed.initialize(config)

@@ -3,18 +3,18 @@
 Glossary: b batch, l length, c classes, m model width, v (padded) vocabulary, k sampled
 candidates, N examples.
 
-A task gives the trainer (``train.train``) and its evaluation (``train.inference``):
+A task gives the trainer (``train.loop.trainer``) and its evaluation (``train.model_files.inference``):
 
 * ``loss(apply_fn, params, batch, rng, label_smoothing) -> (loss, accuracy)`` inside the
   jitted train step (``rng`` is the step's dropout key);
 * ``eval_outputs(logits, batch)``: what the jitted eval step returns per row;
 * ``metrics(outputs, split, ece_bins)``: host-side metrics of a whole split from those rows;
 * ``reported_splits`` and ``report_metrics(name, outputs, split, config, raw_texts=None)``: the final
-  report's splits and the metrics of each (a classifier's with accuracy per slice, ``train.slices``).
+  report's splits and the metrics of each (a classifier's with accuracy per slice, ``train.scoring.slices``).
 
 Both tasks read the same batches (tokens, mask, label, weight; ``train.data.batching``),
 so the input pipeline, checkpoints and resume are shared. Which task a model trains on
-is part of ``train.models.MODELS``; ``for_run(config, train_split)`` makes the run's task.
+is part of ``train.loop.models.MODELS``; ``for_run(config, train_split)`` makes the run's task.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from train import metrics, slices
+from train.scoring import metrics, slices
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array,
@@ -62,7 +62,7 @@ class Classification:
   @classmethod
   def for_run(cls, config: ml_collections.ConfigDict, train_split=None) -> "Classification":
     del train_split
-    if config.get("dataset") == "labelled_files":
+    if config.dataset == "labelled_files":
       return cls(("validation", "test"))
     return cls()
 
@@ -78,14 +78,14 @@ class Classification:
     return logits.astype(jnp.float32)
 
   def metrics(self, outputs: np.ndarray, split, ece_bins: int) -> dict:
-    """``train.metrics.classification_metrics`` of the logits (N, c) of ``split``."""
+    """``train.scoring.metrics.classification_metrics`` of the logits (N, c) of ``split``."""
     return metrics.classification_metrics(metrics.softmax(outputs), split.labels, ece_bins)
 
   @staticmethod
   def report_metrics(name: str, outputs: np.ndarray, split, config: ml_collections.ConfigDict,
                      raw_texts: Optional[list] = None) -> dict:
-    """``train.metrics.split_metrics`` of the logits (N, c) of split ``name``, with ``slices``
-    (``train.slices.classification_slices``) of its ``raw_texts`` when given, else of its normalized
+    """``train.scoring.metrics.split_metrics`` of the logits (N, c) of split ``name``, with ``slices``
+    (``train.scoring.slices.classification_slices``) of its ``raw_texts`` when given, else of its normalized
     texts (no hashtag or all-caps slices) when the split keeps them."""
     probs = metrics.softmax(outputs)
     report = metrics.split_metrics(name, probs, split.labels, config.neutral_threshold, config.ece_bins)
