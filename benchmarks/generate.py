@@ -13,7 +13,7 @@ timed ``--repeats`` times; the median is reported as generated tokens per second
 came before it, so tokens/s at t = 1024 should equal tokens/s at t = 64 (up to
 the prefill, amortized over t).
 
-Glossary: b batch, t new tokens.
+Axes (``mamba_jax.notation``): b, t.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ The consumer rates come from ``results/train_throughput_<device>.json`` (buckete
 examples/s of each study model). Data: the prepared Sentiment140 train split
 (``train.data.pipeline.get_datasets``), or with ``--synthetic_lengths`` random token ids
 with the real length histogram (``benchmarks/sent140_train_lengths.json``).
-Glossary: b batch, l padded length.
+Axes (``mamba_jax.notation``): b, l.
 """
 
 from __future__ import annotations

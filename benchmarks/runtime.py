@@ -20,7 +20,7 @@ forward at that length) for every new token; the lengths where the Transformer's
 forward / re-encoding becomes slower than Mamba's and than Mamba-2's (crossover);
 and the log-log growth exponent of each model's forward time.
 
-Glossary: b batch, l length.
+Axes (``mamba_jax.notation``): b, l.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark of the selective-scan methods: time, memory, and the memory floor.
 
-Glossary: b batch, l length, d channels, n state size; for the SSD h heads, p channels per head.
+Axes (``mamba_jax.notation``): b, l, d, n; for the SSD h, p.
 
 For every shape x dtype x mode (fwd, fwd_bwd) x method it measures the median
 wall time of the jitted computation, its speed-up over the associative scan,

@@ -30,7 +30,7 @@ Batches come from the real prepared train split (``train.data.pipeline.get_datas
 or with ``--synthetic_lengths`` from random token ids whose lengths follow the real train
 split's histogram (``benchmarks/sent140_train_lengths.json``, written by
 ``--write_length_histogram`` from the real data).
-Glossary: b batch, l padded length.
+Axes (``mamba_jax.notation``): b, l.
 """
 
 from __future__ import annotations

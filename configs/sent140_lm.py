@@ -9,11 +9,8 @@ final norm load into that classifier through ``config.init_from``) learns to pre
 next token of the train split's tweets (labels unused; same data, split and tokenizer). The
 LM head is the embedding matrix (tied). Validation and test report next-token loss,
 perplexity and accuracy; the best checkpoint is the one of highest next-token accuracy.
-The head's 32k-way softmax over every token costs far more than the 2 small blocks (a full-
-softmax step is several classifier steps), so training uses a sampled softmax (below): on the
-2-core CPU it trains ~6x more tweets per second than the full softmax (measured side by side
-under the same load, 230 vs 37 examples/s), with gradients that converge to the full
-softmax's as the sample grows (tests/test_lm_training.py).
+Training uses a sampled softmax (``lm_sampled_softmax`` below; why: DESIGN.md), whose gradients
+converge to the full softmax's as the sample grows (tests/test_lm_training.py).
 """
 
 import ml_collections

@@ -1,6 +1,6 @@
 """The Mamba backbone shared by the classifier and the language model.
 
-Glossary: b batch, l length, m model width (d_model), v padded vocabulary.
+Axes (``mamba_jax.notation``): b, l, m, v.
 
     tokens (b, l) -> Embed (v, m) -> Dropout -> [ResidualBlock] * n_layers -> RMSNorm -> (b, l, m)
 

@@ -1,6 +1,6 @@
 """Pre-norm residual block: x + Dropout(Mixer(RMSNorm(x))), optionally bidirectional.
 
-Glossary: b batch, l length, m model width. The residual stream is kept in
+Axes (``mamba_jax.notation``): b, l, m. The residual stream is kept in
 float32 whatever the activation dtype (``residual_in_fp32`` of the reference).
 
 Bidirectional (``MambaConfig.bidirectional``): with h = RMSNorm(x),

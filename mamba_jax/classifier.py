@@ -1,6 +1,6 @@
 """Mamba sequence classifier: embeddings, residual Mamba blocks, pooling, head.
 
-Glossary: b batch, l length, m model width (d_model), c classes.
+Axes (``mamba_jax.notation``): b, l, m, c.
 
     tokens (b, l) -> MambaBackbone (Embed -> [ResidualBlock] * n_layers -> RMSNorm)
                   -> masked pooling ("mean" | "last") -> Dropout -> Dense -> logits (b, c)

@@ -1,6 +1,6 @@
 """Causal depthwise 1-D convolution of the Mamba block, parallel and one-token.
 
-Glossary: b batch, l length, d channels (d_inner), k kernel width (d_conv).
+Axes (``mamba_jax.notation``): b, l, d, k.
 
 Position t of the output sees inputs t-k+1 .. t (zeros before the start), so
 right padding never changes an earlier position. This is PyTorch's

@@ -1,6 +1,6 @@
 """Autoregressive generation with :class:`MambaLM` on the recurrent cache.
 
-Glossary: b batch, l prompt length (longest prompt), t new tokens, v padded vocabulary.
+Axes (``mamba_jax.notation``): b, l (the longest prompt), t, v.
 
 The prompts are right-padded and run in parallel once (``prefill``: the cache
 after each row's last real token and that token's logits); then one ``step``

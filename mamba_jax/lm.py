@@ -1,7 +1,6 @@
 """Mamba causal language model (``MambaLMHeadModel`` / ``MambaForCausalLM``).
 
-Glossary: b batch, l length, m model width (d_model), v padded vocabulary
-(``config.padded_vocab_size``).
+Axes (``mamba_jax.notation``): b, l, m, v.
 
     tokens (b, l) -> MambaBackbone (Embed -> [ResidualBlock] * n_layers -> RMSNorm) -> (b, l, m)
                   -> LM head -> logits (b, l, v) float32

@@ -1,7 +1,6 @@
 """The Mamba-2 mixer (``mamba2_simple.Mamba2`` / transformers' ``Mamba2Mixer``) as a thin Flax wrapper.
 
-Glossary: b batch, l length, m model width (d_model), d channels (d_inner), h heads, p head
-dimension (d = h * p), g groups, n state size, k conv width.
+Axes (``mamba_jax.notation``): b, l, m, d, h, p, g, n, k.
 
     x (b, l, m) -> in_proj -> z (b, l, d), xBC (b, l, d + 2 g n), dt (b, l, h)
     xBC -> causal depthwise conv -> SiLU -> x (b, l, h, p), B, C (b, l, g, n)
@@ -98,8 +97,8 @@ def matmul_materialized_grad(x: Array, kernel: Array) -> Array:
 
   Without that (an ``optimization_barrier``), XLA's CPU backend fuses the whole elementwise
   chain that produces dy (gated norm, SSD skip, SiLU and conv backward) into the transposed
-  copy that feeds the kernel's gradient, evaluating it in column order: measured 0.62 s vs
-  0.82 s for a training step of configs/sent140_mamba2.py at (512, 32). Same math, same result.
+  copy that feeds the kernel's gradient and evaluates it in column order, a slower training step
+  (DESIGN.md). Same math, same result.
   """
   return jnp.dot(x, kernel)
 

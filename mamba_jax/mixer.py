@@ -1,7 +1,6 @@
 """The Mamba mixer block (``mamba_simple.Mamba``) as a thin Flax wrapper.
 
-Glossary: b batch, l length, d channels (d_inner), n state size,
-k conv width (d_conv), m model width (d_model), r dt_rank.
+Axes (``mamba_jax.notation``): b, l, d, n, k, m, r.
 
     x (b, l, m) -> in_proj -> u, z (b, l, d)
     u -> causal depthwise conv -> SiLU -> x_proj -> (dt (b, l, r), B, C (b, l, n))

@@ -1,6 +1,6 @@
 """Masked pooling of per-token features into one vector per sequence.
 
-Glossary: b batch, l length, d features. Masks are (b, l) of 0/1 with right
+Axes (``mamba_jax.notation``): b, l, d. Masks are (b, l) of 0/1 with right
 padding; pooling never reads a padded position.
 """
 

@@ -17,8 +17,7 @@ The mixer version comes from the file (``MambaConfig.mixer``): code that loads a
 does not branch on it. ``save_pretrained`` writes the Hugging Face layout of the config's
 version (transformers loads it).
 Tensors are float32, float16 or bfloat16 on disk; parameters are float32 in
-memory. Glossary of shapes: v padded vocabulary, m d_model, d d_inner,
-n d_state, k d_conv, r dt_rank.
+memory. Axes (``mamba_jax.notation``): v, m, d, n, k, r.
 """
 
 from __future__ import annotations

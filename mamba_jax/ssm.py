@@ -1,6 +1,6 @@
 """The selective state space model (S6) of Mamba as pure JAX functions.
 
-Glossary: b batch, l length, d channels (d_inner), n state size.
+Axes (``mamba_jax.notation``): b, l, d, n.
 
 The continuous system h'(t) = A h(t) + B(t) u(t), y(t) = C(t) h(t) is discretized
 with step size delta (zero-order hold for A, the simplified Euler rule for B, as
@@ -101,7 +101,7 @@ def ssd_step(
 ) -> Tuple[Array, Array]:
   """Advances the Mamba-2 (SSD) SSM by one token: :func:`ssd_scan` of a length-1 sequence.
 
-  Glossary: b batch, h heads, p head dimension, g groups, n state size.
+  Axes (``mamba_jax.notation``): b, h, p, g, n.
 
   Args:
     h: (b, h, p, n) state before the token (float32).

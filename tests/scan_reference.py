@@ -1,6 +1,6 @@
 """A float64 NumPy loop of the selective scan: the ground truth for the tests.
 
-Glossary: b batch, l length, d channels, n state size.
+Axes (``mamba_jax.notation``): b, l, d, n.
 """
 
 import numpy as np

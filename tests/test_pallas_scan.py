@@ -5,7 +5,7 @@ shapes are tiny and chunk_size / block_d small, so that l not a multiple of the
 chunk and d not a multiple of the block are exercised. ``GpuTest`` runs only on
 a GPU backend (``python -m pytest tests/test_pallas_scan.py -k Gpu``).
 
-Glossary: b batch, l length, d channels, n state size.
+Axes (``mamba_jax.notation``): b, l, d, n.
 """
 
 import contextlib

@@ -1,7 +1,7 @@
 """Mamba-2's SSD scan against a float64 NumPy loop of its recurrence: outputs, final state,
 gradients, chunk boundaries, padding, carried state, the one-token step, errors.
 
-Glossary: b batch, l length, h heads, p head dimension, g groups, n state size.
+Axes (``mamba_jax.notation``): b, l, h, p, g, n.
 """
 
 import chex

@@ -1,8 +1,8 @@
 """Stacked LSTM classifier, the recurrent baseline of the study.
 
-Glossary: b batch, l length, e embedding width, u LSTM units, c classes.
+Axes (``mamba_jax.notation``): b, l, m (the embedding width, embed_dim), u, c.
 
-    tokens (b, l) -> Embed (b, l, e) -> Dropout
+    tokens (b, l) -> Embed (b, l, m) -> Dropout
                   -> [LSTM (b, l, u) -> Dropout] * n_layers
                   -> masked pooling ("mean" | "last") -> Dense -> logits (b, c)
 
@@ -34,7 +34,7 @@ class LSTMConfig:
 
   vocab_size: int  # Token ids are in [0, vocab_size); id 0 is padding.
   num_classes: int = 2  # Output logits.
-  embed_dim: int = 64  # e: token embedding width (the d_model of the other models).
+  embed_dim: int = 64  # m: token embedding width (the d_model of the other models).
   hidden_size: int = 128  # u: units per LSTM layer.
   n_layers: int = 2  # Stacked LSTM layers.
   dropout: float = 0.2  # On the embeddings and after every LSTM layer.

@@ -1,7 +1,6 @@
 """Transformer encoder classifier, the attention baseline of the study.
 
-Glossary: b batch, l length, m model width (d_model), h heads, f feed-forward
-width (d_ff), c classes.
+Axes (``mamba_jax.notation``): b, l, m, h, f, c.
 
     tokens (b, l) -> Embed + positions -> Dropout
                   -> [x + Dropout(Attention(LayerNorm(x)))

@@ -1,6 +1,6 @@
 """One entry point, :func:`selective_scan`, over interchangeable scan methods.
 
-Glossary: b batch, l length, d channels (d_inner), n state size.
+Axes (``mamba_jax.notation``): b, l, d, n.
 
 Every method computes the recurrence of :mod:`mamba_jax.ssm` with the state
 accumulated in float32 (float64 for float64 inputs):
@@ -76,13 +76,8 @@ METHODS = {
 }
 SCAN_METHODS = tuple(METHODS)
 
-# Method picked by method="auto", per backend, from the measurements of
-# `python -m benchmarks.scan` recorded in results/scan_<device>.json. CPU
-# (results/scan_cpu.json): the sequential scan wins at every tweet-sized shape,
-# forward and backward (it streams the state instead of materializing
-# (b, l, d, n)). GPU and TPU: the portable associative scan, until a recorded
-# GPU benchmark (scripts/gpu_check.sh) validates the fused Pallas kernel
-# (method="pallas") and shows it faster; "pallas" must be asked for explicitly until then.
+# Method picked by method="auto", per backend: the fastest correct one that the benchmarks of
+# results/scan_<device>.json showed ("pallas" only ever when asked for). Why each: DESIGN.md.
 AUTO_METHOD = {"cpu": "sequential", "gpu": "associative", "tpu": "associative"}
 
 
@@ -151,11 +146,8 @@ def selective_scan(
   return (y, h_last) if return_state else y
 
 
-# Chunk recurrence picked by ssd_scan(method="auto"), per backend. CPU: `python -m benchmarks.scan
-# --shapes=cpu_batch,cpu_mid,cpu_long --methods=...,ssd:associative,ssd:sequential`
-# (results/scan_ssd_cpu.json): forward+backward, the lax.scan over chunk states is 10-13% faster
-# than the associative scan with 4 and 16 chunks (one chunk: no recurrence, equal). GPU and TPU:
-# the associative scan (log depth) until a GPU run of that benchmark says otherwise.
+# Chunk recurrence picked by ssd_scan(method="auto"), per backend, from results/scan_ssd_cpu.json.
+# Why each: DESIGN.md.
 SSD_AUTO_METHOD = {"cpu": "sequential", "gpu": "associative", "tpu": "associative"}
 
 
@@ -178,7 +170,7 @@ def ssd_scan(
 ):
   """Runs the Mamba-2 (SSD) selective SSM over a sequence.
 
-  Glossary: b batch, l length, h heads, p head dimension, g groups, n state size.
+  Axes (``mamba_jax.notation``): b, l, h, p, g, n.
 
       dt_t = clip(softplus(dt_t + dt_bias), *dt_limit)     (b, l, h), 0 where masked
       h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T            (b, h, p, n) float32

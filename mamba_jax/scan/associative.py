@@ -1,6 +1,6 @@
 """The selective scan as a parallel prefix scan (``jax.lax.associative_scan``).
 
-Glossary: b batch, l length, d channels (d_inner), n state size.
+Axes (``mamba_jax.notation``): b, l, d, n.
 
 O(log l) depth; materializes the (b, l, d, n) states. Inputs are already in
 the accumulation dtype; masking and D are applied by the caller

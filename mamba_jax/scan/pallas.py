@@ -1,7 +1,6 @@
 """Fused selective scan as Pallas kernels (Triton lowering for NVIDIA GPUs).
 
-Glossary: b batch, l length, d channels (d_inner), n state size, T chunk size,
-bd block of channels (block_d), c number of chunks = ceil(l / T).
+Axes (``mamba_jax.notation``, with ``SCAN_AXES``): b, l, d, n, q, bd, c.
 
 Semantics are those of the reference ``selective_scan_ref`` of
 state-spaces/mamba (and of :func:`mamba_jax.scan.selective_scan`, whose
@@ -13,8 +12,8 @@ state-spaces/mamba (and of :func:`mamba_jax.scan.selective_scan`, whose
     out_t = y_t * silu(z_t)                  (gate optional)
 
 Forward kernel: the grid is (b, ceil(d / bd), S); each program owns a (bd, n)
-float32 state and walks its part of the sequence in chunks of T tokens (a
-``fori_loop`` over chunks; the T tokens of a chunk are unrolled so the loads of
+float32 state and walks its part of the sequence in chunks of q tokens (a
+``fori_loop`` over chunks; the q tokens of a chunk are unrolled so the loads of
 a chunk are independent of the state and can be issued together). u, delta,
 z, B and C are read once and out is written once; no (b, l, d, n) array exists.
 Tokens past l in the last chunk and channels past d in the last block are
@@ -28,9 +27,9 @@ true start state (pass 1 is :func:`_forward_summary_kernel`, pass 2
 :func:`_forward_kernel`). S = 1 is a single pass. See :func:`auto_num_segments`.
 
 Backward kernel (``jax.custom_vjp``): when differentiated, the forward also
-writes the state at the start of every chunk, (b, c, d, n) = l*d*n/T floats per
-sequence (as big as u in float32 for n = T = 16). The backward walks the chunks
-in reverse, recomputes the T states of a chunk from its start state, and runs
+writes the state at the start of every chunk, (b, c, d, n) = l*d*n/q floats per
+sequence (as big as u in float32 for n = q = 16). The backward walks the chunks
+in reverse, recomputes the q states of a chunk from its start state, and runs
 the adjoint recurrence ``g_{t-1} = exp(delta_t A) * g_t + dy_{t-1} C_{t-1}``
 through them (segmented like the forward: pass 1 gives each segment's adjoint
 at its start from a zero adjoint at its end, chained backwards:
@@ -643,8 +642,8 @@ def selective_scan_pallas(
     delta_softplus: apply softplus to delta (+ bias).
     initial_state: optional (b, d, n) state before the first token (zeros).
     return_state: also return the final state.
-    chunk_size: tokens per chunk T (a power of 2); the backward keeps the state
-      at every chunk start, (b, ceil(l/T), d, n) float32.
+    chunk_size: tokens per chunk q (a power of 2); the backward keeps the state
+      at every chunk start, (b, ceil(l/q), d, n) float32.
     block_d: channels per program (a power of 2).
     num_segments: cut the sequence into this many segments scanned in
       parallel (two passes: segment summaries from a zero state, chained

@@ -1,6 +1,6 @@
 """The math every scan method shares: the accumulation dtype, discretization, the combine operator.
 
-Glossary: b batch, l length, d channels (d_inner), n state size.
+Axes (``mamba_jax.notation``): b, l, d, n.
 
 A leaf module: it imports no other part of :mod:`mamba_jax.scan`, so the
 methods (:mod:`~mamba_jax.scan.associative`, :mod:`~mamba_jax.scan.sequential`,

@@ -1,14 +1,14 @@
 """The selective scan as a ``jax.lax.scan`` with a hand-written backward pass.
 
-Glossary: b batch, l length, d channels, n state size, c number of chunks =
-ceil(l / CHECKPOINT_CHUNK), T chunk length = ceil(l / c) <= CHECKPOINT_CHUNK.
+Axes (``mamba_jax.notation``, with ``SCAN_AXES``): b, l, d, n, c (ceil(l / CHECKPOINT_CHUNK) chunks),
+q (ceil(l / c) <= CHECKPOINT_CHUNK tokens per chunk).
 
 Differentiating a ``lax.scan`` of the step function lets JAX store every
 per-step residual (dA, dB*u and the state: several (l, b, d, n) arrays) and
 replay them through generic transposes, which on the CPU costs ~25x the
-forward. Here the forward keeps only the state at the start of every chunk of T
+forward. Here the forward keeps only the state at the start of every chunk of q
 tokens, (c, b, d, n), and the backward walks the chunks in reverse: it
-recomputes the T states of a chunk from its start state and runs the adjoint
+recomputes the q states of a chunk from its start state and runs the adjoint
 recurrence through them,
 
     g_t       = dL/dh_t = dh_{t} (from t+1) + dy_t C_t
@@ -18,7 +18,7 @@ recurrence through them,
     dB_t      = sum_d g_t delta_t u_t           dC_t = sum_d dy_t h_t
     dA       += sum_b,t g_t delta_t exp(delta_t A) h_{t-1}
 
-so it never holds more than (T, b, d, n) of states. The chunks split l evenly
+so it never holds more than (q, b, d, n) of states. The chunks split l evenly
 (l = 24 -> 2 x 12, l = 17 -> 2 x 9 with one padded step): the time axis is padded
 by fewer than c steps, so the cost follows the real length instead of rounding
 it up to a multiple of CHECKPOINT_CHUNK. Inputs here are already in
@@ -40,7 +40,7 @@ CHECKPOINT_CHUNK = 16  # Longest chunk between two stored states.
 
 
 def chunk_length(length: int) -> int:
-  """T: the shortest chunk that splits ``length`` into ceil(length / CHECKPOINT_CHUNK) chunks."""
+  """q: the shortest chunk that splits ``length`` into ceil(length / CHECKPOINT_CHUNK) chunks."""
   num_chunks = max(-(-length // CHECKPOINT_CHUNK), 1)
   return max(-(-length // num_chunks), 1)
 
@@ -54,7 +54,7 @@ def _step(A: Array, h: Array, inputs) -> Tuple[Array, Tuple[Array, Array]]:
 
 
 def _to_chunks(x: Array, length: int, chunk: int) -> Array:
-  """(b, l, ...) -> (c, T, b, ...), zero-padded in time (delta = 0 is the identity)."""
+  """(b, l, ...) -> (c, q, b, ...), zero-padded in time (delta = 0 is the identity)."""
   pad = (-length) % chunk
   x = jnp.pad(x, [(0, 0), (0, pad)] + [(0, 0)] * (x.ndim - 2))
   x = jnp.swapaxes(x, 0, 1)
@@ -62,7 +62,7 @@ def _to_chunks(x: Array, length: int, chunk: int) -> Array:
 
 
 def _from_chunks(x: Array, length: int) -> Array:
-  """(c, T, b, ...) -> (b, l, ...)."""
+  """(c, q, b, ...) -> (b, l, ...)."""
   x = x.reshape((-1,) + x.shape[2:])[:length]
   return jnp.swapaxes(x, 0, 1)
 

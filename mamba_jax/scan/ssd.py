@@ -1,7 +1,7 @@
 """State space duality (SSD, Mamba-2): the selective SSM with a scalar decay per head, as matmuls.
 
-Glossary: b batch, l length, h heads, p head dimension, g groups (heads share B and C within a
-group of h / g heads), n state size, c chunks, q chunk length.
+Axes (``mamba_jax.notation``, with ``SCAN_AXES``): b, l, h, p, g (heads share B and C within a
+group of h / g heads), n, c, q, r.
 
 Mamba-2 (Dao & Gu 2024, arXiv:2405.21060) restricts A to one negative scalar per head. With
 a_t = dt_t * A (b, l, h) the recurrence

@@ -16,7 +16,7 @@
 #    each token and layer of real tweets, and how the state norm moves along a tweet:
 #    what "selection" looks like.
 #
-# Glossary: b batch, l length (tokens), d channels, n state size per channel.
+# Axes (``mamba_jax.notation``): b, l, d, n.
 
 # %%
 # Settings. MAMBA_JAX_NOTEBOOK_QUICK=1 (set by tests/test_notebooks.py) shrinks the

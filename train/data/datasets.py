@@ -1,6 +1,6 @@
 """Containers shared by the data pipeline and the trainer.
 
-Glossary: N examples in a split, L = max_length tokens per example.
+Axes (``mamba_jax.notation``): N, L.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ validation or test row ever reaches training and a rebuilt cache gives the same 
 Unusable rows are counted by reason with their first line numbers (the build report); a
 label outside the scheme, a train file with one class, a class without train rows, a
 label set that differs between the files or an empty split is a ``ValueError`` in one line.
-Glossary: N rows of the train file.
+Axes (``mamba_jax.notation``): N (the rows of the train file).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ a row of its own (its quotes do not pair up: it ends or continues a quoted text,
 ``line break",positive`` after ``"a text with a``). Every line that is not used is counted by reason
 (``BAD_ROW_REASONS``, the project's one vocabulary of them), with the line numbers of the
 first ``FIRST_LINES_KEPT`` of each.
-Glossary: N kept rows.
+Axes (``mamba_jax.notation``): N (the rows kept).
 """
 
 from __future__ import annotations

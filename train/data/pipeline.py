@@ -14,7 +14,7 @@ read (a truncated token cache, tokenizer model or TFDS shard) is moved aside
 config.dataset "labelled_files" runs the user's own files (train.data.labelled_files) through the
 same stages; a classifier given as config.init_from hands its tokenizer in (``given_tokenizer``):
 the splits are encoded with it instead of a trained one.
-Glossary: N examples, L max_length.
+Axes (``mamba_jax.notation``): N, L.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The rows of all four splits after reading, normalizing and splitting (before tokenization).
 
 Shared by the TFDS builder (which writes them) and the pipeline (which tokenizes them).
-Glossary: N training-file rows, M manual-test rows.
+Axes (``mamba_jax.notation``): N (the rows of the training file), M.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ order) and cut where the cumulative row count reaches the split fractions, so ev
 the label proportions of the whole file (up to one duplicate group per boundary). A text that
 occurs with several labels is placed with its smallest label, keeping all its copies together.
 
-Glossary: N rows, U distinct normalized texts.
+Axes (``mamba_jax.notation``): N, U.
 """
 
 from __future__ import annotations

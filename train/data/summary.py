@@ -2,7 +2,7 @@
 
 Written next to the token cache (tokens_L<max_length>.json), returned as Datasets.summary,
 printed by train.prepare_data (``format_summary``) and stored in every run's report.
-Glossary: N examples of a split, L max_length.
+Axes (``mamba_jax.notation``): N, L.
 """
 
 from __future__ import annotations

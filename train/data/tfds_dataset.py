@@ -4,7 +4,7 @@ Every stage after the raw files reads this dataset: the tokenizer trains on the 
 ``normalized_text`` and the token cache (train.data.token_cache) encodes every split from it.
 tfds, array_record and the tf.train.Example proto are imported on use only: a run that finds
 its token cache never needs them.
-Glossary: N examples of a split.
+Axes (``mamba_jax.notation``): N.
 """
 
 from __future__ import annotations

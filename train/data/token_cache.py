@@ -5,7 +5,7 @@ split ``name``: ``{name}_ids`` np.uint16 (sum of kept lengths,), the ids of ever
 truncated to L and concatenated; ``{name}_lengths`` np.int32 (N,), untruncated lengths;
 ``{name}_labels`` np.int8 (N,); ``{name}_texts`` (N,) str, the normalized texts (not for train).
 Deflate-compressed.
-Glossary: N examples of a split, L max_length.
+Axes (``mamba_jax.notation``): N, L.
 """
 
 from __future__ import annotations

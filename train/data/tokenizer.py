@@ -2,7 +2,7 @@
 
 Ids: 0 = padding, 1 = unknown (never produced: byte fallback spells unseen characters as bytes),
 then "<url>" and "<user>" (user-defined symbols, never split), byte pieces and merges.
-Glossary: N texts, L = max_length.
+Axes (``mamba_jax.notation``): N (texts), L.
 """
 
 from __future__ import annotations

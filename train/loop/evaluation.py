@@ -7,7 +7,7 @@
   (``train.data.batching.eval_batches``): the trainer's validation and final report, and
   ``train.model_files.inference.LoadedModel.probabilities``.
 
-Glossary: b batch, c classes, N examples.
+Axes (``mamba_jax.notation``): b, c, N.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Training batches placed on the devices, split along the batch axis.
 
-Glossary: b global batch, l padded length of a batch (a bucket bound), L max_length, N train examples.
+Axes (``mamba_jax.notation``): b, l, L, N (the train split's examples).
 
 Two feeds yield the same batches in the same order (``train.data.batching.TrainOrder``:
 a pure function of (seed, epoch), bucketed by length or fixed-padded, resumable at any step):
@@ -12,17 +12,7 @@ a pure function of (seed, epoch), bucketed by length or fixed-padded, resumable 
   gather with a scalar argument (one compiled gather per bucket bound), so the host never
   limits throughput.
 
-Why not grain (measured by benchmarks/input_feed.py, results/input_feed_cpu.md: 2-core
-AMD EPYC, 1-minute load 13-15, 400k examples with the real length histogram, batch 512,
-8 buckets): host 27k ex/s, device 28k, grain over the trainer's step index 36k, grain's own
-per-example pipeline (global shuffle, then length buckets filled from the stream) 1.7k;
-training consumes 0.56k (Mamba) to 1.6k (LSTM) ex/s (results/train_throughput_cpu.md).
-grain has no length bucketing, so keeping the trainer's batches (the same results, resume
-at any step, the 1-vs-4-device equality) means grain over ``TrainOrder``'s step index: it
-keeps up, but only replaces ``_prefetch``'s thread (TrainOrder, the batch gather and the
-sharding stay), and its checkpointable iterator state would duplicate the step number that
-already resumes the feed. grain's per-example pipeline changes the training order and, on
-this CPU, only just matches the fastest consumer. So both feeds stay as they are.
+Why these two feeds and not grain: DESIGN.md, "The training input feed".
 """
 
 from __future__ import annotations

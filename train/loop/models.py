@@ -1,8 +1,7 @@
 """Builds the model named by ``config.model_type`` and says which task it trains on.
 
 Every model maps tokens (b, l) int32 and mask (b, l) to float32 logits: the classifiers
-to (b, c), the language model to (b, l, v) (glossary: b batch, l length, c classes,
-v padded vocabulary).
+to (b, c), the language model to (b, l, v). Axes (``mamba_jax.notation``): b, l, c, v.
 """
 
 from __future__ import annotations

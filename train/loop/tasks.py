@@ -1,7 +1,6 @@
 """What a run trains the model to do: classify tweets, or predict their next token.
 
-Glossary: b batch, l length, c classes, m model width, v (padded) vocabulary, k sampled
-candidates, N examples.
+Axes (``mamba_jax.notation``): b, l, c, m, v, s, N.
 
 A task gives the trainer (``train.loop.trainer``) and its evaluation (``train.model_files.inference``):
 
@@ -120,7 +119,7 @@ class NextToken:
   (Jean et al. 2015, "On Using Very Large Target Vocabulary"): each target competes with
   ``num_samples`` ids drawn (with replacement, shared by the batch) from ``q``, the train
   split's unigram distribution; every candidate's logit is corrected by -log(num_samples * q)
-  and a drawn id equal to the target is masked out. The head then costs (b, l, k) instead of
+  and a drawn id equal to the target is masked out. The head then costs (b, l, s) instead of
   (b, l, v) -- the 32k-way softmax is most of a full step's time on the CPU. The training
   ``accuracy`` is then the share of targets that beat every sampled candidate.
   """
@@ -171,10 +170,10 @@ class NextToken:
     features = features[:, :-1]  # (b, l-1, m)
     sample_rng = jax.random.fold_in(rng, 1)
     uniform = jax.random.uniform(sample_rng, (self.num_samples,), maxval=self.cdf[-1])
-    sampled = jnp.minimum(jnp.searchsorted(self.cdf, uniform), self.cdf.shape[0] - 1)  # (k,) ids ~ q.
+    sampled = jnp.minimum(jnp.searchsorted(self.cdf, uniform), self.cdf.shape[0] - 1)  # (s,) ids ~ q.
     correction = jnp.log(float(self.num_samples)) + self.log_q
     true_logit = apply_fn(variables, features, targets[..., None], method="logits_of")[..., 0]  # (b, l-1)
-    sampled_logits = apply_fn(variables, features, sampled, method="logits_of")  # (b, l-1, k)
+    sampled_logits = apply_fn(variables, features, sampled, method="logits_of")  # (b, l-1, s)
     sampled_logits = jnp.where(sampled == targets[..., None], -1e9, sampled_logits - correction[sampled])
     logits = jnp.concatenate([(true_logit - correction[targets])[..., None], sampled_logits], -1)
     zero = jnp.zeros_like(targets)  # The target is candidate 0.

@@ -1,6 +1,6 @@
 """Training loop: data-parallel AdamW training, periodic validation, checkpoints, final report.
 
-Glossary: b batch, l length, c classes.
+Axes (``mamba_jax.notation``): b, l, c.
 
 ``train_and_evaluate(config, workdir)`` trains ``config.model_type`` on
 ``config.dataset``, resuming from ``<workdir>/checkpoints`` when present, and

@@ -6,7 +6,7 @@ directory (``load_exported``; its files: ``train.runs.model_dir``): the probabil
 (``train.model_files.predictions``). ``EVAL_STEP`` is the one jitted eval step every loaded model
 shares (one compilation cache).
 
-Glossary: c classes, N examples.
+Axes (``mamba_jax.notation``): c, N.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Classification metrics on numpy arrays (host side): pure functions, nothing read or written.
 
-Glossary: N examples, c classes. ``probs`` are softmax outputs (N, c) over
+Axes (``mamba_jax.notation``): N, c. ``probs`` are softmax outputs (N, c) over
 (negative, positive); labels are 0 negative, 1 positive, 2 neutral (manual_test only).
 A classifier's report scores the splits of ``REPORTED_SPLITS`` with ``split_metrics``.
 """

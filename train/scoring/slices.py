@@ -1,6 +1,6 @@
 """Accuracy per slice of an evaluated split: which kinds of tweets a classifier gets wrong more often.
 
-Pure functions on host arrays (nothing read or written). Glossary: N examples; a *feature* is
+Pure functions on host arrays (nothing read or written). Axes (``mamba_jax.notation``): N. A *feature* is
 one way of cutting the examples (``length_tokens``, ``mention``, ...), a *value* one of its
 slices ("1-10", "yes", a topic); ``values`` maps feature -> (N,) str array of each example's value.
 
