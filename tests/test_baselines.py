@@ -1,6 +1,8 @@
-"""Transformer and LSTM baselines: interface, padding, dropout, parameter counts."""
+"""Transformer and LSTM baselines: what is theirs alone (their padding paths, parameter counts, config checks).
 
-import chex
+What every classifier promises (padding, logits, dropout, bfloat16, gradients) is in tests/test_classifiers.py.
+"""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,30 +38,7 @@ def _init(model, batch=3, length=9, seed=0):
   return variables, tokens, mask
 
 
-KINDS_AND_POOLINGS = [
-    dict(kind=k, overrides=dict(pooling=p)) for k in ("transformer", "lstm") for p in ("mean", "last")
-] + [dict(kind="transformer", overrides=dict(positions="learned"))]
-
-
-class PaddingTest(parameterized.TestCase):
-
-  @parameterized.parameters(*KINDS_AND_POOLINGS)
-  def test_appending_padding_leaves_logits_unchanged(self, kind, overrides):
-    model = _small(kind, **overrides)
-    variables, tokens, _ = _init(model)
-    apply = jax.jit(model.apply)
-    lengths = jnp.array([9, 4, 1])
-    mask = (jnp.arange(9)[None] < lengths[:, None]).astype(jnp.int32)
-    tokens = tokens * mask
-    logits = apply(variables, tokens, mask)
-    padded_mask = jnp.pad(mask, ((0, 0), (0, 7)))
-    # Junk ids in the padded positions must not matter either.
-    padded_tokens = jnp.pad(tokens, ((0, 0), (0, 7))).at[:, 9:].set(7)
-    logits_padded = apply(variables, padded_tokens, padded_mask)
-    np.testing.assert_allclose(logits_padded, logits, atol=1e-5, rtol=0)
-    for row, n in enumerate(lengths):
-      alone = apply(variables, tokens[row:row + 1, :n], mask[row:row + 1, :n])
-      np.testing.assert_allclose(alone[0], logits[row], atol=1e-5, rtol=0)
+class RealTokensTest(parameterized.TestCase):
 
   def test_lstm_final_state_stops_at_the_last_real_token(self):
     model = _small("lstm", pooling="last")
@@ -79,61 +58,6 @@ class PaddingTest(parameterized.TestCase):
     b = model.apply(variables, tokens.at[:, 5].set(tokens[:, 5] % (VOCAB - 1) + 1), mask,
                     method=model.encode)
     self.assertGreater(float(jnp.max(jnp.abs(a[:, 0] - b[:, 0]))), 1e-4)
-
-
-class InterfaceTest(parameterized.TestCase):
-
-  @parameterized.parameters("transformer", "lstm")
-  def test_jitted_logits_shape_and_dtype(self, kind):
-    model = _small(kind, num_classes=3)
-    variables, tokens, mask = _init(model)
-    apply = jax.jit(lambda v, t, m, k: model.apply(v, t, m, train=True, rngs={"dropout": k}))
-    logits = apply(variables, tokens, mask, jax.random.key(0))
-    chex.assert_shape(logits, (3, 3))
-    chex.assert_type(logits, jnp.float32)
-    chex.assert_tree_all_finite(logits)
-
-  @parameterized.parameters("transformer", "lstm")
-  def test_dropout_is_deterministic_given_the_key(self, kind):
-    model = _small(kind, dropout=0.5)
-    variables, tokens, mask = _init(model)
-    eval_a = model.apply(variables, tokens, mask, train=False)
-    eval_b = model.apply(variables, tokens, mask, train=False)
-    np.testing.assert_array_equal(eval_a, eval_b)
-    train = lambda seed: model.apply(variables, tokens, mask, train=True,
-                                     rngs={"dropout": jax.random.key(seed)})
-    np.testing.assert_array_equal(train(1), train(1))
-    self.assertGreater(float(jnp.max(jnp.abs(train(1) - train(2)))), 1e-4)
-    self.assertGreater(float(jnp.max(jnp.abs(train(1) - eval_a))), 1e-4)
-
-  @parameterized.parameters("transformer", "lstm")
-  def test_bfloat16_activations_keep_float32_params_and_logits(self, kind):
-    model32, model16 = _small(kind), _small(kind, dtype=jnp.bfloat16)
-    variables, tokens, mask = _init(model32)
-    fresh = model16.init({"params": jax.random.key(0)}, tokens, mask)
-    for leaf in jax.tree_util.tree_leaves(fresh):
-      self.assertEqual(leaf.dtype, jnp.float32)
-    logits16 = model16.apply(variables, tokens, mask)
-    self.assertEqual(logits16.dtype, jnp.float32)
-    np.testing.assert_allclose(logits16, model32.apply(variables, tokens, mask), atol=0.05)
-
-  @parameterized.parameters("transformer", "lstm")
-  def test_gradients_reach_every_parameter(self, kind):
-    model = _small(kind)
-    variables, tokens, mask = _init(model)
-    labels = jnp.array([0, 1, 1])
-
-    def loss(params):
-      logits = model.apply({"params": params}, tokens, mask, train=True,
-                           rngs={"dropout": jax.random.key(0)})
-      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), labels])
-
-    grads = jax.jit(jax.grad(loss))(variables["params"])
-    for path, g in jax.tree_util.tree_leaves_with_path(grads):
-      name = jax.tree_util.keystr(path)
-      if "embed" in name or "position_embedding" in name:
-        continue  # only rows of ids/positions present get a gradient
-      self.assertGreater(float(jnp.max(jnp.abs(g))), 0.0, msg=name)
 
 
 def _num_params(model, length=4):

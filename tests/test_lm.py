@@ -1,4 +1,5 @@
-"""MambaLM and generate: recurrent steps reproduce the parallel logits, sampling filters, eos."""
+"""MambaLM and generate: recurrent steps reproduce the parallel logits (Mamba-1 and Mamba-2), greedy
+generation is the parallel argmax, sampling filters, eos (generate runs the model's step, whichever mixer)."""
 
 import dataclasses
 
@@ -12,31 +13,42 @@ from mamba_jax.generation import filter_logits
 
 CONFIG = MambaConfig(vocab_size=45, pad_vocab_size_multiple=8, d_model=16, n_layers=2, d_state=4,
                      scan_method="sequential")
+MIXERS = {"mamba1": {}, "mamba2": dict(mixer="mamba2", head_dim=8, n_groups=2, chunk_size=4)}
 
 
-@pytest.fixture(scope="module")
-def lm():
-  model = MambaLM(CONFIG)
+def _lm(mixer: str):
+  """(model, params, tokens) of a tiny LM with ``mixer``."""
+  model = MambaLM(dataclasses.replace(CONFIG, **MIXERS[mixer]))
   tokens = jax.random.randint(jax.random.key(0), (2, 7), 1, CONFIG.vocab_size)
   params = model.init({"params": jax.random.key(1)}, tokens)["params"]
   return model, params, tokens
 
 
-def test_vocab_is_padded_and_the_tree_is_the_classifier_backbone(lm):
-  model, params, tokens = lm
+@pytest.fixture(scope="module")
+def lm():
+  return _lm("mamba1")
+
+
+@pytest.fixture(scope="module", params=sorted(MIXERS))
+def lm_of_each_mixer(request):
+  return _lm(request.param)
+
+
+def test_vocab_is_padded_and_the_tree_is_the_classifier_backbone(lm_of_each_mixer):
+  model, params, tokens = lm_of_each_mixer
   assert params["embed"]["embedding"].shape == (48, 16)
   assert model.apply({"params": params}, tokens).shape == (2, 7, 48)
-  classifier = MambaClassifier(CONFIG).init({"params": jax.random.key(1)}, tokens, jnp.ones_like(tokens))
+  classifier = MambaClassifier(model.config).init({"params": jax.random.key(1)}, tokens, jnp.ones_like(tokens))
   assert sorted(classifier["params"]) == sorted(list(params) + ["head"])
-  untied = MambaLM(dataclasses.replace(CONFIG, tie_embeddings=False))
+  untied = MambaLM(dataclasses.replace(model.config, tie_embeddings=False))
   assert untied.init({"params": jax.random.key(1)}, tokens)["params"]["lm_head"]["kernel"].shape == (16, 48)
 
 
-def test_step_reproduces_parallel_logits(lm):
-  model, params, tokens = lm
+def test_step_reproduces_parallel_logits(lm_of_each_mixer):
+  model, params, tokens = lm_of_each_mixer
   variables = {"params": params}
   logits = model.apply(variables, tokens)
-  cache = init_cache(CONFIG, 2)
+  cache = init_cache(model.config, 2)
   step = jax.jit(lambda t, c: model.apply(variables, t, c, method=model.step))
   for t in range(tokens.shape[1]):
     out, cache = step(tokens[:, t], cache)

@@ -1,4 +1,7 @@
-"""The Flax Mamba classifier: padding, recurrent inference, initialization, dtypes."""
+"""The Flax Mamba classifier, Mamba-1 and Mamba-2: both directions, recurrent inference, initialization, config checks.
+
+What every classifier promises (padding, logits, dropout, bfloat16, gradients) is in tests/test_classifiers.py.
+"""
 
 import math
 
@@ -36,33 +39,10 @@ ABLATIONS = [
     dict(select_delta=False, select_bc=False),
     dict(use_conv=False),
 ]
-
-
-class PaddingTest(parameterized.TestCase):
-
-  @parameterized.parameters(
-      *[dict(pooling=p, method=m, ablation={})
-        for p in ("mean", "last") for m in ("associative", "sequential")],
-      *[dict(pooling="last", method="sequential", ablation=a) for a in ABLATIONS[1:]],
-      *[dict(pooling=p, method=m, ablation=dict(bidirectional=True))
-        for p in ("mean", "last") for m in ("associative", "sequential")],
-  )
-  def test_appending_padding_leaves_logits_unchanged(self, pooling, method, ablation):
-    cfg = _config(pooling=pooling, scan_method=method, **ablation)
-    model, variables, tokens, _ = _init(cfg)
-    lengths = jnp.array([9, 4, 1])
-    mask = (jnp.arange(9)[None] < lengths[:, None]).astype(jnp.int32)
-    tokens = tokens * mask
-    logits = model.apply(variables, tokens, mask)
-    padded_tokens = jnp.pad(tokens, ((0, 0), (0, 7)))
-    padded_mask = jnp.pad(mask, ((0, 0), (0, 7)))
-    # Junk in the padded positions must not matter either.
-    padded_tokens = padded_tokens.at[:, 9:].set(7)
-    logits_padded = model.apply(variables, padded_tokens, padded_mask)
-    np.testing.assert_allclose(logits_padded, logits, atol=1e-6, rtol=0)
-    for row, n in enumerate(lengths):
-      alone = model.apply(variables, tokens[row:row + 1, :n], mask[row:row + 1, :n])
-      np.testing.assert_allclose(alone[0], logits[row], atol=1e-6, rtol=0)
+MAMBA2 = dict(mixer="mamba2", head_dim=8, n_groups=2, chunk_size=4)  # 4 heads in 2 groups; l = 9 spans 3 chunks.
+MIXERS = {"mamba1": {}, "mamba2": MAMBA2}
+# The recurrent state of one layer for a batch of 3 (init_cache): (b, d, n), and Mamba-2's (b, h, p, n).
+STATE_SHAPES = {"mamba1": (3, 32, 4), "mamba2": (3, 4, 8, 4)}
 
 
 class BidirectionalTest(parameterized.TestCase):
@@ -108,19 +88,21 @@ class BidirectionalTest(parameterized.TestCase):
 
 class RecurrentInferenceTest(parameterized.TestCase):
 
-  @parameterized.parameters(*ABLATIONS)
-  def test_step_reproduces_parallel_forward(self, **ablation):
-    cfg = _config(**ablation)
-    model, variables, tokens, mask = _init(cfg)
+  @parameterized.parameters(*[("mamba1", ablation) for ablation in ABLATIONS], ("mamba2", {}))
+  def test_step_reproduces_parallel_forward(self, mixer, ablation):
+    cfg = _config(**MIXERS[mixer], **ablation)
+    model, variables, tokens, mask = _init(cfg, length=12)
     features, _ = model.apply(variables, tokens, mask, method=model.encode)
     cache = init_cache(cfg, tokens.shape[0])
+    chex.assert_shape(cache[0].ssm_state, STATE_SHAPES[mixer])
     step = jax.jit(lambda t, c: model.apply(variables, t, c, method=model.step))
     for t in range(tokens.shape[1]):
       out, cache = step(tokens[:, t], cache)
       np.testing.assert_allclose(out, features[:, t], atol=1e-5, rtol=1e-5)
 
-  def test_prefill_then_step_continues_the_sequence(self):
-    cfg = _config()
+  @parameterized.parameters(*MIXERS)
+  def test_prefill_then_step_continues_the_sequence(self, mixer):
+    cfg = _config(**MIXERS[mixer])
     model, variables, tokens, mask = _init(cfg, length=12)
     features, _ = model.apply(variables, tokens, mask, method=model.encode)
     # Prompts of different lengths in one right-padded batch.
@@ -200,92 +182,7 @@ class InitializationTest(parameterized.TestCase):
       self.assertEqual(_config(dtype=dtype).dtype, dtype)
 
 
-class DtypeAndTrainingModeTest(chex.TestCase):
-
-  def test_bfloat16_activations_float32_params(self):
-    cfg32, cfg16 = _config(), _config(dtype=jnp.bfloat16)
-    model32, variables, tokens, mask = _init(cfg32)
-    logits16 = MambaClassifier(cfg16).apply(variables, tokens, mask)
-    self.assertEqual(logits16.dtype, jnp.float32)
-    fresh = MambaClassifier(cfg16).init({"params": jax.random.key(0)}, tokens, mask)
-    for leaf in jax.tree_util.tree_leaves(fresh):
-      self.assertEqual(leaf.dtype, jnp.float32)
-    logits32 = model32.apply(variables, tokens, mask)
-    np.testing.assert_allclose(logits16, logits32, atol=0.05)
-
-  def test_dropout_is_active_only_in_training(self):
-    model, variables, tokens, mask = _init(_config(dropout=0.5))
-    eval_a = model.apply(variables, tokens, mask, train=False)
-    eval_b = model.apply(variables, tokens, mask, train=False)
-    np.testing.assert_array_equal(eval_a, eval_b)
-    train_a = model.apply(variables, tokens, mask, train=True, rngs={"dropout": jax.random.key(1)})
-    train_b = model.apply(variables, tokens, mask, train=True, rngs={"dropout": jax.random.key(2)})
-    self.assertGreater(float(jnp.max(jnp.abs(train_a - train_b))), 1e-4)
-
-  @chex.variants(with_jit=True, without_jit=True)
-  def test_logits_shape_and_dtype(self):
-    model, variables, tokens, mask = _init(_config(num_classes=3))
-    logits = self.variant(lambda v, t, m: model.apply(v, t, m))(variables, tokens, mask)
-    chex.assert_shape(logits, (3, 3))
-    chex.assert_type(logits, jnp.float32)
-    chex.assert_tree_all_finite(logits)
-
-  @parameterized.parameters(False, True)
-  def test_gradients_reach_every_parameter(self, bidirectional):
-    model, variables, tokens, mask = _init(_config(bidirectional=bidirectional))
-    labels = jnp.array([0, 1, 1])
-
-    def loss(params):
-      logits = model.apply({"params": params}, tokens, mask, train=True,
-                           rngs={"dropout": jax.random.key(0)})
-      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), labels])
-
-    grads = jax.grad(loss)(variables["params"])
-    for path, g in jax.tree_util.tree_leaves_with_path(grads):
-      if "embed" in jax.tree_util.keystr(path):
-        continue  # only rows of tokens present get a gradient
-      self.assertGreater(float(jnp.max(jnp.abs(g))), 0.0, msg=jax.tree_util.keystr(path))
-
-
-# ---- Mamba-2: the same classifier with MambaConfig(mixer="mamba2") ---------------------------
-
-MAMBA2 = dict(mixer="mamba2", head_dim=8, n_groups=2, chunk_size=4)  # 4 heads in 2 groups; l = 9 spans 3 chunks.
-
-
-class Mamba2ModelTest(parameterized.TestCase):
-
-  @parameterized.product(pooling=("mean", "last"), method=("associative", "sequential"),
-                         bidirectional=(False, True))
-  def test_appending_padding_leaves_logits_unchanged(self, pooling, method, bidirectional):
-    cfg = _config(pooling=pooling, scan_method=method, bidirectional=bidirectional, **MAMBA2)
-    model, variables, tokens, _ = _init(cfg)
-    lengths = jnp.array([9, 4, 1])
-    mask = (jnp.arange(9)[None] < lengths[:, None]).astype(jnp.int32)
-    tokens = tokens * mask
-    logits = model.apply(variables, tokens, mask)
-    padded_tokens = jnp.pad(tokens, ((0, 0), (0, 7))).at[:, 9:].set(7)
-    logits_padded = model.apply(variables, padded_tokens, jnp.pad(mask, ((0, 0), (0, 7))))
-    np.testing.assert_allclose(logits_padded, logits, atol=1e-6, rtol=0)
-    for row, n in enumerate(lengths):
-      alone = model.apply(variables, tokens[row:row + 1, :n], mask[row:row + 1, :n])
-      np.testing.assert_allclose(alone[0], logits[row], atol=1e-6, rtol=0)
-
-  def test_step_and_prefill_reproduce_the_parallel_forward(self):
-    cfg = _config(**MAMBA2)
-    model, variables, tokens, mask = _init(cfg, length=12)
-    features, _ = model.apply(variables, tokens, mask, method=model.encode)
-    cache = init_cache(cfg, tokens.shape[0])
-    chex.assert_shape(cache[0].ssm_state, (3, 4, 8, 4))
-    step = jax.jit(lambda t, c: model.apply(variables, t, c, method=model.step))
-    for t in range(tokens.shape[1]):
-      out, cache = step(tokens[:, t], cache)
-      np.testing.assert_allclose(out, features[:, t], atol=1e-5, rtol=1e-5)
-    lengths = jnp.array([5, 2, 1])
-    prompt_mask = (jnp.arange(12)[None] < lengths[:, None]).astype(jnp.int32)
-    _, cache = model.apply(variables, tokens * prompt_mask, prompt_mask, method=model.prefill)
-    for k in range(4):
-      out, cache = step(tokens[jnp.arange(3), lengths + k], cache)
-      np.testing.assert_allclose(out, features[jnp.arange(3), lengths + k], atol=1e-5, rtol=1e-5)
+class Mamba2InitializationAndConfigTest(parameterized.TestCase):
 
   def test_matches_reference_initialization_and_layout(self):
     cfg = _config(d_model=64, n_layers=4, d_state=16, head_dim=16, mixer="mamba2")
@@ -304,22 +201,6 @@ class Mamba2ModelTest(parameterized.TestCase):
       np.testing.assert_array_equal(mixer["norm"]["scale"], 1.0)
       out_bound = 1 / math.sqrt(cfg.d_inner) / math.sqrt(cfg.n_layers)
       self.assertLessEqual(float(jnp.max(jnp.abs(mixer["out_proj"]["kernel"]))), out_bound)
-
-  def test_gradients_reach_every_parameter_and_bfloat16_stays_close(self):
-    cfg = _config(**MAMBA2)
-    model, variables, tokens, mask = _init(cfg)
-    labels = jnp.array([0, 1, 1])
-
-    def loss(params):
-      logits = model.apply({"params": params}, tokens, mask, train=True, rngs={"dropout": jax.random.key(0)})
-      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(3), labels])
-
-    for path, g in jax.tree_util.tree_leaves_with_path(jax.grad(loss)(variables["params"])):
-      if "embed" not in jax.tree_util.keystr(path):
-        self.assertGreater(float(jnp.max(jnp.abs(g))), 0.0, msg=jax.tree_util.keystr(path))
-    logits16 = MambaClassifier(_config(dtype=jnp.bfloat16, **MAMBA2)).apply(variables, tokens, mask)
-    self.assertEqual(logits16.dtype, jnp.float32)
-    np.testing.assert_allclose(logits16, model.apply(variables, tokens, mask), atol=0.05)
 
   @parameterized.parameters(
       (dict(head_dim=12), "head_dim 12 must divide d_inner"),
