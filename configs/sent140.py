@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.label_scheme = "auto"
   config.encoding = "auto"  # "auto" (byte order mark, else UTF-8 if the file decodes, else latin-1) | "utf-8" | "latin-1".
   config.delimiter = "auto"  # "auto" (tab for .tsv/.tab, else comma) | "comma" | "tab".
+  # ---- The synthetic toy task (dataset "synthetic"; train.data.synthetic; configs/tiny.py) ----
+  config.synthetic_train_size = 4096  # Train examples (max_train_examples still cuts them).
+  config.synthetic_eval_size = 512  # Validation and test examples, each (manual_test: always 498).
 
   # ---- Model (train.loop.models.create_model) ----
   config.model_type = "mamba"  # "mamba" | "transformer" | "lstm".

@@ -88,7 +88,8 @@ def test_train_batches_rejects_too_small_split():
 
 
 def test_synthetic_datasets_deterministic_and_consistent():
-  config = ml_collections.ConfigDict(dict(max_length=12, seed=0, max_train_examples=300))
+  config = ml_collections.ConfigDict(dict(max_length=12, seed=0, max_train_examples=300, synthetic_train_size=4096,
+                                          synthetic_eval_size=512))
   a, b = synthetic.make_datasets(config), synthetic.make_datasets(config)
   assert set(a.splits) == {"train", "validation", "test", "manual_test"}
   assert len(a.splits["train"]) == 300
@@ -106,7 +107,8 @@ def test_synthetic_datasets_deterministic_and_consistent():
 
 def test_synthetic_labels_follow_the_rule():
   """Label = sign of the sentiment-word sum with 'not' flipping the next word."""
-  d = synthetic.make_datasets(ml_collections.ConfigDict(dict(max_length=20, seed=1, max_train_examples=None)))
+  d = synthetic.make_datasets(ml_collections.ConfigDict(dict(max_length=20, seed=1, max_train_examples=None,
+                                                           synthetic_train_size=4096, synthetic_eval_size=512)))
   split = d.splits["validation"]
   for text, label in zip(split.texts, split.labels):
     words, score = text.split(), 0

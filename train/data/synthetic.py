@@ -22,7 +22,7 @@ SPECIAL_TOKENS = ("<pad>", "<unk>")
 VOCABULARY = SPECIAL_TOKENS + POSITIVE_WORDS + NEGATIVE_WORDS + (NEGATION,) + FILLER_WORDS
 
 # Sizes used unless the config has these fields.
-DEFAULT_SIZES = {"train": 4096, "validation": 512, "test": 512, "manual_test": 498}
+MANUAL_TEST_SIZE = 498  # As many as the real manual test set.
 MIN_WORDS = 3
 
 
@@ -85,20 +85,15 @@ def _make_split(name: str, size: int, seed: int, max_length: int,
 def make_datasets(config) -> Datasets:
   """Builds all four splits in memory; deterministic in config.seed.
 
-  Reads config.max_length, seed and max_train_examples, and, where the config has them
-  (configs/tiny.py, the study's synthetic runs), synthetic_train_size (train) and
-  synthetic_eval_size (validation and test); without them the sizes are DEFAULT_SIZES.
-  manual_test has 498 examples always.
+  Reads config.max_length, seed, max_train_examples, synthetic_train_size (train) and
+  synthetic_eval_size (validation and test); manual_test has ``MANUAL_TEST_SIZE`` examples always.
   """
   max_length = int(config.max_length)
   if max_length < MIN_WORDS:
     raise ValueError(f"max_length must be >= {MIN_WORDS} for the synthetic task, got {max_length}")
   seed = int(config.seed)
-  sizes = dict(DEFAULT_SIZES)
-  if "synthetic_train_size" in config:
-    sizes["train"] = int(config.synthetic_train_size)
-  if "synthetic_eval_size" in config:
-    sizes["validation"] = sizes["test"] = int(config.synthetic_eval_size)
+  sizes = {"train": int(config.synthetic_train_size), "validation": int(config.synthetic_eval_size),
+           "test": int(config.synthetic_eval_size), "manual_test": MANUAL_TEST_SIZE}
   if config.max_train_examples:
     sizes["train"] = min(sizes["train"], int(config.max_train_examples))
   tokenizer = SyntheticTokenizer(max_length)
