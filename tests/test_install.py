@@ -65,6 +65,7 @@ def _installed_wheel(cache: pathlib.Path) -> pathlib.Path:
   return python
 
 
+@pytest.mark.slow  # About 30 s on the first run (the build) under load.
 def test_the_built_wheel_predicts_from_another_folder(request, tmp_path):
   python = _installed_wheel(pathlib.Path(request.config.cache.mkdir("installed_wheel")))
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
