@@ -1,4 +1,5 @@
-"""What every classifier promises, Mamba-1, Mamba-2, the Transformer and the LSTM alike, each stated once.
+"""What every classifier promises, Mamba-1, Mamba-2, the Transformer, the Performer and the LSTM alike, each
+stated once.
 
 Padding never changes a real token's logits; the logits are (b, c) float32 and finite, jitted or not,
 in training and evaluation; dropout acts only in training and is determined by its key; bfloat16
@@ -13,10 +14,11 @@ import numpy as np
 import pytest
 
 from mamba_jax import MambaClassifier, MambaConfig
-from mamba_jax.baselines import LSTMClassifier, LSTMConfig, TransformerClassifier, TransformerConfig
+from mamba_jax.baselines import LSTMClassifier, LSTMConfig, PerformerClassifier, PerformerConfig
+from mamba_jax.baselines import TransformerClassifier, TransformerConfig
 
 VOCAB = 50
-KINDS = ("mamba1", "mamba2", "transformer", "lstm")
+KINDS = ("mamba1", "mamba2", "transformer", "performer", "lstm")
 # Mamba-2 with 4 heads in 2 groups; a length of 9 spans 3 chunks.
 MAMBA2 = dict(mixer="mamba2", head_dim=8, n_groups=2, chunk_size=4)
 
@@ -27,8 +29,10 @@ def classifier(kind, **overrides):
     kwargs = dict(vocab_size=VOCAB, d_model=16, n_layers=2, d_state=4, dropout=0.1,
                   **(MAMBA2 if kind == "mamba2" else {}))
     return MambaClassifier(MambaConfig(**{**kwargs, **overrides}))
-  if kind == "transformer":
+  if kind in ("transformer", "performer"):
     kwargs = dict(vocab_size=VOCAB, d_model=16, num_heads=4, d_ff=32, max_length=32)
+    if kind == "performer":
+      return PerformerClassifier(PerformerConfig(**{**kwargs, "num_features": 32, **overrides}))
     return TransformerClassifier(TransformerConfig(**{**kwargs, **overrides}))
   kwargs = dict(vocab_size=VOCAB, embed_dim=8, hidden_size=16)
   return LSTMClassifier(LSTMConfig(**{**kwargs, **overrides}))
@@ -49,6 +53,9 @@ PADDING_CASES = [
     *[("mamba1", dict(pooling="last", scan_method="sequential", **a)) for a in MAMBA_ABLATIONS],
     *[(kind, dict(pooling=p)) for kind in ("transformer", "lstm") for p in ("mean", "last")],
     ("transformer", dict(positions="learned")),
+    ("transformer", dict(positions="rope")),
+    ("performer", dict(pooling="last")),
+    ("performer", dict(positions="rope")),
 ]
 
 
@@ -57,7 +64,9 @@ def test_appending_padding_leaves_logits_unchanged(kind, overrides):
   model = classifier(kind, **overrides)
   variables, tokens, _ = init(model)
   # Mamba in eager mode to 1e-6; the baselines jitted to 1e-5.
-  apply, atol = (model.apply, 1e-6) if kind.startswith("mamba") else (jax.jit(model.apply), 1e-5)
+  # FAVOR+'s random-feature sums round a little more (2e-5).
+  apply, atol = ((model.apply, 1e-6) if kind.startswith("mamba") else
+                 (jax.jit(model.apply), 2e-5 if kind == "performer" else 1e-5))
   lengths = jnp.array([9, 4, 1])
   mask = (jnp.arange(9)[None] < lengths[:, None]).astype(jnp.int32)
   tokens = tokens * mask

@@ -1,8 +1,8 @@
 """Transformer encoder classifier, the attention baseline of the study.
 
-Axes (``mamba_jax.notation``): b, l, m, h, f, c.
+Axes (``mamba_jax.notation``): b, l, m, h, p, f, c (here p = m / h).
 
-    tokens (b, l) -> Embed + positions -> Dropout
+    tokens (b, l) -> Embed (+ a position table) -> Dropout
                   -> [x + Dropout(Attention(LayerNorm(x)))
                       x + Dropout(FeedForward(LayerNorm(x)))] * n_layers -> LayerNorm
                   -> masked pooling ("mean" | "last") -> Dropout -> Dense -> logits (b, c)
@@ -10,12 +10,22 @@ Axes (``mamba_jax.notation``): b, l, m, h, f, c.
 Pre-norm like the Mamba classifier, with the residual stream kept in float32.
 Padded keys are masked out of every attention, so right padding changes no
 real token's features; pooling never reads a padded position.
+
+Positions (``TransformerConfig.positions``): a table added to the embeddings
+("sinusoidal", "learned"), or rotary position embeddings ("rope"; Su et al. 2021,
+RoFormer, arXiv:2104.09864): no table; every layer rotates each head's queries and
+keys by angles proportional to their positions (:func:`rotary_embedding`), so a
+query-key score depends on the two positions only through their difference.
+
+The self-attention of a layer is ``EncoderLayer.self_attention``; the Performer
+baseline (:mod:`mamba_jax.baselines.performer`) replaces only that method.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+from typing import Any, Optional
 
 import chex
 import jax
@@ -29,7 +39,7 @@ from mamba_jax.pooling import pool
 
 Array = jax.Array
 
-POSITIONS = ("sinusoidal", "learned")
+POSITIONS = ("sinusoidal", "learned", "rope")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +53,10 @@ class TransformerConfig:
   num_heads: int = 4  # h: attention heads; d_model must be divisible by it.
   d_ff: int = 128  # f: hidden width of the feed-forward block.
   dropout: float = 0.1  # Embeddings, attention weights, residual branches, pooled features.
-  positions: str = "sinusoidal"  # "sinusoidal" (any length) or "learned" (up to max_length).
+  # "sinusoidal" (any length), "learned" (up to max_length) or "rope" (rotary, any length; p even).
+  positions: str = "sinusoidal"
   max_length: int = 512  # Longest sequence "learned" positions can encode.
+  rope_theta: float = 10000.0  # "rope" only: the base of the rotation frequencies theta^(-2i/p).
   pooling: str = "mean"  # "mean" over real tokens, or the "last" real token.
   norm_epsilon: float = 1e-5  # LayerNorm epsilon.
   dtype: Any = jnp.float32  # Activation dtype; parameters and the residual stream stay float32.
@@ -57,6 +69,11 @@ class TransformerConfig:
     if self.d_model % self.num_heads:
       raise ValueError(
           f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+    if self.positions == "rope" and (self.d_model // self.num_heads) % 2:
+      raise ValueError(f"positions='rope' rotates pairs of channels: the head width d_model / num_heads "
+                       f"= {self.d_model // self.num_heads} must be even")
+    if self.positions == "rope" and not self.rope_theta > 1.0:
+      raise ValueError(f"rope_theta must be > 1, got {self.rope_theta}")
 
 
 def sinusoidal_positions(length: int, width: int) -> np.ndarray:
@@ -72,10 +89,62 @@ def sinusoidal_positions(length: int, width: int) -> np.ndarray:
   return table.astype(np.float32)
 
 
+def rotary_embedding(x: Array, theta: float = 10000.0) -> Array:
+  """Rotary position embedding of x (b, l, h, p) at positions 0..l-1, in float32 -> x.dtype.
+
+  Channel pairs (i, i + p/2) of the token at position t are rotated by the angle
+  t * theta^(-2i/p) (the "rotate half" layout of GPT-NeoX and LLaMA). For every pair of
+  positions (s, t), ``<R_s q, R_t k> = <q, R_(t-s) k>``: scores depend on t - s only.
+  """
+  length, width = x.shape[1], x.shape[-1]
+  half = width // 2
+  frequency = theta ** (-np.arange(half, dtype=np.float64) * 2.0 / width)  # (p/2,)
+  angle = np.arange(length, dtype=np.float64)[:, None] * frequency[None]  # (l, p/2)
+  cos = jnp.asarray(np.cos(angle), jnp.float32)[None, :, None, :]  # (1, l, 1, p/2)
+  sin = jnp.asarray(np.sin(angle), jnp.float32)[None, :, None, :]
+  x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+def rotary_dot_product_attention(query: Array, key: Array, value: Array, mask: Optional[Array] = None,
+                                 dropout_rng: Optional[Array] = None, dropout_rate: float = 0.0,
+                                 broadcast_dropout: bool = True, deterministic: bool = False,
+                                 dtype: Any = None, precision: Any = None, *, theta: float = 10000.0) -> Array:
+  """``nn.dot_product_attention`` after :func:`rotary_embedding` of the queries and keys.
+
+  query, key, value (b, l, h, p) -> (b, l, h, p); the ``attention_fn`` of
+  ``nn.MultiHeadDotProductAttention`` for ``positions="rope"``.
+  """
+  return nn.dot_product_attention(
+      rotary_embedding(query, theta), rotary_embedding(key, theta), value, mask=mask,
+      dropout_rng=dropout_rng, dropout_rate=dropout_rate, broadcast_dropout=broadcast_dropout,
+      deterministic=deterministic, dtype=dtype, precision=precision)
+
+
 class EncoderLayer(nn.Module):
-  """One pre-norm encoder layer: self-attention then feed-forward, both residual."""
+  """One pre-norm encoder layer: self-attention then feed-forward, both residual.
+
+  ``index``: the layer's place in the stack (the Performer seeds its random features with it).
+  """
 
   config: TransformerConfig
+  index: int = 0
+
+  def self_attention(self, y: Array, key_mask: Array, train: bool) -> Array:
+    """Multi-head softmax attention of y (b, l, m) over its real keys -> (b, l, m), submodule "attention"."""
+    cfg = self.config
+    attention_fn = (functools.partial(rotary_dot_product_attention, theta=cfg.rope_theta)
+                    if cfg.positions == "rope" else nn.dot_product_attention)
+    return nn.MultiHeadDotProductAttention(
+        num_heads=cfg.num_heads,
+        qkv_features=cfg.d_model,
+        out_features=cfg.d_model,
+        dropout_rate=cfg.dropout,
+        dtype=cfg.dtype,
+        param_dtype=jnp.float32,
+        attention_fn=attention_fn,
+        name="attention",
+    )(y, y, mask=key_mask, deterministic=not train)
 
   @nn.compact
   def __call__(self, x: Array, key_mask: Array, train: bool = False) -> Array:
@@ -84,15 +153,7 @@ class EncoderLayer(nn.Module):
     layer_norm = lambda name: nn.LayerNorm(
         epsilon=cfg.norm_epsilon, dtype=cfg.dtype, param_dtype=jnp.float32, name=name)
     y = layer_norm("attention_norm")(x)
-    y = nn.MultiHeadDotProductAttention(
-        num_heads=cfg.num_heads,
-        qkv_features=cfg.d_model,
-        out_features=cfg.d_model,
-        dropout_rate=cfg.dropout,
-        dtype=cfg.dtype,
-        param_dtype=jnp.float32,
-        name="attention",
-    )(y, y, mask=key_mask, deterministic=not train)
+    y = self.self_attention(y, key_mask, train)
     x = x + nn.Dropout(rate=cfg.dropout)(y, deterministic=not train).astype(jnp.float32)
     y = layer_norm("feed_forward_norm")(x)
     y = nn.Dense(cfg.d_ff, dtype=cfg.dtype, param_dtype=jnp.float32, name="ff_in")(y)
@@ -103,9 +164,13 @@ class EncoderLayer(nn.Module):
 
 
 class TransformerClassifier(nn.Module):
-  """``apply(variables, tokens, mask, train=False) -> logits (b, c)`` float32."""
+  """``apply(variables, tokens, mask, train=False) -> logits (b, c)`` float32.
+
+  ``layer_class``: the encoder layer (a subclass may change its self-attention).
+  """
 
   config: TransformerConfig
+  layer_class = EncoderLayer  # Not a dataclass field: a class attribute subclasses override.
 
   def setup(self):
     cfg = self.config
@@ -116,14 +181,14 @@ class TransformerClassifier(nn.Module):
     if cfg.positions == "learned":
       self.position_embedding = self.param(
           "position_embedding", inits.embedding, (cfg.max_length, cfg.d_model))
-    self.layers = [EncoderLayer(cfg, name=f"layers_{i}") for i in range(cfg.n_layers)]
+    self.layers = [self.layer_class(cfg, index=i, name=f"layers_{i}") for i in range(cfg.n_layers)]
     self.norm_f = nn.LayerNorm(epsilon=cfg.norm_epsilon, dtype=jnp.float32,
                                param_dtype=jnp.float32)
     self.dropout = nn.Dropout(rate=cfg.dropout)
     self.head = nn.Dense(cfg.num_classes, dtype=jnp.float32, param_dtype=jnp.float32)
 
   def _positions(self, length: int) -> Array:
-    """(l, m) float32 position encodings."""
+    """(l, m) float32 position encodings added to the embeddings ("sinusoidal" or "learned")."""
     cfg = self.config
     if cfg.positions == "sinusoidal":
       return jnp.asarray(sinusoidal_positions(length, cfg.d_model))
@@ -143,7 +208,9 @@ class TransformerClassifier(nn.Module):
     """
     chex.assert_rank([tokens, mask], [2, 2])
     chex.assert_equal_shape([tokens, mask])
-    x = self.embed(tokens) + self._positions(tokens.shape[1])[None]
+    x = self.embed(tokens)
+    if self.config.positions != "rope":  # RoPE rotates queries and keys in every layer instead.
+      x = x + self._positions(tokens.shape[1])[None]
     x = self.dropout(x, deterministic=not train)
     # (b, 1, 1, l): every query (and head) may attend to the real keys only.
     key_mask = mask.astype(bool)[:, None, None, :]

@@ -16,7 +16,8 @@ import numpy as np
 from flax import linen as nn
 
 from mamba_jax import MambaClassifier, MambaConfig, MambaLM
-from mamba_jax.baselines import LSTMClassifier, LSTMConfig, TransformerClassifier, TransformerConfig
+from mamba_jax.baselines import LSTMClassifier, LSTMConfig, PerformerClassifier, PerformerConfig
+from mamba_jax.baselines import TransformerClassifier, TransformerConfig
 from train.loop import tasks
 
 # model_type -> (config class, model class, task).
@@ -24,6 +25,7 @@ MODELS = {
     "mamba": (MambaConfig, MambaClassifier, tasks.Classification),
     "transformer": (TransformerConfig, TransformerClassifier, tasks.Classification),
     "lstm": (LSTMConfig, LSTMClassifier, tasks.Classification),
+    "performer": (PerformerConfig, PerformerClassifier, tasks.Classification),  # FAVOR+ attention.
     "mamba_lm": (MambaConfig, MambaLM, tasks.NextToken),  # configs/sent140_lm.py: pretraining.
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
