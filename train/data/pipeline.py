@@ -12,7 +12,8 @@ tokenizer, new sources or split fractions rewrite the dataset. A prepared file t
 read (a truncated token cache, tokenizer model or TFDS shard) is moved aside
 (``prepared_paths.set_aside``), reported in one line and built again from what precedes it.
 config.dataset "labelled_files" runs the user's own files (train.data.labelled_files) through the
-same stages; a classifier given as config.init_from hands its tokenizer in (``given_tokenizer``):
+same stages; the Long Range Arena tasks ("lra_<task>") have their own builders and fixed vocabularies
+(train.data.lra.prepared); a classifier given as config.init_from hands its tokenizer in (``given_tokenizer``):
 the splits are encoded with it instead of a trained one.
 Axes (``mamba_jax.notation``): N, L.
 """
@@ -26,6 +27,8 @@ import numpy as np
 
 from train.data import labelled_files, prepared_paths, records as records_lib, sources, synthetic, tfds_dataset
 from train.data import token_cache
+from train.data.lra import prepared as lra_prepared
+from train.data.lra import tasks as lra_tasks
 from train.data import summary as summary_lib
 from train.data import tokenizer as tokenizer_lib
 from train.data.datasets import SPLIT_NAMES, Datasets, Split
@@ -203,8 +206,11 @@ def get_datasets(config, *, log=print, given_tokenizer: str | None = None) -> Da
   dataset = config.dataset
   if dataset == "synthetic":
     return synthetic.make_datasets(config)
+  if dataset in lra_tasks.BY_DATASET:
+    return lra_prepared.get_datasets(config, log=log)
   if dataset not in DATASETS:
-    raise ValueError(f"config.dataset must be one of {', '.join(DATASETS)}, got {dataset!r}")
+    raise ValueError(f"config.dataset must be one of {', '.join(DATASETS + tuple(lra_tasks.BY_DATASET))}, "
+                     f"got {dataset!r}")
   try:
     return load(config, build(config, log=log, given_tokenizer=given_tokenizer), log=log)
   except UnreadablePreparedData:  # Moved aside: built again from the files before it, once.

@@ -94,6 +94,12 @@ def read_raw_texts(dataset_dir: str, splits) -> dict[str, list[str]]:
           for name in splits}
 
 
+def split_features(dataset_dir: str, split: str):
+  """The feature map (name -> tf.train.Feature) of every record of ``split``, in file order (the LRA
+  datasets, whose features are not Sentiment140's)."""
+  return _features(_split_infos(dataset_dir)[split])
+
+
 def _split_infos(dataset_dir: str):
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   return tfds.builder_from_directory(dataset_dir).info.splits

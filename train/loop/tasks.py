@@ -50,7 +50,7 @@ class Classification:
 
   ``reported_splits``: the final report's splits. Sentiment140 and the synthetic task:
   validation, test and manual_test (``metrics.REPORTED_SPLITS``); the user's files
-  (config.dataset "labelled_files"): validation and test (the test file, when given).
+  (config.dataset "labelled_files") and the Long Range Arena tasks ("lra_<task>"): validation and test.
   """
 
   reported_splits = metrics.REPORTED_SPLITS
@@ -61,8 +61,8 @@ class Classification:
   @classmethod
   def for_run(cls, config: ml_collections.ConfigDict, train_split=None) -> "Classification":
     del train_split
-    if config.dataset == "labelled_files":
-      return cls(("validation", "test"))
+    if config.dataset == "labelled_files" or config.dataset.startswith("lra_"):
+      return cls(("validation", "test"))  # The user's files and the LRA tasks: no manual_test.
     return cls()
 
   def loss(self, apply_fn, params, batch: dict, rng: jax.Array,
