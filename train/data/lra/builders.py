@@ -152,6 +152,8 @@ class LraPathfinder64(_LraPathfinder):
 class _FetchedBuilder(_LraBuilder, skip_registration=True):
   """Reads its task's files from the manual dir; ``check_sources=False`` skips their checksum (test fixtures)."""
 
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "The task's files, as train/data/lra/fetched.py and README 'Long Range Arena' say."
+
   def __init__(self, *, check_sources: bool = True, **kwargs):
     self._check_sources = check_sources
     super().__init__(**kwargs)
