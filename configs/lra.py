@@ -24,7 +24,7 @@ Training (every model alike): AdamW, peak 1e-3 after 1% warmup, cosine to 1%, we
 batch 32, label smoothing 0, dropout 0.1; length buckets for the variable-length tasks (ListOps,
 Text), fixed length for the others. ``num_train_steps`` is an upper bound: the study's runs stop
 at a wall-clock budget (``config.budget_minutes``, set by ``train.lra``) and the schedule is
-fitted to the steps that budget allows (``train.long_range_arena``).
+fitted to the steps that budget allows (``train.study.lra``).
 """
 
 import ml_collections
@@ -35,6 +35,33 @@ from train.data.lra import tasks as lra_tasks
 MODELS = ("mamba", "mamba2", "mamba2_bidirectional", "transformer_rope", "performer")
 # Bucket bounds of the variable-length tasks (tokens); max_length is always the last bound.
 BUCKETS = {"listops": (768, 1024, 1280, 1536), "text": (512, 768, 1024, 1536)}
+
+
+# --quick (python -m train.lra, scripts/gpu_check.sh --dry-run, benchmarks.lra_speed --tiny): every model at
+# width 16 with one layer, so each stays valid (Mamba-2's heads divide d_inner, the Transformer's d_model).
+QUICK_MODEL_FIELDS = {
+    "mamba": {"d_model": 16, "n_layers": 1},
+    "mamba2": {"d_model": 16, "n_layers": 1, "head_dim": 8, "chunk_size": 16},
+    "mamba2_bidirectional": {"d_model": 16, "n_layers": 1, "head_dim": 8, "chunk_size": 16},
+    "transformer_rope": {"d_model": 16, "n_layers": 1, "num_heads": 2, "d_ff": 32},
+    "performer": {"d_model": 16, "n_layers": 1, "num_heads": 2, "d_ff": 32, "num_features": 16},
+}
+# --quick: a few generated examples, short inputs, a few steps (a smoke test of the whole command).
+QUICK_SETTINGS = {"lra_sizes": (48, 16, 16), "max_length": 128, "batch_size": 8, "eval_batch_size": 16,
+                  "num_train_steps": 4, "warmup_steps": 1, "log_every_steps": 2, "eval_every_steps": 4,
+                  "checkpoint_every_steps": 2, "length_bucket_bounds": (64,)}
+
+
+def quick(config: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
+  """``config`` (of ``model``) made tiny: ``QUICK_MODEL_FIELDS`` and ``QUICK_SETTINGS`` (generated tasks'
+  sizes only where the task is generated)."""
+  model_fields_node = config.model.encoder if config.model_type == "two_tower" else config.model
+  model_fields_node.update(QUICK_MODEL_FIELDS[model])
+  for name, value in QUICK_SETTINGS.items():
+    if name == "lra_sizes" and not lra_tasks.BY_DATASET[config.dataset].generated:
+      continue
+    config[name] = value
+  return config
 
 
 def model_fields(model: str) -> tuple[str, dict]:

@@ -117,6 +117,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.neutral_threshold = 0.7  # manual_test three-way: confidence below this -> "neutral".
   config.ece_bins = 15  # Equal-width confidence bins of the expected calibration error.
   config.debug_nan_after_step = -1  # Test hook: >= 0 multiplies the loss by NaN from that step on; -1 off.
+  # Wall-clock budget in minutes (0: none): training stops at the step where the workdir's runs have
+  # spent it (resumed runs count their earlier time), then evaluates and reports as usual (train.train).
+  config.budget_minutes = 0.0
 
   # ---- Several processes (train.runs.distributed; README "Several hosts") ----
   config.distributed = False  # Call jax.distributed.initialize() (multi-host; one process per host).

@@ -26,3 +26,5 @@ def check_training_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ValueError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing!r}")
+  if not config.budget_minutes >= 0:
+    raise ValueError(f"config.budget_minutes must be >= 0 (0: no budget), got {config.budget_minutes!r}")

@@ -18,6 +18,7 @@ from flax import linen as nn
 from mamba_jax import MambaClassifier, MambaConfig, MambaLM
 from mamba_jax.baselines import LSTMClassifier, LSTMConfig, PerformerClassifier, PerformerConfig
 from mamba_jax.baselines import TransformerClassifier, TransformerConfig
+from mamba_jax.two_tower import TwoTowerClassifier, TwoTowerConfig
 from train.loop import tasks
 
 # model_type -> (config class, model class, task).
@@ -26,6 +27,7 @@ MODELS = {
     "transformer": (TransformerConfig, TransformerClassifier, tasks.Classification),
     "lstm": (LSTMConfig, LSTMClassifier, tasks.Classification),
     "performer": (PerformerConfig, PerformerClassifier, tasks.Classification),  # FAVOR+ attention.
+    "two_tower": (TwoTowerConfig, TwoTowerClassifier, tasks.Classification),  # Pairs: LRA Retrieval.
     "mamba_lm": (MambaConfig, MambaLM, tasks.NextToken),  # configs/sent140_lm.py: pretraining.
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

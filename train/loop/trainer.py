@@ -271,6 +271,11 @@ class Run:
     state: the state to train from (restored or initial), then the trained state.
     start_step: the step ``state`` is at (0: a fresh start).
     best_accuracy: the best validation accuracy so far (None: none yet).
+    clock: the run's clock (set by ``train_and_evaluate``).
+    spent_before_s: wall time the earlier runs of this workdir spent up to the restored
+      checkpoint (its progress' ``wall_time_total_s``; counts against ``config.budget_minutes``).
+    final_step: the last step trained (``total_steps``, or less when the budget stopped training).
+    stopped_by_budget: training stopped at ``config.budget_minutes``.
   """
 
   config: ml_collections.ConfigDict
@@ -289,11 +294,24 @@ class Run:
   state: Optional[TrainState] = None
   start_step: int = 0
   best_accuracy: Optional[float] = None
+  clock: Optional["RunClock"] = None
+  spent_before_s: float = 0.0
+  final_step: int = 0
+  stopped_by_budget: bool = False
+
+  def wall_time_total_s(self) -> float:
+    """Wall time of this workdir's runs up to now (this run's and the earlier ones' up to the restored step)."""
+    return self.spent_before_s + (self.clock.wall_s() if self.clock is not None else 0.0)
+
+  def budget_spent(self) -> bool:
+    """Whether ``config.budget_minutes`` (> 0) of wall time are used up."""
+    budget_s = 60.0 * float(self.config.budget_minutes)
+    return budget_s > 0 and self.wall_time_total_s() >= budget_s
 
   def progress(self, step: int) -> dict:
     """The ``progress`` item of a checkpoint of ``step``."""
     return {"step": step, "best_validation_accuracy": self.best_accuracy, "total_steps": self.total_steps,
-            "examples_seen": step * self.config.batch_size}
+            "examples_seen": step * self.config.batch_size, "wall_time_total_s": self.wall_time_total_s()}
 
 
 def claim_workdir(run: Run, start_over: bool, cleanup: contextlib.ExitStack) -> None:
@@ -368,7 +386,9 @@ def build_state(run: Run, cleanup: contextlib.ExitStack) -> None:
   cleanup.callback(run.checkpointer.close)
   run.state, progress = run.checkpointer.restore_latest(run.trainer.initial_state)
   run.start_step = int(progress["step"]) if progress else 0
+  run.final_step = run.start_step
   run.best_accuracy = progress.get("best_validation_accuracy") if progress else None
+  run.spent_before_s = float(progress.get("wall_time_total_s", 0.0)) if progress else 0.0
   if run.start_step:
     print(f"Resuming from step {run.start_step} ({checkpoint_dir}).", flush=True)
   logging.info("%s: %d parameters, %d steps (%d per epoch), %d devices, length buckets %s "
@@ -381,7 +401,10 @@ def build_state(run: Run, cleanup: contextlib.ExitStack) -> None:
 def train_loop(run: Run, clock: RunClock) -> None:
   """Step 4: trains from ``run.start_step`` to the last step, validating and saving on the way.
 
-  On SIGTERM/SIGINT (``train.runs.preemption``) the current step is finished and saved.
+  On SIGTERM/SIGINT (``train.runs.preemption``) the current step is finished and saved. With
+  ``config.budget_minutes`` > 0 the step at which the workdir's wall time reaches the budget is the
+  last: it is validated and saved like the planned last step (a run whose budget is already spent
+  trains no step).
 
   Raises:
     NonFiniteLossError: the loss became NaN/inf (the latest checkpoint is the last good one).
@@ -397,7 +420,11 @@ def train_loop(run: Run, clock: RunClock) -> None:
             mininterval=1.0, disable=not run.is_chief) as bar, preemption.StopOnSignal() as signals:
     window = MetricsWindow(run.writer, learning_rate_schedule(config, run.total_steps), bar,
                            checkpointer.directory, clock)
-    for step in range(run.start_step + 1, run.total_steps + 1):
+    steps = range(run.start_step + 1, run.total_steps + 1)
+    if run.budget_spent():
+      steps = range(0)
+      run.stopped_by_budget = run.start_step < run.total_steps
+    for step in steps:
       state, metrics = trainer.train_step(state, next(feed))
       window.add(metrics, config.batch_size)
       bar.update(1)
@@ -406,7 +433,8 @@ def train_loop(run: Run, clock: RunClock) -> None:
         jax.block_until_ready(metrics)
         clock.resume()
         window.reset()
-      is_last = step == run.total_steps
+      run.stopped_by_budget = step < run.total_steps and run.budget_spent()
+      is_last = step == run.total_steps or run.stopped_by_budget
       stop = signals.should_stop(step) and not is_last  # Called every step, on every process.
       evaluate = is_last or step % config.eval_every_steps == 0
       save = is_last or stop or step % config.checkpoint_every_steps == 0
@@ -430,6 +458,9 @@ def train_loop(run: Run, clock: RunClock) -> None:
         raise preemption.Preempted(signals.signal_name(), step, checkpointer.directory)
       if evaluate or save:
         clock.resume()
+      run.final_step = step
+      if is_last:
+        break
     checkpointer.wait()
   run.state = state
 
@@ -443,7 +474,7 @@ def final_evaluation(run: Run) -> tuple[dict, dict, dict]:
   eval_state, eval_progress, eval_kind = run.checkpointer.restore_best_or_latest(run.abstract_state)
   evaluated = eval_report.evaluated_checkpoint(eval_kind, eval_progress, run.checkpointer.problems)
   if eval_progress is None:
-    eval_state, eval_progress = run.state, run.progress(run.total_steps)
+    eval_state, eval_progress = run.state, run.progress(run.final_step)
   evaluator = run.trainer.evaluator
   raw = {}  # The held-out splits' raw texts, for the classifier's slices (hashtags, all-caps words).
   if isinstance(evaluator.task, tasks.Classification):
@@ -459,7 +490,7 @@ def write_report(run: Run, clock: RunClock, metrics: dict, eval_progress: dict, 
   started again, the earlier report's (``eval_report.measured_figures``).
   """
   config = run.config
-  trained_steps = run.total_steps - run.start_step
+  trained_steps = run.final_step - run.start_step
   timed_steps = max(trained_steps - 1, 0)  # The first step (compilation) is not timed.
   train_s = clock.train_s()
   examples_per_s = timed_steps * config.batch_size / train_s if train_s > 0 else 0.0
@@ -467,7 +498,12 @@ def write_report(run: Run, clock: RunClock, metrics: dict, eval_progress: dict, 
   report = provenance.to_jsonable(eval_report.build_eval_report(config, run={
       "model_type": config.model_type,
       "num_params": run.num_params,
-      "steps": run.total_steps,
+      "steps": run.final_step,
+      "planned_steps": run.total_steps,
+      "examples_seen": run.final_step * config.batch_size,
+      "budget_minutes": float(config.budget_minutes),
+      "stopped_by_budget": run.stopped_by_budget,
+      "wall_time_total_s": run.wall_time_total_s(),
       "evaluated_step": int(eval_progress["step"]),
       "resumed_from_step": run.start_step,
       "devices": jax.device_count(),
@@ -481,7 +517,7 @@ def write_report(run: Run, clock: RunClock, metrics: dict, eval_progress: dict, 
   if run.is_chief:
     eval_report.write_eval_report(run.workdir, report)
     if trained_steps:  # A finished run started again already logged its test row.
-      run.writer.write(run.total_steps, "test", report["test"])
+      run.writer.write(run.final_step, "test", report["test"])
   return report
 
 
@@ -506,7 +542,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
   """
   clock = RunClock()
   distributed.initialize(config)
-  run = Run(config=config, workdir=os.path.abspath(workdir), is_chief=jax.process_index() == 0)
+  if config.budget_minutes and jax.process_count() > 1:
+    raise ValueError("config.budget_minutes is for single-process runs (each process has its own clock)")
+  run = Run(config=config, workdir=os.path.abspath(workdir), is_chief=jax.process_index() == 0, clock=clock)
   with contextlib.ExitStack() as cleanup:
     claim_workdir(run, start_over, cleanup)
     load_data(run)

@@ -52,7 +52,8 @@ RETIRED_FIELDS = (
 # task's sizes: what train.data.synthetic used when a config had none). A stored config that lacks one
 # is completed with its default, in a workdir and an export alike.
 FIELDS_WITH_PAST_DEFAULTS = ("train_file", "validation_file", "test_file", "text_column", "label_column",
-                             "label_scheme", "encoding", "delimiter", "synthetic_train_size", "synthetic_eval_size")
+                             "label_scheme", "encoding", "delimiter", "synthetic_train_size", "synthetic_eval_size",
+                             "budget_minutes")
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", EVAL_REPORT_FILE, CONFIG_FILE, CLASSES_FILE)
 
