@@ -16,10 +16,15 @@
 #   .carry/  the prepared token cache (~39 MB), no raw data:
 #            mkdir -p .carry/data_cache/<sentiment140-key> &&
 #            cp -r data_cache/<sentiment140-key>/spm-bpe32000-* .carry/data_cache/<sentiment140-key>/
+#            and for the LRA stage the token caches of ListOps and Image (python -m train.lra --quick
+#            is not enough: the full-length ones, README "Long Range Arena"):
+#            for t in listops image; do d=$(ls -d data_cache/lra-$t-* | head -1) &&
+#              mkdir -p .carry/$d && cp $d/tokens_L* .carry/$d/; done
 #
 # Stages, each under its own time limit (seconds; `timeout`), so one slow stage
-# cannot eat the others (on a GPU the limits add up to 645 s; a training run cut
-# by its limit resumes from its last checkpoint when the script is run again):
+# cannot eat the others (on a GPU the limits add up to 795 s, the LRA stage last; a
+# training run cut by its limit resumes from its last checkpoint when the script is
+# run again):
 #   install           pip install --no-index --no-deps from .whl/ the packages of
 #                     scripts/gpu_wheels.txt not installed yet, then --no-deps -e . (no network)
 #   imports           every module the later stages need
@@ -35,6 +40,12 @@
 #   train_large       configs/sent140_large.py with the fastest at "tweet bfloat16 fwd_bwd", under a
 #                     step budget: LARGE_STEPS (default 2,000 of its 4 epochs = 12,252 steps; the
 #                     cosine schedule follows the budget, so it is a complete, shorter run)
+#   lra               the Long Range Arena study's models (configs/lra.py, ~0.6M parameters each) on
+#                     ListOps (2,000 tokens) and Image (1,024 pixels) at full length, LRA_STEPS steps each
+#                     (default 100) with python -m train.lra, from the prepared token caches carried in
+#                     .carry/data_cache/lra-<task>-*/ (a task without one is left out and named); records
+#                     in results/lra_gpu/ (examples/s per model). The dry run: ListOps, --quick, Mamba-2
+#                     and the Transformer + RoPE only.
 # "Correct" = the GPU tests passed; otherwise pallas is excluded from the choice.
 #
 # Results: results/ (scan_<gpu>.json/.md, train_throughput_<gpu>.json/.md) and
@@ -77,7 +88,9 @@ if [[ $DRY_RUN == 1 ]]; then
   LARGE_STEPS=${LARGE_STEPS:-4}
   # Generous: the dry run checks the script, not the time (a shared CPU may be slow).
   LIMITS=(install=300 imports=300 gpu_tests=300 scan_benchmark=600 train_throughput=600
-          train_sent140=300 train_mamba2=300 train_large=300)
+          train_sent140=300 train_mamba2=300 train_large=300 lra=600)
+  LRA_TASKS=(listops)
+  LRA_ARGS=(--quick --model=mamba2,transformer_rope "--set=prepared_dir=$BASE/lra_data_cache")
 else
   RESULTS=results
   WORKDIRS=workdirs/gpu_check
@@ -94,9 +107,14 @@ else
   LARGE_CONFIG=configs/sent140_large.py
   SENT140_STEPS=${SENT140_STEPS:--1}
   LARGE_STEPS=${LARGE_STEPS:-2000}
-  # 645 s in all: with the machine's start-up, within the 15 minutes a GPU is lent for.
+  # 795 s in all: with the machine's start-up, close to the 15 minutes a GPU is lent for; the LRA
+  # stage runs last, so a cut leaves every other stage's result.
   LIMITS=(install=20 imports=20 gpu_tests=75 scan_benchmark=180 train_throughput=75
-          train_sent140=100 train_mamba2=90 train_large=85)
+          train_sent140=100 train_mamba2=90 train_large=85 lra=150)
+  LRA_STEPS=${LRA_STEPS:-100}
+  LRA_TASKS=(listops image)
+  LRA_ARGS=(--model=all "--set=num_train_steps=$LRA_STEPS" "--set=eval_every_steps=$LRA_STEPS"
+            "--set=checkpoint_every_steps=$LRA_STEPS")
   # The prepared data: the token cache carried in .carry/, no raw files, no download.
   export MAMBA_JAX_DATA_CACHE="$PWD/.carry/data_cache"
   export SENT140_DATA_DIR="$PWD/.carry/no_raw_data"
@@ -218,6 +236,29 @@ train_stage() {
 train_stage train_sent140 "$SENT140_CONFIG" "$SENT140_STEPS" "$(pick_method "$CASE_FP32")"
 train_stage train_mamba2 "$MAMBA2_CONFIG" "$SENT140_STEPS" "$(pick_method "$CASE_FP32" ssd)"
 train_stage train_large "$LARGE_CONFIG" "$LARGE_STEPS" "$(pick_method "$CASE_BF16")"
+
+# ---- the Long Range Arena models at full length (ListOps, Image)
+lra_stage() {
+  local task ran=() missing=()
+  for task in "${LRA_TASKS[@]}"; do
+    if [[ $DRY_RUN == 0 ]] && ! ls .carry/data_cache/lra-"$task"-*/tokens_L*.npz > /dev/null 2>&1; then
+      missing+=("$task")
+    else
+      ran+=("$task")
+    fi
+  done
+  if [[ ${#ran[@]} == 0 ]]; then
+    skip_stage lra "no LRA token cache in .carry/data_cache (README \"GPU session\"): ${missing[*]}"
+    return
+  fi
+  local note="tasks ${ran[*]}${missing:+; no data: ${missing[*]}}" command=""
+  for task in "${ran[@]}"; do  # One python -m train.lra per task, every model in it.
+    command+="$(printf '%q ' "$PYTHON" -m train.lra --task="$task" --workdir_root="$WORKDIRS/lra" \
+      --output_dir="$RESULTS/lra_gpu" "${LRA_ARGS[@]}")&& "
+  done
+  run_stage lra "$note" bash -c "${command}true"
+}
+lra_stage
 
 # ---- summary (printed last) and the copy to $OUT
 "$PYTHON" scripts/gpu_check_summary.py --run_dir="$RUN_DIR" --scan_report="$SCAN_REPORT" \

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import json
 import os
 import re
@@ -99,10 +100,22 @@ def training_result(run_dir: str, stage: str) -> str:
   return ", ".join(parts)
 
 
+def lra_result(lra_dir: str) -> str:
+  """Per LRA run record (python -m train.lra): task, model, examples/s and test accuracy."""
+  parts = []
+  for path in sorted(glob.glob(os.path.join(lra_dir, "runs", "*.json"))):
+    record = _read_json(path)
+    if record is not None:
+      parts.append(f"{record['task']} {record['model']} {record['examples_per_s']:.0f} ex/s "
+                   f"(test {100 * record['test_accuracy']:.1f}%)")
+  return ", ".join(parts) if parts else "no run records"
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--run_dir", required=True)
   parser.add_argument("--scan_report", default="")
+  parser.add_argument("--lra_dir", default="", help="train.lra's records (default: <run_dir>/../lra_gpu)")
   args = parser.parse_args(argv)
   with open(os.path.join(args.run_dir, "stages.tsv"), encoding="utf-8") as f:
     stages = list(csv.DictReader(f, delimiter="\t"))
@@ -124,6 +137,8 @@ def main(argv=None) -> int:
       result = throughput_result(log)
     elif name.startswith("train_"):
       result = training_result(args.run_dir, name)
+    elif name == "lra" and s["rc"] != "skipped":
+      result = lra_result(args.lra_dir or os.path.join(args.run_dir, os.pardir, "lra_gpu"))
     else:
       result = ""
     note = s["note"]

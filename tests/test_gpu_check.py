@@ -4,7 +4,8 @@ The dry run is the script's only exercise between GPU sessions, so it must keep
 working: install check (pip --dry-run), imports, the GPU test selection (skipped
 on a CPU), the scan benchmark (interpret-mode pallas), the throughput benchmark
 (--quick, Mamba and Mamba-2), two configs/tiny.py trainings and a configs/tiny_mamba2.py one
-with the picked methods; then the summary table and the copy to $OUT.
+with the picked methods, the LRA stage (ListOps at --quick sizes, Mamba-2 and the Transformer + RoPE);
+then the summary table and the copy to $OUT.
 """
 
 import json
@@ -20,7 +21,7 @@ from benchmarks import fastest_method
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "gpu_check.sh"
 STAGES = ("install", "imports", "gpu_tests", "scan_benchmark", "train_throughput", "train_sent140",
-          "train_mamba2", "train_large")
+          "train_mamba2", "train_large", "lra")
 TRAINING_STAGES = ("train_sent140", "train_mamba2", "train_large")
 
 
@@ -94,3 +95,7 @@ def test_dry_run_runs_every_stage(tmp_path):
     report = json.loads((results / "gpu_check" / stage / "eval_report.json").read_text())
     assert report["steps"] == 4 and 0.0 <= report["test"]["accuracy"] <= 1.0
   assert (results / "gpu_check" / "summary.md").read_text().strip() == summary.strip()
+  lra_row = next(line for line in summary.splitlines() if line.startswith("| lra |"))
+  for model in ("mamba2", "transformer_rope"):  # The dry run's two LRA models, ListOps at --quick sizes.
+    record = json.loads((results / "lra_gpu" / "runs" / f"listops__{model}.json").read_text())
+    assert record["steps"] == 4 and f"listops {model}" in lra_row
