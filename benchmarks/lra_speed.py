@@ -32,7 +32,8 @@ import numpy as np
 from benchmarks import command_line
 from benchmarks.runtime import is_out_of_memory, time_calls
 from configs import lra as lra_configs
-from train import models, provenance
+from train.loop import models, trainer
+from train.runs import provenance
 
 TASK = "pathfinder32"  # The models' vocabulary: 257 pixel ids.
 NUM_CLASSES = 2
@@ -54,8 +55,6 @@ def _memory_gib(compiled) -> Optional[float]:
 
 def time_point(name: str, length: int, settings) -> Dict[str, Any]:
   """Forward and training step of one (model, length): status, median seconds, examples/s, memory."""
-  from train import train as trainer  # pylint: disable=import-outside-toplevel
-
   config = model_config(name, length, settings.batch_size, settings.tiny)
   model = models.create_model(config, config.vocab_size, NUM_CLASSES)
   state = trainer.create_train_state(config, model, jax.random.key(settings.seed), total_steps=1000)

@@ -26,6 +26,7 @@ AXES = {
     "v": "vocabulary, padded to a multiple (MambaConfig.padded_vocab_size)",
     "c": "classes: a classifier's logits",
     "s": "candidates drawn by the language model's sampled softmax",
+    "e": "random features per head of the Performer's FAVOR+ attention (num_features)",
     "N": "examples: the rows of a split, or of a file",
     "M": "rows of the Sentiment140 manual test",
     "U": "distinct normalized texts",

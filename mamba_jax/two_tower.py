@@ -1,6 +1,6 @@
 """Two-tower (dual encoder) pair classifier: the Long Range Arena's Retrieval setup.
 
-Glossary: b batch, l length of one document (L / 2), m the encoder's feature width, c classes.
+Axes (``mamba_jax.notation``): b, l, m, c (l: one document, half the pair's tokens; m: the encoder's features).
 
     tokens (b, 2l) = [document 1 (l, right-padded) | document 2 (l, right-padded)]
       -> one encoder (shared weights) over both documents -> masked pooling -> u, v (b, m)

@@ -1,16 +1,15 @@
 """Performer encoder classifier: the Transformer baseline with FAVOR+ attention (linear in length).
 
-Glossary: b batch, l length, m model width (d_model), h heads, p head width (m / h),
-r random features per head (num_features), c classes.
+Axes (``mamba_jax.notation``): b, l, m, h, p, e, c (here p = m / h).
 
 Choromanski et al. 2021, "Rethinking Attention with Performers" (arXiv:2009.14794): softmax
 attention ``softmax(q k^T / sqrt(p)) v`` is approximated with positive random features
 
-    phi(x) = exp(w_j . x - |x|^2 / 2) / sqrt(r),  j = 1..r,  x = q / p^(1/4) or k / p^(1/4)
+    phi(x) = exp(w_j . x - |x|^2 / 2) / sqrt(e),  j = 1..e,  x = q / p^(1/4) or k / p^(1/4)
 
 whose inner products are unbiased estimates of ``exp(q . k / sqrt(p))`` (FAVOR+: the rows
 w_j are orthogonal Gaussian features). Bidirectional (non-causal) attention then costs
-O(l r p) instead of O(l^2 p):
+O(l e p) instead of O(l^2 p):
 
     out_t = phi(q_t) (sum_s phi(k_s) v_s^T) / (phi(q_t) . sum_s phi(k_s))
 
@@ -48,7 +47,7 @@ FEATURE_STABILIZER = 1e-6  # Added to every feature (as the Performer code does)
 class PerformerConfig(TransformerConfig):
   """:class:`TransformerConfig` plus the random features of FAVOR+."""
 
-  num_features: int = 64  # r: random features per head (the paper's LRA runs: 256).
+  num_features: int = 64  # e: random features per head (the paper's LRA runs: 256).
   feature_seed: int = 0  # Seeds every layer's feature matrix (with the layer index).
 
   def __post_init__(self):
@@ -58,7 +57,7 @@ class PerformerConfig(TransformerConfig):
 
 
 def orthogonal_gaussian_features(seed: Sequence[int] | int, num_features: int, width: int) -> np.ndarray:
-  """(r, p) float32 random features: orthogonal rows with the norms of Gaussian vectors.
+  """(e, p) float32 random features: orthogonal rows with the norms of Gaussian vectors.
 
   Rows come in blocks of p mutually orthogonal directions (QR of a Gaussian matrix, sign-fixed
   so the rotation is Haar-uniform), each row scaled by the norm of an independent
@@ -79,14 +78,14 @@ def orthogonal_gaussian_features(seed: Sequence[int] | int, num_features: int, w
 
 
 def positive_features(x: Array, features: Array, is_query: bool, valid: Optional[Array] = None) -> Array:
-  """phi(x) of x (b, l, h, p) (already scaled by p^(-1/4)) -> (b, l, h, r) float32, > 0.
+  """phi(x) of x (b, l, h, p) (already scaled by p^(-1/4)) -> (b, l, h, e) float32, > 0.
 
   A stabilizing shift is subtracted in the exponent: per token for queries (the max over
   features), per (row, head) for keys (the max over the real keys' features); each cancels
   in the normalized attention. ``valid`` (b, l) bool marks the real keys.
   """
   x = x.astype(jnp.float32)
-  projection = jnp.einsum("blhp,rp->blhr", x, features)
+  projection = jnp.einsum("blhp,ep->blhe", x, features)
   half_norm = 0.5 * jnp.sum(x * x, axis=-1, keepdims=True)
   if is_query:
     shift = jnp.max(projection, axis=-1, keepdims=True)
@@ -99,7 +98,7 @@ def positive_features(x: Array, features: Array, is_query: bool, valid: Optional
 
 def favor_attention(query: Array, key: Array, value: Array, features: Array,
                     key_mask: Optional[Array] = None) -> Array:
-  """Bidirectional FAVOR+ attention: q, k, v (b, l, h, p), features (r, p) -> (b, l, h, p) float32.
+  """Bidirectional FAVOR+ attention: q, k, v (b, l, h, p), features (e, p) -> (b, l, h, p) float32.
 
   Approximates ``softmax_attention(query, key, value, key_mask)``; ``key_mask`` (b, l) 0/1
   marks the real keys (None: all real).
@@ -110,9 +109,9 @@ def favor_attention(query: Array, key: Array, value: Array, features: Array,
   phi_k = positive_features(key * scale, features, is_query=False, valid=valid)
   if valid is not None:
     phi_k = phi_k * valid[:, :, None, None]
-  key_values = jnp.einsum("blhr,blhp->bhrp", phi_k, value.astype(jnp.float32))
-  numerator = jnp.einsum("blhr,bhrp->blhp", phi_q, key_values)
-  denominator = jnp.einsum("blhr,bhr->blh", phi_q, jnp.sum(phi_k, axis=1))
+  key_values = jnp.einsum("blhe,blhp->bhep", phi_k, value.astype(jnp.float32))
+  numerator = jnp.einsum("blhe,bhep->blhp", phi_q, key_values)
+  denominator = jnp.einsum("blhe,bhe->blh", phi_q, jnp.sum(phi_k, axis=1))
   return numerator / denominator[..., None]
 
 

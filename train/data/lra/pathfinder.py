@@ -50,7 +50,7 @@ class PathfinderParams:
   contour_length: int  # Dashes per target snake.
   distractor_length: int  # Dashes per distractor snake (the release: contour_length / 3).
   num_distractors: int  # Distractor snakes tried (the release: 20 (32px) or 22 (64px) / distractor_length);
-                        # those that find no room are left out (at 32x32 about 1.5 fit, at 64x64 3.6).
+                        # those that find no room are left out (Picture.num_distractors: how many fit).
   seed_distance: float  # Distance between the two target snakes' first dashes.
   continuity: float  # c: turns beyond pi / (2c) are impossible.
   padding: int  # Pixels kept free at the border.

@@ -1,6 +1,6 @@
 """The Long Range Arena tasks: what each one is, how long its inputs are, where its data comes from.
 
-Glossary: L tokens per example (``max_length``; Retrieval: both documents, 2 x 4,000).
+Axes (``mamba_jax.notation``): L (Retrieval: both documents, 2 x 4,000).
 
 ``TASKS`` (by name) and ``BY_DATASET`` (by ``config.dataset``) hold one :class:`LraTask` each.
 Token ids: 0 is padding everywhere; ListOps has its own 16-token vocabulary
