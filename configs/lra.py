@@ -20,9 +20,9 @@ README "Long Range Arena" (``python -m train.lra --param_counts``). Retrieval
 wraps the model in the LRA two-tower classifier (``mamba_jax.two_tower``: one encoder for both
 documents, [u, v, u*v, u-v] into an MLP head), which adds the head's ~0.13M to every model alike.
 
-Training (every model alike): AdamW, peak 1e-3 after 1% warmup, cosine to 1%, weight decay 0.05,
-batch 32, label smoothing 0, dropout 0.1; length buckets for the variable-length tasks (ListOps,
-Text), fixed length for the others. ``num_train_steps`` is an upper bound: the study's runs stop
+Training (every model alike): AdamW, peak 1e-3 after 200 warmup steps (a fitted schedule: at most
+5% of its steps), cosine to 1%, weight decay 0.05, batch 32, label smoothing 0, dropout 0.1; length
+buckets for the variable-length tasks (ListOps, Text), fixed length for the others. ``num_train_steps`` is an upper bound: the study's runs stop
 at a wall-clock budget (``config.budget_minutes``, set by ``train.lra``) and the schedule is
 fitted to the steps that budget allows (``train.study.lra``).
 """

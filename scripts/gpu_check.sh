@@ -3,7 +3,7 @@
 # scan on the GPU, benchmark it and Mamba-2's SSD, measure training throughput and
 # train the reference, Mamba-2 and large models with the fastest correct scan method.
 #
-#   scripts/gpu_check.sh            # on an H100/H200 machine, from a fresh checkout: < 11 minutes
+#   scripts/gpu_check.sh            # on an H100/H200 machine, from a fresh checkout: < 14 minutes
 #   scripts/gpu_check.sh --dry-run  # the same stages on a CPU: tiny shapes, interpret-mode
 #                                   # kernels, configs/tiny.py and configs/tiny_mamba2.py;
 #                                   # < 4 minutes (tests/test_gpu_check.py)
