@@ -180,3 +180,14 @@ def test_data_stats_report_beside_the_published_figures(tmp_path):
   counts = summary["rows_per_label"]["train"]
   assert f"0 {100.0 * counts['0'] / 20:.1f}%" in train_row
   assert f"{summary['lengths']['train']['max']:,}" in train_row
+
+
+def test_pathfinder_split_drawn_by_worker_processes_is_the_same(monkeypatch):
+  from train.data.lra import builders  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(builders, "PARALLEL_FROM", 8)  # Full-size splits take this path.
+  monkeypatch.setattr(builders, "_CHUNK", 5)
+  builder = builders.LraPathfinder32.__new__(builders.LraPathfinder32)  # _draw needs no TFDS state.
+  drawn = list(builder._draw(0, "train", 12))
+  expected = pathfinder.generate_split(0, "train", 12, pathfinder.PARAMS[32])
+  assert [d["label"] for d in drawn] == [p.label for p in expected]
+  assert all(np.array_equal(d["image"], p.image) for d, p in zip(drawn, expected))
