@@ -33,7 +33,8 @@ def define_flags() -> None:
   flags.DEFINE_float("threshold", None, "Binary negative/positive models: confidence under which the answer "
                      "is 'neutral' (default: the run's config.neutral_threshold; 0 never says neutral).")
   flags.DEFINE_enum("format", "text", ["text", "json"], "Output: tab-separated text or JSON lines.")
-  flags.DEFINE_integer("batch_size", 256, "Tweets per forward pass.")
+  flags.DEFINE_integer("batch_size", None, "Rows of every length bucket's batch (default: the engine's, "
+                       "~1024 token slots per batch on the CPU).")
 
 
 if __name__ == "__main__":
