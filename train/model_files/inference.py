@@ -161,6 +161,22 @@ def load(workdir: Optional[str], exported: Optional[str], checkpoint: str = "bes
 
 # ----------------------------------------------------------------------------- the inference engine
 
+# Compiled programs kept between runs (JAX's persistent compilation cache; keyed by the program, the
+# XLA flags, the JAX version and the device, so a hit runs exactly what a compile would).
+DEFAULT_COMPILATION_CACHE = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                         "mamba_jax", "xla")
+
+
+def use_compilation_cache(directory: Optional[str]) -> None:
+  """Keeps compiled programs in ``directory`` (made if missing) across runs; None or "": no cache. An
+  already configured cache (``$JAX_COMPILATION_CACHE_DIR``, e.g. the test suite's) is left as it is."""
+  if not directory or jax.config.jax_compilation_cache_dir:
+    return
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 CPU_TOKENS_PER_BATCH = 1024  # CPU: rows of a bucket's batch ~ this many token slots (results/scoring_cpu.md).
 MIN_ROWS, MAX_ROWS = 8, 256  # CPU batch rows are a multiple of 8 in this range.
 STREAM_WINDOW = 2048  # Texts read and tokenized together by ``score``'s reader thread.

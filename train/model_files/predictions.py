@@ -73,6 +73,15 @@ def line_result(number: int, raw: bytes) -> dict:
   return {"line": number, "text": text, "notes": notes}
 
 
+def answer(probabilities, class_names, binary: bool, threshold: float) -> tuple[str, float]:
+  """(label, confidence) of one text's probabilities (c,): the most probable class, or "neutral" for the
+  binary negative/positive model when its confidence is under ``threshold``."""
+  confidence = float(probabilities.max())
+  if binary and confidence < threshold:
+    return "neutral", confidence
+  return class_names[int(probabilities.argmax())], confidence
+
+
 def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold: float,
              batch_size: Optional[int] = None) -> Iterator[dict]:
   """One result dict per input line, in order: {line, text, label, probability, probabilities,
@@ -100,10 +109,7 @@ def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold
     if scored.num_tokens > model.max_length:
       notes.append(f"long input: only the first {model.max_length} tokens were used")
     p = scored.probabilities
-    confidence = float(p.max())
-    label = names[int(p.argmax())]
-    if binary and confidence < threshold:
-      label = "neutral"
+    label, confidence = answer(p, names, binary, threshold)
     result.update(label=label, probability=confidence, probabilities={name: float(q) for name, q in zip(names, p)})
     if binary:
       result["p_positive"] = float(p[1])
