@@ -177,7 +177,7 @@ def use_compilation_cache(directory: Optional[str]) -> None:
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-CPU_TOKENS_PER_BATCH = 1024  # CPU: rows of a bucket's batch ~ this many token slots (results/scoring_cpu.md).
+CPU_TOKENS_PER_BATCH = 1024  # CPU: rows of a bucket's batch ~ this many token slots (DESIGN.md).
 MIN_ROWS, MAX_ROWS = 8, 256  # CPU batch rows are a multiple of 8 in this range.
 STREAM_WINDOW = 2048  # Texts read and tokenized together by ``score``'s reader thread.
 MAX_WAITING = 8 * STREAM_WINDOW  # Texts read ahead of the oldest one not yet in a batch (memory bound).
@@ -255,7 +255,7 @@ class _Buckets:
       if not len(members):
         continue
       self._keys[k].append(keys[members])
-      self._tokens[k].append(tokens[members, :bound].astype(np.int32))
+      self._tokens[k].append(_pad_to(tokens[members, :bound].astype(np.int32), bound))
       self._count[k] += len(members)
       while self._count[k] >= self.rows[bound]:
         full.append(self._batch(bound, *self._take(k, self.rows[bound])))
