@@ -62,3 +62,27 @@ def test_save_and_load(tok, tmp_path):
   np.testing.assert_array_equal(loaded.encode(texts), tok.encode(texts))
   with pytest.raises(FileNotFoundError, match="prepare_data"):
     tokenizer_lib.load_tokenizer(str(tmp_path / "missing.model"))
+
+
+WORD_BY_WORD_TEXTS = [
+    "", "   ", "I LOVE my new phone \U0001F60D\U0001F60D", "@bob: see http://x.co/y www.z.org #tag ####",
+    "weather so sad \u2639 caf\u00e9 na\u00efve \u4f60\u597d\u4e16\u754c", "a\u3000b\u00a0c\td\ne", "soooooooo happy!!!!!!",
+    "don\u00c3\u00a2\u00c2\u0080\u00c2\u0099t &amp; &lt;3", "x" * 300, "lol " * 30, "@a@b <user><url> 12345 3.14",
+]
+
+
+def test_word_by_word_encoding_equals_sentencepiece(tok, monkeypatch):
+  rng = np.random.default_rng(5)
+  texts = WORD_BY_WORD_TEXTS + [" ".join(rng.choice(WORDS + ["\U0001F600", "<url>", "zzq"], size=rng.integers(1, 20)))
+                                for _ in range(200)]
+  expected = tok.encode_normalized(normalization.normalize_many(texts))
+  for _ in range(2):  # Cold, then every word cached.
+    tokens, lengths = tok.encode_with_lengths(texts)
+    np.testing.assert_array_equal(tokens, expected[0])
+    np.testing.assert_array_equal(lengths, expected[1])
+  monkeypatch.setattr(tokenizer_lib, "MAX_CACHED_WORDS", 10)  # A full cache starts over: same ids.
+  for start in range(0, len(texts), 7):
+    tokens, lengths = tok.encode_with_lengths(texts[start:start + 7])
+    np.testing.assert_array_equal(tokens, expected[0][start:start + 7])
+    np.testing.assert_array_equal(lengths, expected[1][start:start + 7])
+  assert tok.encode_with_lengths([])[0].shape == (0, 12)

@@ -2,9 +2,11 @@
 
 Promises: good and bad lines each get their answer or error, in order; control characters never
 reach the output raw; the command reads stdin or arguments, from a workdir or an exported model,
-and fails in one line. The tiny run and its exports are fixtures of tests/conftest.py.
+and fails in one line; a CSV/TSV/.txt file (plain or gzipped) in gives every row, in order, with its
+columns and the answer, out (CSV, TSV, JSON lines). The tiny run and its exports are fixtures of tests/conftest.py.
 """
 
+import gzip
 import json
 import os
 import subprocess
@@ -12,7 +14,7 @@ import sys
 
 import pytest
 
-from train.model_files import inference, predictions
+from train.model_files import inference, prediction_files, predictions
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
@@ -157,3 +159,85 @@ def test_cli_three_class_model(three_class_export):
   refused = run_predict(f"--model={three_class_export}", "--threshold=0.5", "good", text=True)
   assert refused.returncode == 2 and "--threshold is for the binary" in refused.stderr
   assert "Traceback" not in refused.stderr
+
+
+# ---- File in, file out ----
+
+FILE_ROWS = [("1", "good great happy"), ("2", "bad sad terrible"), ("3", ""), ("4", "a text with a\nline break"),
+             ("5", "the day my work is fun")]
+
+
+def write_csv(path, delimiter=","):
+  import csv  # pylint: disable=import-outside-toplevel
+  opener = gzip.open if str(path).endswith(".gz") else open
+  with opener(path, "wt", encoding="utf-8", newline="") as f:
+    writer = csv.writer(f, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(["id", "text", "label"])  # A label column is kept, not needed: the answer is predicted_label.
+    writer.writerows([(i, text, "x") for i, text in FILE_ROWS])
+    f.write("6\n\n")  # A row without its text column, then a blank line.
+
+
+def read_output(path):
+  import csv  # pylint: disable=import-outside-toplevel
+  opener = gzip.open if str(path).endswith(".gz") else open
+  with opener(path, "rt", encoding="utf-8", newline="") as f:
+    if ".jsonl" in str(path):
+      return [json.loads(line) for line in f]
+    return list(csv.DictReader(f, delimiter="\t" if ".tsv" in str(path) else ","))
+
+
+@pytest.mark.parametrize("source, output", [("in.csv", "out.csv"), ("in.tsv.gz", "out.jsonl"), ("in.csv.gz", "out.tsv.gz")])
+def test_file_in_file_out_keeps_every_row_in_order(predictor, tmp_path, source, output):
+  write_csv(tmp_path / source, "\t" if ".tsv" in source else ",")
+  summary = prediction_files.write_file_predictions(predictor, str(tmp_path / source), str(tmp_path / output),
+                                                    text_column="text", threshold=0.0, progress=False)
+  rows = read_output(tmp_path / output)
+  assert summary.rows == len(rows) == 7 and summary.answered == 4
+  assert summary.errors == {"empty_text": 1, "wrong_column_count": 1, "blank_line": 1}
+  assert [r["id"] for r in rows] == ["1", "2", "3", "4", "5", "6", ""]
+  assert list(rows[0])[:3] == ["id", "text", "label"] and "predicted_label" in rows[0] and "p_positive" in rows[0]
+  assert [r["predicted_label"] for r in rows[:2]] == ["positive", "negative"]
+  assert rows[3]["text"] == "a text with a\nline break" and rows[3]["label"] == "x"  # The input's own columns.
+  expected = predictor.engine.probabilities([text for _, text in FILE_ROWS if text])
+  answered = [r for r in rows if not r["error"]]
+  for row, p in zip(answered, expected):
+    assert float(row["p_positive"]) == pytest.approx(p[1], abs=1e-6)
+    assert float(row["confidence"]) == pytest.approx(p.max(), abs=1e-6)
+  assert [r["error"] for r in rows if r["error"]] == ["empty_text", "wrong_column_count", "blank_line"]
+  assert all(r["predicted_label"] in ("", None) for r in rows if r["error"])
+  assert not (tmp_path / (output + ".partial")).exists()
+
+
+def test_file_of_lines_and_a_headerless_csv(predictor, tmp_path):
+  with gzip.open(tmp_path / "tweets.txt.gz", "wt", encoding="utf-8") as f:
+    f.write("good great happy\n\n   \nbad sad terrible\r\n")
+  prediction_files.write_file_predictions(predictor, str(tmp_path / "tweets.txt.gz"), str(tmp_path / "out.csv"),
+                                          progress=False)
+  rows = read_output(tmp_path / "out.csv")
+  assert [(r["text"], r["label"], r["error"]) for r in rows] == [
+      ("good great happy", "positive", ""), ("", "", "blank_line"), ("   ", "", "empty_text"),
+      ("bad sad terrible", "negative", "")]
+  (tmp_path / "plain.csv").write_text("7,good great happy,z\n8,bad sad terrible,z\n", encoding="utf-8")
+  prediction_files.write_file_predictions(predictor, str(tmp_path / "plain.csv"), str(tmp_path / "plain_out.csv"),
+                                          text_column="1", progress=False)
+  rows = read_output(tmp_path / "plain_out.csv")
+  assert list(rows[0])[:3] == ["column_0", "column_1", "column_2"] and [r["column_0"] for r in rows] == ["7", "8"]
+
+
+def test_file_errors_are_one_line_exit_2(exported, tmp_path):
+  model_dir, _ = exported
+  write_csv(tmp_path / "in.csv")
+  result = run_predict(f"--model={model_dir}", f"--input={tmp_path / 'in.csv'}", "--text_column=text",
+                       f"--output={tmp_path / 'out.csv'}", text=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "rows/s" in result.stderr and "7 rows, 4 answered" in result.stderr  # The progress bar, then the summary.
+  assert len(read_output(tmp_path / "out.csv")) == 7
+  for args, message in [(["--text_column=nope", f"--output={tmp_path / 'o.csv'}"], "column 'nope' not in the header"),
+                        (["--text_column=text", f"--output={tmp_path / 'o.xlsx'}"], "the extension must be one of"),
+                        (["--text_column=text"], "--input and --output go together")]:
+    failed = run_predict(f"--model={model_dir}", f"--input={tmp_path / 'in.csv'}", *args, text=True)
+    assert failed.returncode == 2 and message in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    prediction_files.check_files(str(tmp_path / "none.csv"), str(tmp_path / "o.csv"))
+  with pytest.raises(ValueError, match="is the input file"):
+    prediction_files.check_files(str(tmp_path / "in.csv"), str(tmp_path / "in.csv"))

@@ -24,6 +24,12 @@ REAL_DATA_DIR = os.environ.get(sources.ENV_DATA_DIR, str(REPO.parent / "shared" 
 
 
 @pytest.fixture(scope="module")
+def released():
+  """The released model, loaded once: its engine's compiled programs serve every test here."""
+  return inference.load_exported(str(MODEL))
+
+
+@pytest.fixture(scope="module")
 def card():
   with open(MODEL / "evaluation.json", encoding="utf-8") as f:
     return json.load(f)
@@ -48,11 +54,11 @@ def test_obvious_tweets_get_the_obvious_label():
 
 
 @pytest.mark.real_data
-def test_manual_test_accuracy_is_the_one_in_the_card(card):
+def test_manual_test_accuracy_is_the_one_in_the_card(card, released):
   path = os.path.join(REAL_DATA_DIR, sources.MANUAL_TEST_CSV)
   if not os.path.isfile(path):
     pytest.skip(f"{path} not found (set ${sources.ENV_DATA_DIR} to the Sentiment140 folder)")
-  loaded = inference.load_exported(str(MODEL))
+  loaded = released
   rows = labelled_rows.read_labelled_file(path)
   assert len(rows.texts) == 498
   report = labelled_file_report.score(loaded, rows, float(loaded.config.neutral_threshold))
@@ -86,3 +92,17 @@ def test_predict_cli_on_a_fresh_clone():
   assert result.returncode == 0, result.stderr[-2000:]
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 2 and "positive" in lines[0] and "negative" in lines[1]
+
+
+@pytest.mark.real_data
+def test_engine_answers_the_manual_test_as_the_unbucketed_path(released):
+  """The inference engine (length buckets, batches across tweets, the forward-only scan) against the
+  path train.predict took before it (fixed padding to max_length, one batch): the same labels."""
+  path = os.path.join(REAL_DATA_DIR, sources.MANUAL_TEST_CSV)
+  if not os.path.isfile(path):
+    pytest.skip(f"{path} not found (set ${sources.ENV_DATA_DIR} to the Sentiment140 folder)")
+  texts = labelled_rows.read_labelled_file(path).texts
+  engine = released.engine.probabilities(texts)
+  reference = released.batch_probabilities(released.encode(texts))
+  assert (engine.argmax(axis=1) == reference.argmax(axis=1)).all()
+  assert abs(engine - reference).max() <= 1e-5

@@ -200,3 +200,17 @@ def test_sequential_scan_chunks_follow_the_real_length():
     assert chunks == -(-length // sequential_scan.CHECKPOINT_CHUNK)
     assert chunks * chunk - length < chunks  # Fewer padded steps than chunks.
   assert sequential_scan.chunk_length(24) == 12 and sequential_scan.chunk_length(64) == 16
+
+
+@pytest.mark.parametrize("length", [1, 17, 40])
+def test_sequential_forward_alone_equals_the_differentiated_forward(length):
+  """Outside differentiation the sequential method runs its forward-only loop (state (b, n, d)); under
+  jax.vjp the chunked forward that keeps the backward's states: both give the same y and state."""
+  u, delta, A, B, C, D = random_scan_inputs(40 + length, 3, length, 6, 5)
+  scan = lambda *args: ssm.selective_scan(*args, return_state=True, method="sequential")
+  y, h = jax.jit(scan)(u, delta, A, B, C, D)
+  (y_vjp, h_vjp), _ = jax.vjp(scan, u, delta, A, B, C, D)
+  np.testing.assert_allclose(y, y_vjp, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(h, h_vjp, rtol=1e-6, atol=1e-6)
+  y_ref, _ = selective_scan_loop(u, delta, A, B, C, D)
+  assert rel_err(y, y_ref) <= 1e-5

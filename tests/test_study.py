@@ -90,7 +90,7 @@ def _write_runtime_results(directory):
   subprocess.run(
       [sys.executable, "-m", "benchmarks.runtime", "--models=mamba,transformer",
        "--lengths=8,32", "--repeats=2", "--min_repeats=1", "--step_repeats=3",
-       "--batch_size=4", f"--output_dir={directory}"],
+       "--batch_sizes=4", "--modes=forward", f"--output_dir={directory}"],
       cwd=REPO, env=env, check=True, capture_output=True, timeout=120)
   with open(os.path.join(directory, "runtime_cpu.json")) as f:
     result = json.load(f)

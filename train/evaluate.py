@@ -31,6 +31,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   program.no_arguments(argv)
   program.quiet_logging()
+  inference.use_compilation_cache(FLAGS.compilation_cache)
   with errors.one_line_errors():
     report, output = labelled_file_report.evaluate_file(
         inference.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint), FLAGS.data, FLAGS.output,
@@ -55,8 +56,10 @@ def define_flags() -> None:
   flags.DEFINE_enum("labels", "auto", ["auto", *labelled_rows.LABEL_SCHEMES, "classes"], "Label scheme; auto: "
                     "from the values; classes: the model's class names (a model with a classes.json).")
   flags.DEFINE_float("threshold", None, "Neutral threshold (default: the model's config.neutral_threshold).")
-  flags.DEFINE_integer("batch_size", None, "Evaluation batch (default: the config's eval_batch_size).")
+  flags.DEFINE_integer("batch_size", None, "Rows of every length bucket's batch (default: the inference engine's).")
   flags.DEFINE_string("output", None, "JSON report path (default: ./<data file name>.evaluation.json).")
+  flags.DEFINE_string("compilation_cache", inference.DEFAULT_COMPILATION_CACHE, "Folder of compiled programs kept "
+                      "between runs ('' for none; $JAX_COMPILATION_CACHE_DIR, when set, wins).")
 
 
 if __name__ == "__main__":

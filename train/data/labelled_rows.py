@@ -36,15 +36,17 @@ Axes (``mamba_jax.notation``): N (the rows kept).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import dataclasses
 import gzip
 import io
+import itertools
 import os
 import re
 import zipfile
-from typing import Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -158,11 +160,12 @@ def _parse_line(text: str, delimiter: str) -> tuple[Optional[list[str]], Optiona
 class _Layout:
   """Which fields of a record are the text and the label, and what a usable record is."""
 
-  def __init__(self, text_index: int, label_index: int, num_columns: Optional[int],
+  def __init__(self, text_index: int, label_index: Optional[int], num_columns: Optional[int],
                mapping: Optional[dict[str, int]], neutral_allowed: bool):
+    """``label_index`` None: the records hold texts only (``read_texts``)."""
     self.text_index, self.label_index, self.num_columns = text_index, label_index, num_columns
     self.mapping, self.neutral_allowed = mapping, neutral_allowed
-    self.needed = max(text_index, label_index) + 1
+    self.needed = max(text_index, text_index if label_index is None else label_index) + 1
 
   def column_count_ok(self, fields: list[str]) -> bool:
     return len(fields) == self.num_columns if self.num_columns else len(fields) >= self.needed
@@ -171,6 +174,8 @@ class _Layout:
     """Whether the record would be kept (labels checked only when the scheme is fixed in advance)."""
     if not fields or not self.column_count_ok(fields) or not fields[self.text_index].strip():
       return False
+    if self.label_index is None:
+      return True
     label = fields[self.label_index].strip().lower()
     if self.mapping is None:
       return bool(label)
@@ -180,8 +185,8 @@ class _Layout:
 class _Collector:
   """Records that passed the column checks, and the counts of skipped lines."""
 
-  def __init__(self, layout: Optional[_Layout], delimiter: str):
-    self.layout, self.delimiter = layout, delimiter
+  def __init__(self, layout: Optional[_Layout]):
+    self.layout = layout
     self.header: Optional[list[str]] = None
     self.rows: list[tuple[int, str, str]] = []  # (line number, text, label text)
     self.bad_rows = dict.fromkeys(BAD_ROW_REASONS, 0)
@@ -208,26 +213,23 @@ class _Collector:
       if self.layout.num_columns == SENTIMENT140_NUM_COLUMNS:
         self.topics[line_number] = fields[SENTIMENT140_QUERY_COLUMN]
 
-  def reject_open_record(self, open_record: list[tuple[int, str]]) -> None:
-    """A record whose quote never closed: its first line is unterminated, the others count alone."""
-    self.reject(open_record[0][0], "unterminated_quote")
-    for line_number, text in open_record[1:]:
-      fields, error, is_open = _parse_line(text, self.delimiter)
-      self.offer(line_number, fields, error or ("unterminated_quote" if is_open else None))
 
 
-def _records(lines: Iterable[str], collector: _Collector, make_layout) -> None:
-  """Feeds every record of ``lines`` to ``collector``; ``make_layout(header)`` once the header is read."""
+def _records(lines: Iterable[str], delimiter: str,
+             current_layout: Callable[[], Optional[_Layout]]) -> Iterator[tuple[int, Optional[list[str]], Optional[str]]]:
+  """Every record of ``lines`` as (its first line number, fields, error reason or None), in file order.
+
+  ``current_layout()``: the layout once known (None while the header is still to come); a line that
+  follows an open quote is a row of its own when the layout finds it usable.
+  """
   open_record: list[tuple[int, str]] = []  # (line number, text) of a record whose quote is open.
-  delimiter = collector.delimiter
   for line_number, line in enumerate(lines, start=1):
-    if collector.layout is None and collector.header is not None:
-      collector.layout = make_layout(collector.header)
+    layout = current_layout()
     if open_record:
       alone, alone_error, alone_open = _parse_line(line, delimiter)
       stands_alone = not alone_error and not alone_open and line.count('"') % 2 == 0
-      if stands_alone and collector.layout is not None and collector.layout.is_usable(alone):
-        collector.reject_open_record(open_record)  # A valid row never continues a broken one.
+      if stands_alone and layout is not None and layout.is_usable(alone):
+        yield from _unterminated(open_record, delimiter)  # A valid row never continues a broken one.
         open_record = []
       else:
         open_record.append((line_number, line))
@@ -235,18 +237,26 @@ def _records(lines: Iterable[str], collector: _Collector, make_layout) -> None:
         if still_open and len(open_record) <= MAX_CONTINUATION_LINES:
           continue
         if still_open:
-          collector.reject_open_record(open_record)
+          yield from _unterminated(open_record, delimiter)
         else:
-          collector.offer(open_record[0][0], fields, error)
+          yield open_record[0][0], fields, error
         open_record = []
         continue
     fields, error, is_open = _parse_line(line, delimiter)
     if is_open:
       open_record = [(line_number, line)]
       continue
-    collector.offer(line_number, fields, error)
+    yield line_number, fields, error
   if open_record:
-    collector.reject_open_record(open_record)
+    yield from _unterminated(open_record, delimiter)
+
+
+def _unterminated(open_record: list[tuple[int, str]], delimiter: str) -> Iterator[tuple[int, Optional[list[str]], str]]:
+  """A record whose quote never closed: its first line is unterminated, the others count alone."""
+  yield open_record[0][0], None, "unterminated_quote"
+  for line_number, text in open_record[1:]:
+    fields, error, is_open = _parse_line(text, delimiter)
+    yield line_number, fields, error or ("unterminated_quote" if is_open else None)
 
 
 def _class_mapping(scheme: str, values: set[str], class_names: Optional[Sequence[str]]) -> dict[str, int]:
@@ -297,8 +307,15 @@ def parse_lines(lines: Iterable[str], source: str, *, text_column: Optional[Colu
                    neutral_allowed)
 
   has_header = isinstance(text_column, str) or isinstance(label_column, str)
-  collector = _Collector(None if has_header else make_layout([]), delimiter)
-  _records(lines, collector, make_layout)
+  collector = _Collector(None if has_header else make_layout([]))
+
+  def current_layout() -> Optional[_Layout]:
+    if collector.layout is None and collector.header is not None:
+      collector.layout = make_layout(collector.header)
+    return collector.layout
+
+  for line_number, fields, error in _records(lines, delimiter, current_layout):
+    collector.offer(line_number, fields, error)
   if collector.layout is None:
     make_layout(collector.header or [])  # An empty file or a header only: the columns are still checked.
   values = {label for _, _, label in collector.rows}
@@ -338,32 +355,73 @@ def parse_lines(lines: Iterable[str], source: str, *, text_column: Optional[Colu
 
 
 @contextlib.contextmanager
-def open_text(path: str, member: Optional[str] = None, encoding: str = "auto"):
-  """Yields (text stream split on "\\n" only, encoding used, detected?) of a plain, .gz or zip-member file."""
+def open_text(path: str, member: Optional[str] = None, encoding: str = "auto",
+              on_read: Optional[Callable[[int], None]] = None):
+  """Yields (text stream split on "\\n" only, encoding used, detected?) of a plain, .gz or zip-member file.
+
+  Streams: memory stays bounded whatever the file's size ("auto" without a byte order mark reads the
+  file once to check that all of it decodes as UTF-8, then again to yield it). ``on_read(n)``: called
+  with the bytes read from the file (compressed, for .gz) as the stream is read (not for zip members).
+  """
   if encoding != "auto" and encoding not in ENCODINGS:
     raise UsageError(f"the encoding must be auto or one of {ENCODINGS}, got {encoding!r}")
   with contextlib.ExitStack() as stack:
-    if member is not None:
-      raw = stack.enter_context(stack.enter_context(zipfile.ZipFile(path)).open(member))
-    elif path.endswith(".gz"):
-      raw = stack.enter_context(gzip.open(path, "rb"))
-    else:
-      raw = stack.enter_context(open(path, "rb"))
-    raw = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+    raw = stack.enter_context(_open_binary(path, member, on_read))
     marked = byte_order_marks.detect(raw.peek(4)[:4])
     if marked:
       name, codec = marked
       yield (io.TextIOWrapper(raw, encoding=codec, errors="surrogateescape" if name == "utf-8" else "replace",
                               newline="\n"), name, True)
-    elif encoding == "auto":
-      data = raw.read()
-      try:
-        text, used = data.decode("utf-8"), "utf-8"
-      except UnicodeDecodeError:
-        text, used = data.decode("latin-1"), "latin-1"
-      yield io.StringIO(text, newline="\n"), used, True
+      return
+    used, detected = encoding, False
+    if encoding == "auto":
+      with _open_binary(path, member, None) as check:
+        used, detected = ("utf-8" if _decodes_as_utf8(check) else "latin-1"), True
+    yield io.TextIOWrapper(raw, encoding=used, errors="surrogateescape", newline="\n"), used, detected
+
+
+@contextlib.contextmanager
+def _open_binary(path: str, member: Optional[str], on_read: Optional[Callable[[int], None]]):
+  """A buffered binary stream (with ``peek``) of the file, its .gz contents or a zip member."""
+  with contextlib.ExitStack() as stack:
+    if member is not None:
+      raw = stack.enter_context(stack.enter_context(zipfile.ZipFile(path)).open(member))
     else:
-      yield io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="\n"), encoding, False
+      file = stack.enter_context(open(path, "rb"))
+      if on_read is not None:
+        file = _CountingReader(file, on_read)
+      raw = stack.enter_context(gzip.GzipFile(fileobj=file, mode="rb")) if path.endswith(".gz") else file
+    yield raw if hasattr(raw, "peek") else io.BufferedReader(raw)
+
+
+class _CountingReader(io.RawIOBase):
+  """A binary file that reports the bytes read from it to ``on_read``."""
+
+  def __init__(self, file, on_read: Callable[[int], None]):
+    super().__init__()
+    self._file, self._on_read = file, on_read
+
+  def readable(self) -> bool:
+    return True
+
+  def readinto(self, buffer) -> int:
+    count = self._file.readinto(buffer)
+    self._on_read(count or 0)
+    return count
+
+
+def _decodes_as_utf8(raw, chunk_bytes: int = 1 << 20) -> bool:
+  """Whether the whole binary stream is valid UTF-8 (read in chunks)."""
+  decoder = codecs.getincrementaldecoder("utf-8")()
+  try:
+    while True:
+      chunk = raw.read(chunk_bytes)
+      if not chunk:
+        decoder.decode(b"", final=True)
+        return True
+      decoder.decode(chunk)
+  except UnicodeDecodeError:
+    return False
 
 
 def default_delimiter(path: str) -> str:
@@ -398,3 +456,149 @@ def read_labelled_file(path: str, *, member: Optional[str] = None, text_column: 
                          encoding_detected=detected)
   except (OSError, EOFError, zipfile.BadZipFile, csv.Error) as error:
     raise ValueError(f"cannot read {source}: {error}") from None
+
+
+# ----------------------------------------------------------------------------- texts without labels
+
+SENTIMENT140_FIELD_NAMES = ("polarity", "id", "date", "query", "user", "text")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextRecord:
+  """One record of a file read for its texts (``read_texts``).
+
+  Attributes:
+    line_number: 1-based line of the record (its first line).
+    fields: the record's fields as parsed ([] when it could not be parsed).
+    text: the text column's value, or None when the record has no usable text.
+    error: None, or why there is no text (one of ``BAD_ROW_REASONS``).
+  """
+
+  line_number: int
+  fields: list[str]
+  text: Optional[str]
+  error: Optional[str]
+
+
+@dataclasses.dataclass
+class TextFile:
+  """A file opened by ``read_texts``: its columns and its records, streamed in file order.
+
+  Attributes:
+    columns: a name per field: the header's; the Sentiment140 6-column names; ``column_<i>`` for a
+      file without a header (as many as the first record has); ``["text"]`` for a file of lines.
+    text_index: which field is the text.
+    has_header: whether the file's first record is its header (not among ``records``).
+    records: every other record, in file order (read as they are consumed).
+    encoding, encoding_detected, source: as in ``LabelledRows``.
+  """
+
+  columns: list[str]
+  text_index: int
+  has_header: bool
+  records: Iterator[TextRecord]
+  encoding: str
+  encoding_detected: bool
+  source: str
+
+
+def is_lines_file(path: str) -> bool:
+  """Whether ``path`` is a file of lines, one text each (.txt, also gzipped), rather than a CSV or TSV."""
+  return path.removesuffix(".gz").endswith(".txt")
+
+
+@contextlib.contextmanager
+def read_texts(path: str, *, text_column: Optional[Column] = None, delimiter: Optional[str] = None,
+               encoding: str = "auto", on_read: Optional[Callable[[int], None]] = None) -> Iterator[TextFile]:
+  """Opens a file of texts to stream its records (no label column; memory bounded by a record).
+
+  A file of lines (``is_lines_file``): each line is a text. A CSV or TSV: ``text_column`` names the
+  text (a header name: the first record is the header; or a 0-based index: no header); None: the
+  Sentiment140 6-column CSV. Records are checked as ``read_labelled_file`` checks them (the same
+  reasons for a record without text: blank_line, wrong_column_count, empty_text, invalid_utf8,
+  unterminated_quote, field_too_large, unparsable_row). ``on_read(n)``: see ``open_text``.
+
+  Raises (opening, or while the records are read):
+    FileNotFoundError: no such file.
+    UsageError: the text column is not in the header.
+    ValueError: the file cannot be read (a damaged gzip).
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path}: no such file")
+  with contextlib.ExitStack() as stack:
+    try:  # Only opening and the header here: the caller's own errors pass through unchanged.
+      stream, used, detected = stack.enter_context(open_text(path, None, encoding, on_read))
+      if is_lines_file(path):
+        opened = TextFile(["text"], 0, False, _checked(_line_records(stream), path), used, detected, path)
+      else:
+        opened = _csv_texts(stream, path, parse_column(text_column), delimiter or default_delimiter(path), used,
+                            detected)
+    except (OSError, EOFError, csv.Error) as error:
+      raise ValueError(f"cannot read {path}: {error}") from None
+    yield opened
+
+
+def _checked(records: Iterator[TextRecord], path: str) -> Iterator[TextRecord]:
+  """``records``, a read failure while they stream turned into a one-line ValueError."""
+  try:
+    yield from records
+  except (OSError, EOFError, csv.Error) as error:
+    raise ValueError(f"cannot read {path}: {error}") from None
+
+
+def _line_records(stream) -> Iterator[TextRecord]:
+  for line_number, line in enumerate(stream, start=1):
+    text = line.removesuffix("\n").removesuffix("\r")
+    reason = ("blank_line" if not text else "empty_text" if not text.strip() else
+              "invalid_utf8" if UNDECODABLE.search(text) else None)
+    yield TextRecord(line_number, [text], None if reason else text, reason)
+
+
+def _csv_texts(stream, source: str, text_column: Optional[Column], delimiter: str, encoding: str,
+               detected: bool) -> TextFile:
+  sentiment140 = text_column is None
+  text_index = SENTIMENT140_COLUMNS[0] if sentiment140 else text_column
+  has_header = isinstance(text_column, str)
+  state = {"layout": None if has_header else _Layout(text_index, None, SENTIMENT140_NUM_COLUMNS if sentiment140
+                                                     else None, None, True)}
+  records = _records(stream, delimiter, lambda: state["layout"])
+  before: list[TextRecord] = []  # Records read before the header (unparsable ones) or to name the columns.
+  header = None
+  for line_number, fields, error in records:
+    if has_header and not error:
+      header = fields
+      if text_column not in header:
+        raise UsageError(f"column {text_column!r} not in the header of {source}: {header}")
+      text_index = header.index(text_column)
+      state["layout"] = _Layout(text_index, None, None, None, True)
+      break
+    before.append(_text_record(state["layout"], line_number, fields, error))
+    if not has_header and fields:
+      break
+  if has_header and header is None:
+    raise UsageError(f"no header in {source} (the text column {text_column!r} is a header name)")
+  if header is not None:
+    columns = list(header)
+  elif sentiment140:
+    columns = list(SENTIMENT140_FIELD_NAMES)
+  else:
+    width = max([len(r.fields) for r in before] + [text_index + 1])
+    columns = [f"column_{i}" for i in range(width)]
+  rest = (_text_record(state["layout"], n, fields, error) for n, fields, error in records)
+  return TextFile(columns, text_index, has_header, _checked(itertools.chain(before, rest), source), encoding,
+                  detected, source)
+
+
+def _text_record(layout: Optional[_Layout], line_number: int, fields: Optional[list[str]],
+                 error: Optional[str]) -> TextRecord:
+  fields = fields or []
+  if error is None:
+    if not fields:
+      error = "blank_line"
+    elif not layout.column_count_ok(fields):
+      error = "wrong_column_count"
+    elif not fields[layout.text_index].strip():
+      error = "empty_text"
+    elif UNDECODABLE.search(fields[layout.text_index]):
+      error = "invalid_utf8"
+  return TextRecord(line_number, fields, None if error else fields[layout.text_index], error)

@@ -45,6 +45,11 @@ class SyntheticTokenizer:
       out[row, :len(ids)] = ids
     return out
 
+  def encode_with_lengths(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(``encode(texts)``, np.int32 (N,) word counts before truncation)."""
+    lengths = np.fromiter((len(text.split()) for text in texts), np.int32, len(texts))
+    return self.encode(texts), lengths
+
   def decode(self, ids) -> str:
     return " ".join(VOCABULARY[int(i)] for i in ids if int(i) != self.pad_id)
 

@@ -186,7 +186,13 @@ def model_card(name: str, report: dict, config, comparison: dict, export_info: d
       "```bash",
       f"./run.sh python -m train.predict --model={export_info['model_dir']} \"I love this\" \"worst day ever\"",
       f"./run.sh python -m train.evaluate --model={export_info['model_dir']} --data=labelled.csv",
+      f"./run.sh python -m train.predict --model={export_info['model_dir']} --input=tweets.csv --text_column=text "
+      "--output=scored.csv",
       "```",
+      "",
+      "Both score through mamba-jax's inference engine (`train/model_files/inference.py`: length buckets, one "
+      "compiled program per bucket, kept in a compilation cache between runs); its probabilities are those of "
+      "padding every text to max_length up to float32 rounding.",
       "",
       "## Files",
       "",

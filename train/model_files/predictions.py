@@ -27,6 +27,7 @@ MAX_LINE_CHARS = 10_000  # Longer lines are cut here before tokenization (tweets
 # Characters a terminal acts on: C0 controls, DEL, C1 controls (CSI ...), line/paragraph separators,
 # bidirectional embeddings, overrides and isolates.
 UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+VISIBLE_ASCII = re.compile("[!-~]")  # ASCII that is neither whitespace nor a control character.
 
 
 def decode_line(raw: bytes) -> tuple[str, Optional[str]]:
@@ -45,6 +46,8 @@ def escape_unsafe(text: str) -> str:
 
 def has_visible_text(text: str) -> bool:
   """Whether anything but whitespace and control/format characters is left (else: an empty line)."""
+  if text.isascii():
+    return VISIBLE_ASCII.search(text) is not None
   return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") for c in text)
 
 
@@ -53,66 +56,65 @@ def argv_bytes(text: str) -> bytes:
   return text.encode("utf-8", errors="surrogateescape")
 
 
-def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold: float,
-             batch_size: int = 256) -> Iterator[dict]:
-  """One result dict per input line: {line, text, label, probability, probabilities, [p_positive], note}
-  or {line, error}.
+def line_result(number: int, raw: bytes) -> dict:
+  """A line before scoring: {line, text, notes} (text to score), or {line, error}."""
+  try:
+    text, note = decode_line(raw.rstrip(b"\r\n"))
+  except Exception as e:  # pylint: disable=broad-except
+    return {"line": number, "error": f"unreadable line ({type(e).__name__}: {e})"}
+  notes = [note] if note else []
+  if not text.strip():
+    return {"line": number, "error": "empty line"}
+  if len(text) > MAX_LINE_CHARS:
+    notes.append(f"line of {len(text)} characters cut to {MAX_LINE_CHARS}")
+    text = text[:MAX_LINE_CHARS]
+  if not has_visible_text(text):
+    return {"line": number, "error": "empty line (only control characters)"}
+  return {"line": number, "text": text, "notes": notes}
 
-  ``model``: ``train.model_files.inference.load`` of a workdir or an exported model; each batch of
-  ``batch_size`` lines is evaluated as one batch (no length buckets). ``threshold``: the binary
-  model answers neutral under it; a model of other classes ignores it (see the module docstring).
+
+def answer(probabilities, class_names, binary: bool, threshold: float) -> tuple[str, float]:
+  """(label, confidence) of one text's probabilities (c,): the most probable class, or "neutral" for the
+  binary negative/positive model when its confidence is under ``threshold``."""
+  confidence = float(probabilities.max())
+  if binary and confidence < threshold:
+    return "neutral", confidence
+  return class_names[int(probabilities.argmax())], confidence
+
+
+def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold: float,
+             batch_size: Optional[int] = None) -> Iterator[dict]:
+  """One result dict per input line, in order: {line, text, label, probability, probabilities,
+  [p_positive], note} or {line, error}.
+
+  ``model``: ``train.model_files.inference.load`` of a workdir or an exported model; the lines are scored by its
+  ``InferenceEngine`` (length buckets, batches across lines, streaming: ``raw_lines`` is read ahead
+  on the engine's reader thread). ``batch_size``: rows of every bucket's batch (default: the
+  engine's). ``threshold``: the binary model answers neutral under it; a model of other classes
+  ignores it (see the module docstring).
   """
   names = tuple(model.class_names)
   binary = model.is_binary_sentiment
-  batch: list[dict] = []  # Results in input order; those with a "text" still need the model.
-
-  def flush():
-    pending = [r for r in batch if "text" in r]
-    if pending:
-      tokens = model.encode([r["text"] for r in pending])
-      probs, lengths = model.batch_probabilities(tokens), (tokens != 0).sum(axis=1)
-      for result, p, length in zip(pending, probs, lengths):
-        notes = result.pop("notes")
-        if length == 0:
-          line = result["line"]
-          result.clear()  # In place: ``batch`` holds this dict.
-          result.update(line=line, error="empty line (no tokens after normalization)")
-          continue
-        if length >= model.max_length:
-          notes.append(f"long input: only the first {model.max_length} tokens were used")
-        confidence = float(p.max())
-        label = names[int(p.argmax())]
-        if binary and confidence < threshold:
-          label = "neutral"
-        result.update(label=label, probability=confidence,
-                      probabilities={name: float(q) for name, q in zip(names, p)})
-        if binary:
-          result["p_positive"] = float(p[1])
-        result["note"] = "; ".join(notes) or None
-    done = list(batch)
-    batch.clear()
-    return done
-
-  for number, raw in enumerate(raw_lines, start=1):
-    try:
-      text, note = decode_line(raw.rstrip(b"\r\n"))
-    except Exception as e:  # pylint: disable=broad-except
-      batch.append({"line": number, "error": f"unreadable line ({type(e).__name__}: {e})"})
+  engine = model.engine if batch_size is None else inference.InferenceEngine(model, batch_rows=batch_size)
+  lines = (line_result(number, raw) for number, raw in enumerate(raw_lines, start=1))
+  for scored in engine.score(lines, text=lambda result: result.get("text")):
+    result = scored.item
+    if "error" in result:
+      yield result
       continue
-    notes = [note] if note else []
-    if not text.strip():
-      batch.append({"line": number, "error": "empty line"})
+    notes = result.pop("notes")
+    if scored.probabilities is None:
+      yield {"line": result["line"], "error": "empty line (no tokens after normalization)"}
       continue
-    if len(text) > MAX_LINE_CHARS:
-      notes.append(f"line of {len(text)} characters cut to {MAX_LINE_CHARS}")
-      text = text[:MAX_LINE_CHARS]
-    if not has_visible_text(text):
-      batch.append({"line": number, "error": "empty line (only control characters)"})
-      continue
-    batch.append({"line": number, "text": text, "notes": notes})
-    if len(batch) >= batch_size:
-      yield from flush()
-  yield from flush()
+    if scored.num_tokens > model.max_length:
+      notes.append(f"long input: only the first {model.max_length} tokens were used")
+    p = scored.probabilities
+    label, confidence = answer(p, names, binary, threshold)
+    result.update(label=label, probability=confidence, probabilities={name: float(q) for name, q in zip(names, p)})
+    if binary:
+      result["p_positive"] = float(p[1])
+    result["note"] = "; ".join(notes) or None
+    yield result
 
 
 def format_result(result: dict, output_format: str) -> str:
@@ -130,7 +132,8 @@ def format_result(result: dict, output_format: str) -> str:
 
 
 def write_predictions(model: inference.LoadedModel, raw_lines: Iterable[bytes], out: TextIO, *,
-                      threshold: Optional[float] = None, output_format: str = "text", batch_size: int = 256) -> None:
+                      threshold: Optional[float] = None, output_format: str = "text",
+                      batch_size: Optional[int] = None) -> None:
   """Writes one ``format_result`` line per input line to ``out`` (``classify``, see the module docstring).
 
   ``threshold``: the binary model's neutral threshold (None: its config's neutral_threshold).

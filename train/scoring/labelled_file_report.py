@@ -44,13 +44,13 @@ def reading_classes(model_classes, labels: str) -> tuple[str, Optional[tuple[str
 
 def score(model, rows: labelled_rows.LabelledRows, threshold: float,
           batch_size: Optional[int] = None) -> dict:
-  """Metrics of ``model`` (a ``train.model_files.inference.LoadedModel``) on ``rows`` (evaluated in length
-  buckets); see the module docstring.
+  """Metrics of ``model`` (a ``train.model_files.inference.LoadedModel``) on ``rows`` (scored by its
+  ``InferenceEngine``: length buckets); see the module docstring.
 
   ``rows`` must be read with the model's class names (``read_labelled_file(class_names=...)``).
   """
   names = tuple(model.class_names)
-  split = Split(tokens=model.tokenizer.encode(rows.texts), labels=rows.labels)
+  split = Split(tokens=model.engine.encode(rows.texts)[0], labels=rows.labels)
   probs = model.probabilities(split, batch_size) if len(split) else np.zeros((0, len(names)))
   if model.is_binary_sentiment:
     report = metrics.manual_test_report(probs, rows.labels, threshold, model.config.ece_bins)
