@@ -29,6 +29,9 @@ RESULT_INDEPENDENT_FIELDS = (
     "log_every_steps",  # Progress bar / metrics.jsonl cadence.
     "eval_every_steps",  # Validation cadence (which step becomes best/ may differ; the training does not).
     "checkpoint_every_steps",  # Save cadence (resume is bit-identical from any saved step).
+    "eval_every_epochs",  # Validation cadence in epochs (as eval_every_steps).
+    "checkpoint_every_epochs",  # Save cadence in epochs (as checkpoint_every_steps).
+    "best_checkpoint_metric",  # Which validated step becomes best/; the training does not change.
     "keep_checkpoints",  # How many latest checkpoints are kept.
     "async_checkpointing",  # Background or foreground writes.
     "prefetch_batches",  # Host input path read-ahead.
