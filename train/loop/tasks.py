@@ -131,7 +131,8 @@ class Classification:
     """The final eval report in one line (what ``python -m train.main`` prints)."""
     if "manual_test" not in report:  # The user's files: their classes, no manual_test.
       test = report["test"]
-      return (f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+      return (f"test accuracy {test['accuracy']:.4f}, macro-recall {test['macro_recall']:.4f}, "
+              f"macro-F1 {test['macro_f1']:.4f} "
               f"({test['num_examples']} rows, {len(test['confusion_matrix'])} classes)")
     manual = report["manual_test"]
     return (f"test accuracy {report['test']['accuracy']:.4f}, manual_test binary accuracy "
