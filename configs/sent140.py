@@ -97,6 +97,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.no_decay_regex = r"(^|/)(A_log|D|dt_bias|B|C|bias|conv_bias|scale)$"
   config.grad_clip_norm = 1.0  # Clip the global gradient norm to this (0 disables).
   config.label_smoothing = 0.05  # epsilon of optax.smooth_labels on the one-hot targets.
+  # Loss weight of each training row by its class (train.tasks): "none" (every row 1) or "balanced"
+  # (inverse class frequency of the train split, N / (classes * N_class): a rare class counts as much
+  # as a common one; combined with label smoothing).
+  config.class_weighting = "none"
 
   # ---- Input feeding (train.loop.input_feed) ----
   config.train_data_on_device = True  # Keep the tokenized train split on the accelerator; batches gathered by index there.
@@ -112,6 +116,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 100  # Progress bar / metrics.jsonl / TensorBoard cadence.
   config.eval_every_steps = 2000  # Validation cadence (also at the end); feeds the best checkpoint.
   config.checkpoint_every_steps = 2000  # Save the latest state this often (and at the end).
+  # The same two cadences in epochs (e.g. 0.25: four times an epoch, whatever the data's size);
+  # None: the step counts above.
+  config.eval_every_epochs = ml_collections.FieldReference(None, field_type=float)
+  config.checkpoint_every_epochs = ml_collections.FieldReference(None, field_type=float)
+  # Validation metric that picks the checkpoint the final report scores: "accuracy" or
+  # "macro_recall" (the mean of per-class recalls: for imbalanced classes).
+  config.best_checkpoint_metric = "accuracy"
   config.keep_checkpoints = 3  # Latest checkpoints kept (the best-by-validation one is kept separately).
   config.async_checkpointing = True  # Write checkpoints in the background.
   config.neutral_threshold = 0.7  # manual_test three-way: confidence below this -> "neutral".

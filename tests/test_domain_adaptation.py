@@ -1,13 +1,15 @@
-"""train.domain_adaptation: the held-out split, the drawn examples and the table (the runs are train.main's)."""
+"""train.domain_adaptation: the held-out split, the drawn examples, the inputs a run is reused by, the tables,
+and the classical baselines (the Mamba runs are train.main's)."""
 
 import csv
 import json
 import os
 
+import numpy as np
 import pytest
 
 from train.runs import model_dir
-from train.study import domain_adaptation
+from train.study import domain_adaptation, fasttext_baseline, tfidf_baseline
 
 
 def _source(path, n=200):
@@ -15,7 +17,7 @@ def _source(path, n=200):
     writer = csv.writer(f)
     writer.writerow(["id", "sentiment", "text"])
     for i in range(n):
-      label = ("negative", "positive", "neutral")[i % 3]
+      label = ("Negative", "positive", "NEUTRAL", "irrelevant")[i % 4]
       writer.writerow([i, label, f"tweet number {i} is {label}\nsecond line" if i == 4 else f"tweet {i} {label}"])
 
 
@@ -24,34 +26,46 @@ def _rows(path):
     return list(csv.reader(f))[1:]
 
 
-def test_split_is_stable_one_line_per_row_and_keeps_only_negative_and_positive(tmp_path):
+@pytest.mark.parametrize("classes, kept", [(("negative", "positive"), 100),
+                                           (("negative", "neutral", "positive"), 150)])
+def test_split_is_stable_one_line_per_row_and_keeps_only_the_classes(tmp_path, classes, kept):
   _source(tmp_path / "src.csv")
-  first = domain_adaptation.split_source(str(tmp_path / "src.csv"), "text", "sentiment", 0.25, str(tmp_path))
+  first = domain_adaptation.split_source(str(tmp_path / "src.csv"), "text", "sentiment", 0.25, str(tmp_path), classes)
   pool, test = _rows(tmp_path / "pool.csv"), _rows(tmp_path / "test.csv")
-  assert first["pool"] + first["test"] == 134 == len(pool) + len(test)  # The 66 neutral rows are left out.
-  assert 0.1 < len(test) / 134 < 0.4 and not {r[0] for r in pool} & {r[0] for r in test}
-  assert {r[1] for r in pool + test} == {"negative", "positive"}
+  assert first["pool"] + first["test"] == kept == len(pool) + len(test)  # Other labels are left out.
+  assert 0.1 < len(test) / kept < 0.4 and not {r[0] for r in pool} & {r[0] for r in test}
+  assert {r[1] for r in pool + test} == set(classes)
+  assert sum(first["class_counts"]["test"].values()) == len(test)
   assert all("\n" not in r[0] for r in pool + test)
-  again = domain_adaptation.split_source(str(tmp_path / "src.csv"), "text", "sentiment", 0.25, str(tmp_path))
+  again = domain_adaptation.split_source(str(tmp_path / "src.csv"), "text", "sentiment", 0.25, str(tmp_path), classes)
   assert again == first and _rows(tmp_path / "test.csv") == test
+  with pytest.raises(ValueError, match="--classes=negative,irrelevant"):
+    domain_adaptation.split_source(str(tmp_path / "src.csv"), "text", "sentiment", 0.25, str(tmp_path),
+                                   ("negative", "irrelevant"))
 
 
-def test_examples_are_a_seeded_prefix_and_the_table_has_every_method(tmp_path):
+def test_examples_are_a_seeded_prefix_and_the_tables_have_every_method(tmp_path):
   _source(tmp_path / "src.csv")
-  split = domain_adaptation.split_source(str(tmp_path / "src.csv"), "text", "sentiment", 0.25, str(tmp_path))
+  split = domain_adaptation.split_source(str(tmp_path / "src.csv"), "text", "sentiment", 0.25, str(tmp_path),
+                                         ("negative", "positive", "neutral"))
   path, count = domain_adaptation.write_examples(str(tmp_path), "10", 0)
   assert count == 10 and len(_rows(path)) == 10
   assert _rows(domain_adaptation.write_examples(str(tmp_path), "10", 0)[0]) == _rows(path)
   assert _rows(domain_adaptation.write_examples(str(tmp_path), "10", 1)[0]) != _rows(path)
   assert domain_adaptation.write_examples(str(tmp_path), "all", 0)[1] == split["pool"]
-  runs = [{"method": "zero_shot", "size": "0", "accuracy": 0.7},
-          *({"method": m, "size": s, "accuracy": a} for m, a in (("finetune", 0.9), ("scratch", 0.8), ("tfidf", 0.85))
-            for s in ("10", "all")),
-          {"method": "finetune", "size": "10", "accuracy": 0.8}]
+  scores = lambda a, r: {"accuracy": a, "macro_recall": r, "macro_f1": r}
+  runs = [{"method": "zero_shot", "size": "0", **scores(0.7, 0.5)},
+          *({"method": m, "size": s, **scores(a, a - 0.1)} for m, a in (
+              ("finetune", 0.9), ("finetune_lm", 0.95), ("scratch", 0.8), ("tfidf", 0.85), ("tfidf_balanced", 0.84),
+              ("fasttext", 0.83)) for s in ("10", "all")),
+          {"method": "finetune", "size": "10", **scores(0.8, 0.7)}]
   table = domain_adaptation.table(runs, split)
-  assert "| released model, zero-shot | 70.00 | 70.00 |" in table
-  assert "| fine-tuned from the released model | 85.00 +- 7.07 (n=2) | 90.00 (n=1) |" in table  # Sample std.
-  assert "| TF-IDF + logistic regression | 85.00 (n=1) | 85.00 (n=1) |" in table
+  assert table.index("## Test macro-averaged recall") < table.index("## Test accuracy") < table.index("## Test macro-F1")
+  assert "| current release, zero-shot | 50.00 | 50.00 |" in table  # Macro-recall first.
+  assert "| fine-tuned from the current release | 75.00 +- 7.07 (n=2) | 80.00 (n=1) |" in table  # Sample std.
+  assert "| fine-tuned from candidate `lm` | 85.00 (n=1) | 85.00 (n=1) |" in table
+  assert "| TF-IDF + logistic regression, class-weighted | 74.00 (n=1) | 74.00 (n=1) |" in table
+  assert "| fastText (bigrams, dim 100) | 83.00 (n=1) | 83.00 (n=1) |" in table  # The accuracy table.
 
 
 def test_a_run_is_reused_only_with_the_same_inputs(tmp_path):
@@ -60,9 +74,13 @@ def test_a_run_is_reused_only_with_the_same_inputs(tmp_path):
   model = tmp_path / "model"
   model.mkdir()
   (model / model_dir.PARAMS_FILE).write_bytes(b"weights one")
-  inputs = {m: domain_adaptation.run_inputs(m, split, str(model)) for m in ("zero_shot", "finetune", "scratch", "tfidf")}
-  assert set(inputs["finetune"]) == {"source_sha256", "test_share", "model_params_sha256", "architecture"}
-  assert "model_params_sha256" not in inputs["scratch"] and "architecture" not in inputs["tfidf"]
+  (model / model_dir.CONFIG_FILE).write_text(json.dumps({"model_type": "mamba", "model": {"d_model": 128}}))
+  inputs = {m: domain_adaptation.run_inputs(m, split, str(model) if m.startswith(("zero", "fine")) else None)
+            for m in ("zero_shot", "finetune", "scratch", "tfidf")}
+  assert set(inputs["finetune"]) == {"source_sha256", "test_share", "classes", "model_params_sha256", "training"}
+  assert "--config.model.d_model=128" in inputs["finetune"]["training"]["overrides"]
+  assert set(inputs["scratch"]) == {"source_sha256", "test_share", "classes", "training", "architecture"}
+  assert set(inputs["tfidf"]) == {"source_sha256", "test_share", "classes"}
   path = str(tmp_path / "finetune__10__seed0.json")
   assert not domain_adaptation.earlier_run(path, inputs["finetune"])
   with open(path, "w", encoding="utf-8") as f:
@@ -74,5 +92,55 @@ def test_a_run_is_reused_only_with_the_same_inputs(tmp_path):
   os.remove(path)
   with open(path, "w", encoding="utf-8") as f:
     json.dump({"method": "finetune", "accuracy": 0.9}, f)  # No inputs recorded: never reused.
-  with pytest.raises(ValueError, match="architecture, model_params_sha256, source_sha256, test_share differ"):
+  with pytest.raises(ValueError, match="classes, model_params_sha256, source_sha256, test_share, training differ"):
     domain_adaptation.earlier_run(path, inputs["finetune"])
+  with pytest.raises(ValueError, match="unknown methods finetune_nope"):
+    domain_adaptation.run(str(tmp_path / "src.csv"), model=str(model), methods=["finetune_nope"],
+                          work_dir=str(tmp_path / "w"), output_dir=str(tmp_path / "o"))
+
+
+def _imbalanced_splits(seed=0):
+  """Three classes, 8:1:1 in train: a cue word per class in 60% of its rows, random filler otherwise."""
+  rng = np.random.default_rng(seed)
+  cues = ("bad", "meh", "great")
+
+  def rows(counts):
+    texts, labels = [], []
+    for label, count in enumerate(counts):
+      for i in range(count):
+        words = list(rng.choice([f"w{k}" for k in range(20)], 5))
+        if i < 0.6 * count:
+          words.insert(2, cues[label])
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, np.array(labels, np.int32)
+
+  return {"train": rows((400, 50, 50)), "validation": rows((40, 40, 40)), "test": rows((60, 60, 60))}
+
+
+def test_tfidf_class_weighting_and_fasttext_score_the_minority_classes():
+  splits = _imbalanced_splits()
+  plain = tfidf_baseline.fit_and_evaluate(splits, [0.25, 1.0], min_df=1, select_by="macro_recall")
+  balanced = tfidf_baseline.fit_and_evaluate(splits, [0.25, 1.0], min_df=1, select_by="macro_recall",
+                                             class_weight="balanced")
+  assert balanced["class_weight"] == "balanced" and balanced["selected_by"] == "validation macro_recall"
+  minority = lambda report: np.mean([c["recall"] for c in report["test"]["per_class"][1:]])
+  assert minority(balanced) > minority(plain) + 0.1
+  assert balanced["test"]["macro_recall"] > plain["test"]["macro_recall"]
+  fast = fasttext_baseline.fit_and_evaluate(splits, epochs=(5, 25), learning_rates=(0.5,), select_by="macro_recall",
+                                            bucket=10_000)
+  again = fasttext_baseline.fit_and_evaluate(splits, epochs=(5, 25), learning_rates=(0.5,), select_by="macro_recall",
+                                            bucket=10_000)
+  assert fast["test"] == again["test"]  # One thread, a fixed seed: deterministic.
+  assert len(fast["search"]) == 2 and fast["epochs"] in (5, 25)
+  assert fast["test"]["macro_recall"] > 0.5 and fast["test"]["num_examples"] == 180
+  probs = fasttext_baseline.probabilities(__import__("fasttext").train_supervised(
+      input=_fasttext_file(splits), epoch=1, verbose=0, thread=1, bucket=10_000), ["w1 w2"], 4)
+  assert probs.shape == (1, 4) and probs[0, 3] == 0.0 and probs.sum() == pytest.approx(1.0)
+
+
+def _fasttext_file(splits):
+  import tempfile  # pylint: disable=import-outside-toplevel
+  path = os.path.join(tempfile.mkdtemp(), "train.txt")
+  fasttext_baseline._write_training_file(path, *splits["train"])  # pylint: disable=protected-access
+  return path

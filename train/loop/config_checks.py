@@ -24,6 +24,12 @@ def check_training_config(config: ml_collections.ConfigDict) -> None:
                      f"({config.num_epochs}) must be > 0")
   if not config.learning_rate > 0:
     raise ValueError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
+  for name in ("eval_every_epochs", "checkpoint_every_epochs"):
+    if config[name] is not None and not config[name] > 0:
+      raise ValueError(f"config.{name} must be > 0 (a fraction of an epoch) or None, got {config[name]!r}")
+  if config.best_checkpoint_metric not in ("accuracy", "macro_recall"):
+    raise ValueError(f"config.best_checkpoint_metric must be 'accuracy' or 'macro_recall', "
+                     f"got {config.best_checkpoint_metric!r}")
   if not 0.0 <= config.label_smoothing < 1.0:
     raise ValueError(f"config.label_smoothing must be in [0, 1), got {config.label_smoothing!r}")
   if not config.budget_minutes >= 0:

@@ -45,6 +45,22 @@ def weighted_accuracy(logits: jax.Array, labels: jax.Array, weights: jax.Array) 
   return jnp.sum(correct * weights) / jnp.maximum(jnp.sum(weights), 1e-8)
 
 
+CLASS_WEIGHTINGS = ("none", "balanced")  # config.class_weighting.
+
+
+def balanced_class_weights(labels: np.ndarray) -> np.ndarray:
+  """Inverse class frequency, N / (c * N_k) for each class k that occurs (c: classes that occur).
+
+  labels (N,) int -> (max label + 1,) float32. A class absent from ``labels`` gets weight 0
+  (it never appears as a target). The mean weight over the rows is 1, so the loss keeps its scale.
+  """
+  counts = np.bincount(np.asarray(labels, np.int64))
+  present = counts > 0
+  weights = np.zeros(counts.shape, np.float64)
+  weights[present] = counts.sum() / (present.sum() * counts[present])
+  return weights.astype(np.float32)
+
+
 class Classification:
   """Class of a text: logits (b, c) against ``batch["label"]`` (b,).
 
@@ -55,20 +71,37 @@ class Classification:
 
   reported_splits = metrics.REPORTED_SPLITS
 
-  def __init__(self, reported_splits: tuple = metrics.REPORTED_SPLITS):
+  def __init__(self, reported_splits: tuple = metrics.REPORTED_SPLITS,
+               class_weights: Optional[np.ndarray] = None):
+    """``class_weights`` (c,): each training row's loss weight by its label (``balanced_class_weights``);
+    None: every row weighs 1."""
     self.reported_splits = tuple(reported_splits)
+    self.class_weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
 
   @classmethod
   def for_run(cls, config: ml_collections.ConfigDict, train_split=None) -> "Classification":
-    del train_split
-    if config.dataset == "labelled_files" or config.dataset.startswith("lra_"):
-      return cls(("validation", "test"))  # The user's files and the LRA tasks: no manual_test.
-    return cls()
+    """The user's files and the LRA tasks report validation and test (no manual_test);
+    ``config.class_weighting`` "balanced" weighs the loss by ``balanced_class_weights`` of
+    ``train_split``'s labels."""
+    no_manual_test = config.dataset == "labelled_files" or config.dataset.startswith("lra_")
+    reported = ("validation", "test") if no_manual_test else metrics.REPORTED_SPLITS
+    if config.class_weighting not in CLASS_WEIGHTINGS:
+      raise ValueError(f"config.class_weighting={config.class_weighting!r}: use one of {', '.join(CLASS_WEIGHTINGS)}")
+    if config.class_weighting == "none":
+      return cls(reported)
+    if train_split is None:
+      raise ValueError("config.class_weighting='balanced' needs the train split (its class counts)")
+    return cls(reported, balanced_class_weights(train_split.labels))
 
   def loss(self, apply_fn, params, batch: dict, rng: jax.Array,
            label_smoothing: float) -> tuple[jax.Array, jax.Array]:
+    """Weighted cross-entropy (rows weighted by ``batch["weight"]`` times their class's weight) and
+    the batch accuracy (unweighted by class)."""
     logits = apply_fn({"params": params}, batch["tokens"], batch["mask"], train=True, rngs={"dropout": rng})
-    loss = weighted_cross_entropy(logits, batch["label"], batch["weight"], label_smoothing)
+    weights = batch["weight"]
+    if self.class_weights is not None:
+      weights = weights * self.class_weights[batch["label"]]
+    loss = weighted_cross_entropy(logits, batch["label"], weights, label_smoothing)
     return loss, weighted_accuracy(logits, batch["label"], batch["weight"])
 
   def eval_outputs(self, logits: jax.Array, batch: dict) -> jax.Array:
@@ -100,7 +133,8 @@ class Classification:
     """The final eval report in one line (what ``python -m train.main`` prints)."""
     if "manual_test" not in report:  # The user's files: their classes, no manual_test.
       test = report["test"]
-      return (f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+      return (f"test accuracy {test['accuracy']:.4f}, macro-recall {test['macro_recall']:.4f}, "
+              f"macro-F1 {test['macro_f1']:.4f} "
               f"({test['num_examples']} rows, {len(test['confusion_matrix'])} classes)")
     manual = report["manual_test"]
     return (f"test accuracy {report['test']['accuracy']:.4f}, manual_test binary accuracy "

@@ -271,6 +271,9 @@ class Run:
     state: the state to train from (restored or initial), then the trained state.
     start_step: the step ``state`` is at (0: a fresh start).
     best_accuracy: the best validation accuracy so far (None: none yet).
+    best_score: the best validation ``config.best_checkpoint_metric`` so far, which picks the best
+      checkpoint (None: none yet).
+    eval_every, checkpoint_every: the validation and save cadence in steps (``cadence_steps``).
     clock: the run's clock (set by ``train_and_evaluate``).
     spent_before_s: wall time the earlier runs of this workdir spent up to the restored
       checkpoint (its progress' ``wall_time_total_s``; counts against ``config.budget_minutes``).
@@ -294,6 +297,9 @@ class Run:
   state: Optional[TrainState] = None
   start_step: int = 0
   best_accuracy: Optional[float] = None
+  best_score: Optional[float] = None
+  eval_every: int = 0
+  checkpoint_every: int = 0
   clock: Optional["RunClock"] = None
   spent_before_s: float = 0.0
   final_step: int = 0
@@ -310,8 +316,32 @@ class Run:
 
   def progress(self, step: int) -> dict:
     """The ``progress`` item of a checkpoint of ``step``."""
-    return {"step": step, "best_validation_accuracy": self.best_accuracy, "total_steps": self.total_steps,
+    return {"step": step, "best_validation_accuracy": self.best_accuracy,
+            "best_validation_score": self.best_score, "total_steps": self.total_steps,
             "examples_seen": step * self.config.batch_size, "wall_time_total_s": self.wall_time_total_s()}
+
+
+def cadence_steps(every_steps: int, every_epochs: Optional[float], steps_per_epoch: int) -> int:
+  """Steps between validations (or saves): ``every_epochs`` of an epoch when set, else ``every_steps``; >= 1."""
+  if every_epochs is None:
+    return max(int(every_steps), 1)
+  if every_epochs <= 0:
+    raise ValueError(f"a cadence in epochs must be > 0, got {every_epochs}")
+  return max(int(round(every_epochs * steps_per_epoch)), 1)
+
+
+def print_plan(run: Run) -> None:
+  """One line of what the run will do: rows, steps, epochs, validations, saves, batch."""
+  config = run.config
+  rows = len(run.datasets.splits["train"])
+  remaining = run.total_steps - run.start_step
+  evaluations = remaining // run.eval_every + (run.total_steps % run.eval_every != 0)
+  saves = remaining // run.checkpoint_every + (run.total_steps % run.checkpoint_every != 0)
+  print(f"Plan: {rows:,} training rows, {run.total_steps:,} steps of {config.batch_size} "
+        f"({run.total_steps / run.steps_per_epoch:.2f} epochs of {run.steps_per_epoch:,} steps), "
+        f"{remaining:,} to go; validation every {run.eval_every:,} steps ({evaluations} more, "
+        f"{len(run.datasets.splits['validation']):,} rows each), a save every {run.checkpoint_every:,} "
+        f"steps; best checkpoint by validation {config.best_checkpoint_metric}.", flush=True)
 
 
 def claim_workdir(run: Run, start_over: bool, cleanup: contextlib.ExitStack) -> None:
@@ -376,6 +406,9 @@ def build_state(run: Run, cleanup: contextlib.ExitStack) -> None:
     raise ValueError(f"the train split has {len(train_split)} examples, fewer than one batch of "
                      f"{config.batch_size} (config.batch_size); lower it or add rows")
   run.total_steps = total_train_steps(config, run.steps_per_epoch)
+  run.eval_every = cadence_steps(config.eval_every_steps, config.eval_every_epochs, run.steps_per_epoch)
+  run.checkpoint_every = cadence_steps(config.checkpoint_every_steps, config.checkpoint_every_epochs,
+                                       run.steps_per_epoch)
   run.trainer = Trainer(config, model, run.total_steps, train_split, class_names)
   run.num_params = models.count_params(run.trainer.initial_state.params)
   run.abstract_state = checkpointing.abstract_like(run.trainer.initial_state)
@@ -389,6 +422,8 @@ def build_state(run: Run, cleanup: contextlib.ExitStack) -> None:
   run.final_step = run.start_step
   run.best_accuracy = progress.get("best_validation_accuracy") if progress else None
   run.spent_before_s = float(progress.get("wall_time_total_s", 0.0)) if progress else 0.0
+  # A checkpoint written before best_validation_score existed was picked by accuracy.
+  run.best_score = progress.get("best_validation_score", run.best_accuracy) if progress else None
   if run.start_step:
     print(f"Resuming from step {run.start_step} ({checkpoint_dir}).", flush=True)
   logging.info("%s: %d parameters, %d steps (%d per epoch), %d devices, length buckets %s "
@@ -424,6 +459,7 @@ def train_loop(run: Run, clock: RunClock) -> None:
     if run.budget_spent():
       steps = range(0)
       run.stopped_by_budget = run.start_step < run.total_steps
+    estimated = False
     for step in steps:
       state, metrics = trainer.train_step(state, next(feed))
       window.add(metrics, config.batch_size)
@@ -436,10 +472,15 @@ def train_loop(run: Run, clock: RunClock) -> None:
       run.stopped_by_budget = step < run.total_steps and run.budget_spent()
       is_last = step == run.total_steps or run.stopped_by_budget
       stop = signals.should_stop(step) and not is_last  # Called every step, on every process.
-      evaluate = is_last or step % config.eval_every_steps == 0
-      save = is_last or stop or step % config.checkpoint_every_steps == 0
+      evaluate = is_last or step % run.eval_every == 0
+      save = is_last or stop or step % run.checkpoint_every == 0
       if is_last or evaluate or save or step % config.log_every_steps == 0:
-        window.flush(step, last_saved)
+        summary = window.flush(step, last_saved)
+        if not estimated and not is_last and summary["examples_per_s"] > 0:
+          estimated = True  # The first window's speed, compilation excluded.
+          minutes = (run.total_steps - step) * config.batch_size / summary["examples_per_s"] / 60
+          bar.write(f"Estimated training time left: {minutes:.1f} min at {summary['examples_per_s']:.0f} "
+                    f"examples/s (validations and saves not counted).")
       if evaluate or save:
         clock.pause()
       if evaluate:
@@ -447,7 +488,10 @@ def train_loop(run: Run, clock: RunClock) -> None:
         run.writer.write(step, "validation", metrics_val)
         if run.best_accuracy is None or metrics_val["accuracy"] > run.best_accuracy:
           run.best_accuracy = metrics_val["accuracy"]
-        checkpointer.save_best(step, state, run.progress(step), metrics_val["accuracy"])
+        score = metrics_val[config.best_checkpoint_metric]
+        if run.best_score is None or score > run.best_score:
+          run.best_score = score
+        checkpointer.save_best(step, state, run.progress(step), score)
         bar.write(f"step {step}: validation accuracy {metrics_val['accuracy']:.4f} "
                   f"loss {metrics_val['loss']:.4f}")
       if save:
@@ -510,6 +554,8 @@ def write_report(run: Run, clock: RunClock, metrics: dict, eval_progress: dict, 
       "device_kind": jax.devices()[0].device_kind,
       "evaluated_checkpoint": evaluated,
       "best_validation_accuracy": run.best_accuracy,
+      "best_checkpoint_metric": config.best_checkpoint_metric,
+      "best_validation_score": run.best_score,
       "wall_time_s": clock.wall_s(),
       "tokenizer_path": run.tokenizer_copy,
       "data_summary": run.datasets.summary,
@@ -549,6 +595,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, start
     claim_workdir(run, start_over, cleanup)
     load_data(run)
     build_state(run, cleanup)
+    print_plan(run)
     train_loop(run, clock)
     metrics, eval_progress, evaluated = final_evaluation(run)
     return write_report(run, clock, metrics, eval_progress, evaluated)

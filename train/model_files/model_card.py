@@ -219,15 +219,16 @@ def model_card(name: str, report: dict, config, comparison: dict, export_info: d
       f"Measured by `train.export` after loading `{model_dir.PARAMS_FILE}` back, next to the training "
       f"run's own report (float32, step {report['evaluated_step']}).",
       "",
-      f"| split | examples | accuracy (training run) | accuracy ({dtype}) | macro-F1 | ECE | max abs change of p |",
-      "|---|---:|---:|---:|---:|---:|---:|",
+      f"| split | examples | accuracy (training run) | accuracy ({dtype}) | macro-recall | macro-F1 | ECE | "
+      "max abs change of p |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|",
   ]
   for split in comparison:
     stored = binary_part(comparison[split]["stored"])
     reported = binary_part(report[split])
     lines.append(
         f"| {SPLIT_DESCRIPTIONS.get(split, split)} | {stored['num_examples']:,} | {_percent(reported['accuracy'])} | "
-        f"{_percent(stored['accuracy'])} | {stored['macro_f1']:.4f} | {stored['ece']:.4f} | "
+        f"{_percent(stored['accuracy'])} | {stored['macro_recall']:.4f} | {stored['macro_f1']:.4f} | {stored['ece']:.4f} | "
         f"{comparison[split]['max_abs_probability_difference']:.2e} |")
   lines.append("")
   manual = comparison["manual_test"]["stored"] if "manual_test" in comparison else None

@@ -29,6 +29,9 @@ RESULT_INDEPENDENT_FIELDS = (
     "log_every_steps",  # Progress bar / metrics.jsonl cadence.
     "eval_every_steps",  # Validation cadence (which step becomes best/ may differ; the training does not).
     "checkpoint_every_steps",  # Save cadence (resume is bit-identical from any saved step).
+    "eval_every_epochs",  # Validation cadence in epochs (as eval_every_steps).
+    "checkpoint_every_epochs",  # Save cadence in epochs (as checkpoint_every_steps).
+    "best_checkpoint_metric",  # Which validated step becomes best/; the training does not change.
     "keep_checkpoints",  # How many latest checkpoints are kept.
     "async_checkpointing",  # Background or foreground writes.
     "prefetch_batches",  # Host input path read-ahead.
@@ -49,11 +52,12 @@ RETIRED_FIELDS = (
 )
 # Fields added after configs were first stored, whose defaults (configs/sent140.py) do what a config
 # without them did (the own-files fields: unused unless dataset is "labelled_files"; the synthetic
-# task's sizes: what train.data.synthetic used when a config had none). A stored config that lacks one
-# is completed with its default, in a workdir and an export alike.
+# task's sizes: what train.data.synthetic used when a config had none; class_weighting "none": every
+# row weighed 1). A stored config that lacks one is completed with its default, in a workdir and an
+# export alike.
 FIELDS_WITH_PAST_DEFAULTS = ("train_file", "validation_file", "test_file", "text_column", "label_column",
                              "label_scheme", "encoding", "delimiter", "synthetic_train_size", "synthetic_eval_size",
-                             "budget_minutes")
+                             "budget_minutes", "class_weighting")
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", EVAL_REPORT_FILE, CONFIG_FILE, CLASSES_FILE)
 
@@ -80,7 +84,13 @@ def as_json_dict(config: ml_collections.ConfigDict) -> dict:
 
 
 def result_differences(stored: dict, current: dict) -> list[tuple[str, Any, Any]]:
-  """(field, stored value, current value) of every result-changing field that differs, sorted."""
+  """(field, stored value, current value) of every result-changing field that differs, sorted.
+
+  A ``FIELDS_WITH_PAST_DEFAULTS`` field that ``stored`` lacks counts as its default (configs/sent140.py).
+  """
+  from configs import sent140  # pylint: disable=import-outside-toplevel
+  defaults = as_json_dict(sent140.get_config())
+  stored = {**{name: defaults[name] for name in FIELDS_WITH_PAST_DEFAULTS}, **stored}
   old, new = flatten(stored), flatten(current)
   missing = object()
   differences = []
@@ -166,10 +176,6 @@ def claim(config: ml_collections.ConfigDict, workdir: str, *, start_over: bool =
   elif os.path.exists(path) and has_checkpoints(workdir):
     with open(path, encoding="utf-8") as f:
       stored = json.load(f)
-    from configs import sent140  # pylint: disable=import-outside-toplevel
-    defaults = as_json_dict(sent140.get_config())
-    for name in FIELDS_WITH_PAST_DEFAULTS:
-      stored.setdefault(name, defaults[name])
     differences = result_differences(stored, current)
     if differences:
       raise WorkdirConfigMismatch(mismatch_message(workdir, differences))

@@ -56,6 +56,7 @@ def score(model, rows: labelled_rows.LabelledRows, threshold: float,
     report = metrics.manual_test_report(probs, rows.labels, threshold, model.config.ece_bins)
     three_way = metrics.confusion_matrix(rows.labels, metrics.three_way_predictions(probs, threshold), 3)
     report["three_way"]["macro_f1"] = metrics.macro_f1(three_way)
+    report["three_way"]["macro_recall"] = metrics.macro_recall(three_way)
     report["three_way"]["confusion_matrix"] = three_way.tolist()
     counts = np.bincount(rows.labels, minlength=len(LABEL_NAMES))
     report["label_counts"] = {name: int(c) for name, c in zip(LABEL_NAMES, counts)}
@@ -98,16 +99,17 @@ def summary_lines(report: dict) -> list[str]:
   if "n_way" in report:
     n_way = report["n_way"]
     lines += [f"{len(report['class_names'])}-way ({n_way['num_examples']} rows): accuracy {n_way['accuracy']:.4f}, "
-              f"macro-F1 {n_way['macro_f1']:.4f}, ECE {n_way['ece']:.4f}",
+              f"macro-recall {n_way['macro_recall']:.4f}, macro-F1 {n_way['macro_f1']:.4f}, ECE {n_way['ece']:.4f}",
               *class_lines(n_way, report["class_names"])]
   else:
     binary, three_way = report["binary"], report["three_way"]
     lines += [
         f"binary (positive/negative, {binary['num_examples']} rows): accuracy {binary['accuracy']:.4f}, "
-        f"macro-F1 {binary['macro_f1']:.4f}, ECE {binary['ece']:.4f}",
+        f"macro-recall {binary['macro_recall']:.4f}, macro-F1 {binary['macro_f1']:.4f}, ECE {binary['ece']:.4f}",
         *class_lines(binary, report["class_names"]),
         f"three-way ({three_way['num_examples']} rows, {three_way['num_neutral']} neutral, threshold "
-        f"{three_way['threshold']}): accuracy {three_way['accuracy']:.4f}, macro-F1 {three_way['macro_f1']:.4f}",
+        f"{three_way['threshold']}): accuracy {three_way['accuracy']:.4f}, macro-recall {three_way['macro_recall']:.4f}, "
+        f"macro-F1 {three_way['macro_f1']:.4f}",
     ]
   return lines + slice_lines(report["slices"])
 

@@ -41,6 +41,20 @@ def macro_f1(matrix: np.ndarray) -> float:
   return float(f1[present].mean()) if present.any() else 0.0
 
 
+def macro_recall(matrix: np.ndarray) -> float:
+  """Unweighted mean of per-class recall over the classes that occur (true count > 0).
+
+  Unlike accuracy it does not reward ignoring a rare class: predicting the majority class
+  everywhere scores 1 / (classes that occur).
+  """
+  matrix = np.asarray(matrix)
+  support = matrix.sum(axis=1)
+  present = support > 0
+  if not present.any():
+    return 0.0
+  return float((np.diag(matrix)[present] / support[present]).mean())
+
+
 def per_class_metrics(matrix: np.ndarray) -> list[dict]:
   """Per class (in id order): precision, recall, f1 and support (true count) from a confusion matrix.
 
@@ -80,8 +94,8 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, num_
 
 
 def classification_metrics(probs: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> dict:
-  """accuracy, loss (plain cross-entropy, no smoothing), macro_f1, ece, confusion_matrix, num_examples,
-  per_class (``per_class_metrics``, in class id order)."""
+  """accuracy, loss (plain cross-entropy, no smoothing), macro_f1, macro_recall, ece, confusion_matrix,
+  num_examples, per_class (``per_class_metrics``, in class id order)."""
   probs = np.asarray(probs, np.float64)
   labels = np.asarray(labels, np.int64)
   num_classes = probs.shape[1]
@@ -97,6 +111,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, num_bins: int 
       "accuracy": float(correct.mean()) if n else 0.0,
       "loss": float(-np.log(np.maximum(true_probs, 1e-12)).mean()) if n else 0.0,
       "macro_f1": macro_f1(matrix),
+      "macro_recall": macro_recall(matrix),
       "ece": expected_calibration_error(confidence, correct, num_bins),
       "confusion_matrix": matrix.tolist(),
       "num_examples": n,

@@ -19,7 +19,7 @@ import json
 import os
 import resource
 import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -68,12 +68,15 @@ def load_texts(config) -> Tuple[Dict[str, Tuple[List[str], np.ndarray]], Dict[st
 
 
 def fit_and_evaluate(splits, c_values: Sequence[float], *, min_df: int = 2, max_iter: int = 1000,
-                     ece_bins: int = 15, neutral_threshold: float = 0.7) -> Dict[str, Any]:
+                     ece_bins: int = 15, neutral_threshold: float = 0.7, select_by: str = "accuracy",
+                     class_weight: Optional[str] = None) -> Dict[str, Any]:
   """Fits TF-IDF + logistic regression per C, keeps the best on validation, evaluates it.
 
   Args:
-    splits: {split: (texts, labels)}; train/validation/test labels in {0, 1}; manual_test
-      labels in {0, 1, 2} (2 = neutral, scored by the three-way threshold only).
+    splits: {split: (texts, labels)}; train/validation/test labels are class ids (Sentiment140:
+      {0, 1}); manual_test labels in {0, 1, 2} (2 = neutral, scored by the three-way threshold only).
+    select_by: the validation metric that picks C: "accuracy" or "macro_recall" (ties: the larger C).
+    class_weight: None (every row 1) or "balanced" (scikit-learn's: inverse class frequency).
   """
   # pylint: disable=import-outside-toplevel
   from sklearn.feature_extraction.text import TfidfVectorizer
@@ -91,21 +94,24 @@ def fit_and_evaluate(splits, c_values: Sequence[float], *, min_df: int = 2, max_
   candidates = []
   for c in c_values:
     t = time.perf_counter()
-    classifier = LogisticRegression(C=float(c), max_iter=max_iter, solver="lbfgs")
+    classifier = LogisticRegression(C=float(c), max_iter=max_iter, solver="lbfgs", class_weight=class_weight)
     classifier.fit(x_train, train_labels)
-    probs = classifier.predict_proba(features["validation"])
-    val_accuracy = float(np.mean(np.argmax(probs, -1) == splits["validation"][1]))
-    candidates.append({"C": float(c), "validation_accuracy": val_accuracy,
+    validation = metrics.classification_metrics(classifier.predict_proba(features["validation"]),
+                                                splits["validation"][1], ece_bins)
+    candidates.append({"C": float(c), "validation_accuracy": validation["accuracy"],
+                       "validation_macro_recall": validation["macro_recall"],
                        "fit_s": time.perf_counter() - t, "iterations": int(classifier.n_iter_[0])})
-    print(f"C={c}: validation accuracy {val_accuracy:.4f} ({candidates[-1]['fit_s']:.0f} s)",
-          flush=True)
-    if val_accuracy >= max(x["validation_accuracy"] for x in candidates):
+    print(f"C={c}: validation accuracy {validation['accuracy']:.4f}, macro-recall {validation['macro_recall']:.4f} "
+          f"({candidates[-1]['fit_s']:.0f} s)", flush=True)
+    if candidates[-1][f"validation_{select_by}"] >= max(x[f"validation_{select_by}"] for x in candidates):
       best, best_classifier = candidates[-1], classifier
   report = {
       "model": "tfidf_logreg",
       "vectorizer": {"ngram_range": [1, 2], "min_df": min_df, "sublinear_tf": True,
                      "token_pattern": TOKEN_PATTERN},
       "C": best["C"],
+      "class_weight": class_weight,
+      "selected_by": f"validation {select_by}",
       "c_search": candidates,
       "num_features": int(x_train.shape[1]),
       "num_parameters": int(best_classifier.coef_.size + best_classifier.intercept_.size),
