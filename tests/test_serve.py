@@ -168,6 +168,20 @@ def test_the_scorer_gives_the_same_probabilities_in_every_bucket_and_batch_size(
   assert lengths.max() == 16 and lengths.min() >= 1
 
 
+def test_the_plan_scores_every_row_once_in_few_padded_calls(exported):
+  scorer = served_model.load_served_model(model=exported[0]).scorer  # Bounds 6, 10, 16; batch sizes 8, 64, 256.
+  rng = np.random.default_rng(1)
+  for lengths in (rng.integers(1, 17, 700), np.full(3, 16), np.asarray([2, 3, 15]), rng.integers(1, 7, 40)):
+    calls = scorer.plan(lengths)
+    rows = np.concatenate([r for r, _ in calls])
+    assert sorted(rows.tolist()) == list(range(len(lengths)))
+    assert all(len(r) <= 256 and lengths[r].max() <= bound for r, bound in calls)
+  assert [bound for _, bound in scorer.plan(np.asarray([2, 3, 15]))] == [16]  # Three rows: one call.
+  assert [bound for _, bound in scorer.plan(rng.integers(1, 7, 40))] == [6]
+  many = scorer.plan(np.concatenate([np.full(200, 3), np.full(200, 15)]))
+  assert sorted(bound for _, bound in many) == [6, 16]  # Big buckets keep their own calls.
+
+
 # ---- Bad input: 4xx, one line of JSON, and the service keeps answering ----
 
 BAD_REQUESTS = [
@@ -388,7 +402,7 @@ def test_a_file_that_is_not_a_review_database_is_refused(tmp_path):
 # ---- Reload ----
 
 def test_reload_under_load_fails_no_request(service, exported_bfloat16):
-  old = service.service.model.version
+  old, old_apply = service.service.model.version, service.service.model.loaded.state.apply_fn
   result = {}
 
   def load():
@@ -405,6 +419,7 @@ def test_reload_under_load_fails_no_request(service, exported_bfloat16):
   assert result["errors"] == 0, result["first_errors"]
   assert set(result["model_versions"]) == {old, answer["version"]}, result["model_versions"]
   assert request(service, "GET", "/v1/model")[1]["version"] == answer["version"]
+  assert service.service.model.loaded.state.apply_fn is old_apply  # Same architecture: no new compilation.
   status, answer, _ = request(service, "POST", "/v1/reload", {"model": "/nonexistent/model"}, token=TOKEN)
   assert status == 422 and "still serving" in answer["error"]
   assert request(service, "POST", "/v1/reload", {"model": 3}, token=TOKEN)[0] == 422

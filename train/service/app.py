@@ -164,7 +164,8 @@ class ServiceSettings:
   defer_below: Optional[float] = None
 
 
-ModelLoader = Callable[[dict], ServedModel]  # {"model": DIR} | {"workdir": DIR} -> a loaded ServedModel.
+# ({"model": DIR} | {"workdir": DIR}, the model served now) -> a loaded ServedModel (``server.model_loader``).
+ModelLoader = Callable[[dict, Optional[ServedModel]], ServedModel]
 
 
 class Service:
@@ -221,7 +222,7 @@ class Service:
       start = time.perf_counter()
       loop = asyncio.get_running_loop()
       try:
-        new = await loop.run_in_executor(None, self.load_model, source)
+        new = await loop.run_in_executor(None, self.load_model, source, self.model)
         programs = await loop.run_in_executor(None, new.warm_up)
       except (FileNotFoundError, ValueError, OSError) as e:
         raise ApiError(422, f"reload failed, still serving {self.model.version}: {e}") from None

@@ -18,8 +18,9 @@
   so no request waits for a compilation.
 
 Scoring goes through ``TextScorer``, the one place that turns texts into probabilities: length
-buckets of the training loop's bounds (``train.data.batching.config_bounds``), each batch padded to
-its bucket's bound and to a size of ``BATCH_SIZES``, so the programs are few and all known up front.
+buckets of the training loop's bounds (``train.data.batching.config_bounds``), each call padded to
+its bucket's bound and to a size of ``BATCH_SIZES``, so the programs are few and all known up front;
+a small bucket joins the next one when that pads fewer tokens than a call of its own.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from train.data import batching
 
 MAX_TEXT_CHARS = 10_000  # Longer texts are cut here before tokenization (as train.predict cuts lines).
 BATCH_SIZES = (8, 64, 256)  # Rows of the compiled programs; a batch is padded up to the next one.
+CALL_COST_TOKENS = 128  # What one more program call costs, in padded tokens (rows x length), when planning.
 SENTIMENT_ORDER = ("negative", "neutral", "positive")  # Review keys 1/2/3 of a sentiment model.
 
 
@@ -69,27 +71,41 @@ class TextScorer:
     padded[:len(tokens)] = tokens[:, :bound]
     return self.model.batch_probabilities(padded)[:len(tokens)]
 
-  def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (N, c) float32, token counts (N,) int32) of ``texts``, in their order.
+  def _cost(self, rows: int, bound: int) -> int:
+    """Padded tokens of scoring ``rows`` rows at ``bound``, plus ``CALL_COST_TOKENS`` per call."""
+    largest = self.batch_sizes[-1]
+    sizes = [largest] * (rows // largest) + ([rows % largest] if rows % largest else [])
+    return sum(self._padded_rows(n) * bound + CALL_COST_TOKENS for n in sizes)
 
-    A batch that fits the largest program runs as one call, padded to the bucket of its longest text;
-    a larger one runs bucket by bucket, in chunks of the largest batch size.
-    """
+  def plan(self, lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """The calls that score rows of these token ``lengths``: (row indices, bound) each, at most the largest
+    batch size of rows. Bucket by bucket, shortest first; a bucket's rows join the next non-empty bucket
+    when one call there costs fewer padded tokens than the two (``_cost``)."""
+    buckets = batching.bucket_of(lengths, self.bounds)
+    groups = [np.flatnonzero(buckets == b) for b in range(len(self.bounds))]
+    calls, carried = [], np.zeros(0, np.int64)
+    for bucket, rows in enumerate(groups):
+      rows = np.concatenate([carried, rows])
+      carried = np.zeros(0, np.int64)
+      if not len(rows):
+        continue
+      following = next((b for b in range(bucket + 1, len(self.bounds)) if len(groups[b])), None)
+      if following is not None and self._cost(len(rows) + len(groups[following]), self.bounds[following]) <= (
+          self._cost(len(rows), self.bounds[bucket]) + self._cost(len(groups[following]), self.bounds[following])):
+        carried = rows
+        continue
+      largest = self.batch_sizes[-1]
+      calls += [(rows[start:start + largest], self.bounds[bucket]) for start in range(0, len(rows), largest)]
+    return calls
+
+  def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, c) float32, token counts (N,) int32) of ``texts``, in their order, in the calls of
+    ``plan``."""
     tokens = self.model.encode(list(texts))
     lengths = batching.example_lengths(tokens)
     out = np.zeros((len(texts), len(self.model.class_names)), np.float32)
-    if not len(texts):
-      return out, lengths
-    buckets = batching.bucket_of(lengths, self.bounds)
-    largest = self.batch_sizes[-1]
-    if len(texts) <= largest:
-      out[:] = self._run(tokens, self.bounds[int(buckets.max())])
-      return out, lengths
-    for bucket in np.unique(buckets):
-      rows = np.flatnonzero(buckets == bucket)
-      for start in range(0, len(rows), largest):
-        chunk = rows[start:start + largest]
-        out[chunk] = self._run(tokens[chunk], self.bounds[int(bucket)])
+    for rows, bound in self.plan(lengths):
+      out[rows] = self._run(tokens[rows], bound)
     return out, lengths
 
   def warm_up(self, threads: Optional[int] = None) -> int:
@@ -200,12 +216,22 @@ class ServedModel:
 
 
 def load_served_model(workdir: Optional[str] = None, model: Optional[str] = None,
-                      defer_below: Optional[float] = None, checkpoint: str = "best") -> ServedModel:
+                      defer_below: Optional[float] = None, checkpoint: str = "best",
+                      like: Optional[ServedModel] = None) -> ServedModel:
   """Exactly one of ``workdir`` / ``model``, loaded (not warmed up); errors as ``train.inference.load``'s,
-  and a ValueError for a ``defer_below`` outside [0, 1]."""
+  and a ValueError for a ``defer_below`` outside [0, 1].
+
+  ``like``: a model being served; when the new one has the same architecture (an equal Flax module), it
+  takes over ``like``'s apply function, so the compiled programs of ``like`` serve it too (a reload of
+  new weights compiles nothing).
+  """
   if defer_below is not None and not 0.0 <= defer_below <= 1.0:
     raise ValueError(f"--defer_below must be within [0, 1], got {defer_below}")
   loaded = inference.load(workdir, model, checkpoint)
+  if like is not None:
+    served_apply = like.loaded.state.apply_fn
+    if getattr(served_apply, "__self__", None) == getattr(loaded.state.apply_fn, "__self__", None):
+      loaded = dataclasses.replace(loaded, state=loaded.state.replace(apply_fn=served_apply))
   threshold = float(loaded.config.neutral_threshold) if defer_below is None else float(defer_below)
   params = jax.device_get(loaded.state.params)
   return ServedModel(loaded, "workdir" if workdir else "model", parameters_digest(params), threshold,

@@ -50,10 +50,10 @@ class ServeOptions:
 
 
 def model_loader(defer_below: Optional[float], checkpoint: str = "best"):
-  """{"model": DIR} | {"workdir": DIR} -> ``served_model.load_served_model`` of it."""
-  def load(source: dict) -> served_model.ServedModel:
+  """({"model": DIR} | {"workdir": DIR}, the model served now or None) -> ``served_model.load_served_model``."""
+  def load(source: dict, like: Optional[served_model.ServedModel] = None) -> served_model.ServedModel:
     return served_model.load_served_model(workdir=source.get("workdir"), model=source.get("model"),
-                                          defer_below=defer_below, checkpoint=checkpoint)
+                                          defer_below=defer_below, checkpoint=checkpoint, like=like)
   return load
 
 
