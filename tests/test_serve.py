@@ -425,6 +425,8 @@ def test_reload_under_load_fails_no_request(service, exported_bfloat16):
   assert request(service, "POST", "/v1/reload", {"model": 3}, token=TOKEN)[0] == 422
   status, answer, _ = request(service, "POST", "/v1/reload", {"model": service.model_dir}, token=TOKEN)
   assert status == 200 and answer["version"] == old
+  status, answer, _ = request(service, "POST", "/v1/reload", token=TOKEN)  # No body: the served source again.
+  assert status == 200 and answer["version"] == old and answer["source"] == {"model": service.model_dir}
   assert classify(service, ["good"])["model_version"] == old
 
 

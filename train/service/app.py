@@ -123,8 +123,11 @@ def check_texts(body: Any, max_texts: int) -> list[str]:
   return texts
 
 
-async def read_json(request: Request, limit: int) -> Any:
-  """The request's JSON body, at most ``limit`` bytes, strict UTF-8; else ApiError 400 / 413."""
+async def read_json(request: Request, limit: int, if_empty: Any = None) -> Any:
+  """The request's JSON body, at most ``limit`` bytes, strict UTF-8; else ApiError 400 / 413.
+
+  An empty body is ``if_empty`` when given, else a 400.
+  """
   declared = request.headers.get("content-length")
   if declared is not None:
     if not declared.isdigit():
@@ -143,6 +146,8 @@ async def read_json(request: Request, limit: int) -> Any:
   except UnicodeDecodeError as e:
     raise ApiError(400, f"the request body is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r})") from None
   if not text.strip():
+    if if_empty is not None:
+      return if_empty
     raise ApiError(400, 'empty request body: send JSON, e.g. {"texts": ["a tweet"]}')
   try:
     return json.loads(text)
@@ -352,7 +357,7 @@ def create_app(service: Service) -> FastAPI:
   @app.post("/v1/reload")
   async def reload(request: Request):
     service.check_token(request)
-    body = await read_json(request, 64 * 1024) if request.headers.get("content-length", "0") != "0" else {}
+    body = await read_json(request, 64 * 1024, if_empty={})
     if not isinstance(body, dict) or set(body) - {"model", "workdir"} or len(body) > 1 or any(
         not isinstance(v, str) or not v for v in body.values()):
       raise ApiError(422, 'the body is {}, {"model": "DIR"} or {"workdir": "DIR"}')

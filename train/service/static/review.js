@@ -97,7 +97,8 @@ function showNext() {
   $("queue-empty").hidden = state.current !== null;
   $("review-text").textContent = state.current ? state.current.text : "";
   $("review-guess").textContent = state.current
-    ? state.current.label + " (" + state.current.confidence.toFixed(3) + ")" : "";
+    ? state.current.label + " (" + Object.entries(state.current.probabilities)
+        .map(([name, p]) => name + " " + p.toFixed(3)).join(", ") + ")" : "";
   $("review-text").dataset.id = state.current ? String(state.current.id) : "";
 }
 
