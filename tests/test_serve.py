@@ -432,6 +432,7 @@ def test_reload_under_load_fails_no_request(service, exported_bfloat16):
 
 # ---- The command: start, SIGHUP, kill -9 during reviews ----
 
+@pytest.mark.slow
 def test_cli_serves_reloads_on_sighup_and_kill_9_loses_no_acknowledged_label(exported, exported_bfloat16, tmp_path):
   model_dir = tmp_path / "served_model"
   shutil.copytree(exported[0], model_dir)
