@@ -37,7 +37,7 @@ import numpy as np
 from absl import flags
 
 from benchmarks import command_line
-from train import provenance
+from train.runs import provenance
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READY_TIMEOUT_S = 600.0

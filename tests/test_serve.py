@@ -27,7 +27,7 @@ import pytest
 
 from benchmarks import command_line, serve_load
 from tests import chromium_page
-from train import inference, predict
+from train.model_files import inference, predictions
 from train.data import labelled_rows
 from train.service import app as app_lib
 from train.service import review_database, review_export, served_model, server as server_lib
@@ -129,7 +129,7 @@ def test_answers_carry_label_confidence_probabilities_deferral_and_version(servi
   assert body["model_version"] == version and version.startswith("sha256:")
   results = body["results"]
   assert len(results) == len(texts)
-  expected = list(predict.classify(inference.load_exported(exported[0]), [t.encode() for t in texts], threshold=0.0))
+  expected = list(predictions.classify(inference.load_exported(exported[0]), [t.encode() for t in texts], threshold=0.0))
   for text, result, reference in zip(texts, results, expected):
     assert result["model_version"] == version
     assert set(result["probabilities"]) == {"negative", "positive"}

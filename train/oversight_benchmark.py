@@ -17,29 +17,27 @@ How: ``train/service/oversight_loop.py``.
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
+from train.command_line import errors, program
 from train.service import oversight_loop
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  options = oversight_loop.BenchmarkOptions(
-      source=FLAGS.source, text_column=FLAGS.text_column, label_column=FLAGS.label_column, model=FLAGS.model,
-      test_share=FLAGS.test_share, per_round=FLAGS.per_round, rounds=FLAGS.rounds, stream_size=FLAGS.stream_size,
-      seeds=[int(s) for s in FLAGS.seeds], strategies=FLAGS.strategies, work_dir=FLAGS.work_dir,
-      output_dir=FLAGS.output_dir, note=FLAGS.note, keep_workdirs=FLAGS.keep_workdirs)
-  try:
-    oversight_loop.run_benchmark(options, " ".join(["python -m train.oversight_benchmark"] + sys.argv[1:]))
-  except (FileNotFoundError, ValueError) as e:
-    print(f"ERROR: {' '.join(str(e).split())}", file=sys.stderr)
-    sys.exit(2)
+  program.no_arguments(argv)
+  program.quiet_logging()
+  with errors.one_line_errors():
+    oversight_loop.run_benchmark(oversight_loop.BenchmarkOptions(
+        source=FLAGS.source, text_column=FLAGS.text_column, label_column=FLAGS.label_column, model=FLAGS.model,
+        test_share=FLAGS.test_share, per_round=FLAGS.per_round, rounds=FLAGS.rounds, stream_size=FLAGS.stream_size,
+        seeds=[int(s) for s in FLAGS.seeds], strategies=FLAGS.strategies, work_dir=FLAGS.work_dir,
+        output_dir=FLAGS.output_dir, note=FLAGS.note, keep_workdirs=FLAGS.keep_workdirs),
+        " ".join(["python -m train.oversight_benchmark"] + sys.argv[1:]))
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
   flags.DEFINE_string("source", None, "A labelled tweet CSV/TSV that is not Sentiment140.", required=True)
   flags.DEFINE_string("text_column", "text", "Its text column (header name or index).")
@@ -58,5 +56,4 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  program.run(main, define_flags)

@@ -10,10 +10,9 @@ Writes text, label, reviewer, reviewed_at (TSV; ``train/service/review_export.py
       --config.init_from=models/sent140_mamba
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
+from train.command_line import errors, program
 from train.service import review_export
 
 FLAGS = flags.FLAGS
@@ -22,20 +21,14 @@ COMMANDS = ("export",)
 
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
-    print(f"ERROR: give one command, one of {list(COMMANDS)}: python -m train.review export --db=... "
-          f"--output=reviewed.tsv (got {argv[1:]})", file=sys.stderr)
-    sys.exit(2)
-  try:
-    counts = review_export.export_reviews(FLAGS.db, FLAGS.output, FLAGS.only_labels)
-  except (FileNotFoundError, ValueError, OSError) as e:
-    print(f"ERROR: {' '.join(str(e).split())}", file=sys.stderr)
-    sys.exit(2)
-  by_label = ", ".join(f"{count} {label}" for label, count in sorted(counts["labels"].items())) or "none"
-  left_out = "".join(f"; left out {count} {label}" for label, count in sorted(counts["left_out"].items()))
-  print(f"wrote {FLAGS.output}: {counts['rows']} reviewed texts ({by_label}){left_out}")
+    errors.fail(f"give one command, one of {list(COMMANDS)}: python -m train.review export --db=... "
+                f"--output=reviewed.tsv (got {argv[1:]})")
+  with errors.one_line_errors((FileNotFoundError, ValueError, OSError)):
+    print(review_export.export_summary(FLAGS.output, review_export.export_reviews(FLAGS.db, FLAGS.output,
+                                                                                   FLAGS.only_labels)))
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
   flags.DEFINE_string("db", "reviews.sqlite", "The review database of python -m train.serve.")
   flags.DEFINE_string("output", "reviewed.tsv", "The TSV to write (replaced whole).")
@@ -43,5 +36,4 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  program.run(main, define_flags)

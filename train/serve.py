@@ -6,38 +6,32 @@ r"""Serves a classifier over HTTP, defers uncertain texts to people, and takes t
 Listens on 127.0.0.1 (``--host`` to change), answers ``POST /v1/classify`` {"texts": [...]} with
 label, confidence, per-class probabilities, ``deferred`` and the model version, stores the deferred
 texts in the review database, and serves the review page at ``/``; ``kill -HUP`` or
-``POST /v1/reload`` swaps in a new export. Endpoints and errors: ``train/service/app.py``.
+``POST /v1/reload`` swaps in a new export. Endpoints and errors: ``train/service/app.py``; running it:
+``train/service/server.py``.
 """
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
+from train.command_line import errors, program
 from train.service import server
 
 FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  options = server.ServeOptions(
-      model=FLAGS.model, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, host=FLAGS.host, port=FLAGS.port,
-      db=FLAGS.db, review_token=FLAGS.review_token, defer_below=FLAGS.defer_below, max_texts=FLAGS.max_texts,
-      max_request_bytes=FLAGS.max_request_bytes, batch_window_ms=FLAGS.batch_window_ms,
-      max_batch_rows=FLAGS.max_batch_rows, access_log=FLAGS.access_log)
-  try:
-    server.run(options)
-  except (FileNotFoundError, ValueError, OSError) as e:
-    print(f"ERROR: {' '.join(str(e).split())}", file=sys.stderr)
-    sys.exit(2)
+  program.no_arguments(argv)
+  program.quiet_logging()
+  with errors.one_line_errors((FileNotFoundError, ValueError, OSError)):
+    server.run(server.ServeOptions(
+        model=FLAGS.model, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, host=FLAGS.host, port=FLAGS.port,
+        db=FLAGS.db, review_token=FLAGS.review_token, defer_below=FLAGS.defer_below, max_texts=FLAGS.max_texts,
+        max_request_bytes=FLAGS.max_request_bytes, batch_window_ms=FLAGS.batch_window_ms,
+        max_batch_rows=FLAGS.max_batch_rows, access_log=FLAGS.access_log))
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
   """Command-line flags (defined only when run as a program, so importing is side-effect free)."""
-  flags.DEFINE_string("model", None, "An exported model directory (python -m train.export).")
-  flags.DEFINE_string("workdir", None, "A training workdir, instead of --model.")
-  flags.DEFINE_enum("checkpoint", "best", ["best", "latest"], "Which checkpoint of --workdir to serve.")
+  program.define_model_choice("Which checkpoint of --workdir to serve.")
   flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (default: this machine only).")
   flags.DEFINE_integer("port", 8000, "Port (0: any free port; the address is printed).")
   flags.DEFINE_string("db", "reviews.sqlite", "The review database (SQLite; created when missing).")
@@ -53,5 +47,4 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  program.run(main, define_flags)

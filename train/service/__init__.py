@@ -8,7 +8,7 @@ one-line JSON errors (``app``), running it (``server``), the review page (``stat
 file that ``configs/own_data.py`` fine-tunes on (``review_export``) and the simulated loop that
 measures it (``oversight_loop``).
 
-May import: the model files and scoring of ``train`` (loading a model, its classes and card), the data
-path's reader and normalization (``train.data``), the trainer (for the measured loop's fine-tuning);
-nothing imports it but the command-line modules.
+The top room: it may import every room below it (``train.data``, ``train.runs``, ``train.loop`` for the
+measured loop's fine-tuning, ``train.model_files`` for loading and scoring a model, ``train.study`` for
+the held-out split of ``train.study.domain_adaptation``); only the command-line modules import it.
 """

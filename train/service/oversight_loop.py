@@ -1,7 +1,7 @@
 """The human-oversight loop, simulated and measured: deferred-first labels against random ones.
 
 A labelled tweet set of another topic than Sentiment140 (its negative and positive rows; split once by a
-hash of the normalized text into a held-out test part and a pool, as ``train.domain_adaptation`` splits
+hash of the normalized text into a held-out test part and a pool, as ``train.study.domain_adaptation`` splits
 it) stands in for the texts a deployment sees. For each seed the pool, in a seeded order, is a stream of
 ``rounds`` equal chunks. Each round, for each strategy:
 
@@ -98,7 +98,7 @@ def fine_tune(settings: LoopSettings, train_file: str, workdir: str, seed: int) 
   """``configs/own_data.py`` fine-tuning ``settings.model`` on ``train_file`` in this process; the run's report."""
   # pylint: disable=import-outside-toplevel
   from configs import own_data
-  from train import config_checks, train
+  from train.loop import config_checks, trainer
 
   config = own_data.get_config()
   config.train_file, config.test_file = train_file, settings.test_file
@@ -106,7 +106,7 @@ def fine_tune(settings: LoopSettings, train_file: str, workdir: str, seed: int) 
   config.init_from, config.seed = settings.model, seed
   config.prepared_dir = os.path.join(settings.work_dir, "prepared")
   config_checks.check_training_config(config)
-  return train.train_and_evaluate(config, workdir, start_over=True)
+  return trainer.train_and_evaluate(config, workdir, start_over=True)
 
 
 def run_strategy(settings: LoopSettings, strategy: str, seed: int, baseline: Optional[dict] = None,
@@ -285,7 +285,8 @@ def run_benchmark(options: BenchmarkOptions, command: str, log=print) -> dict:
   # pylint: disable=import-outside-toplevel
   import jax
   from configs import own_data
-  from train import domain_adaptation, provenance
+  from train.runs import provenance
+  from train.study import domain_adaptation
 
   unknown = sorted(set(options.strategies) - set(STRATEGIES))
   if unknown or options.per_round < 1 or options.rounds < 1:

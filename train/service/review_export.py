@@ -49,3 +49,10 @@ def export_reviews(db_path: str, output: str, only_labels: Optional[Sequence[str
       written[row["label"]] = written.get(row["label"], 0) + 1
   os.replace(temporary, output)
   return {"rows": sum(written.values()), "labels": written, "left_out": left_out}
+
+
+def export_summary(output: str, counts: dict) -> str:
+  """One line: what ``export_reviews`` wrote to ``output`` (``counts``: its result)."""
+  by_label = ", ".join(f"{count} {label}" for label, count in sorted(counts["labels"].items())) or "none"
+  left_out = "".join(f"; left out {count} {label}" for label, count in sorted(counts["left_out"].items()))
+  return f"wrote {output}: {counts['rows']} reviewed texts ({by_label}){left_out}"

@@ -1,7 +1,7 @@
 """A classifier as the service serves it: loaded once, named by its parameters' digest, texts -> answers.
 
 ``load_served_model(workdir=..., model=...)`` reads a training workdir or an exported model directory
-(``train.inference.load``) and returns a ``ServedModel``:
+(``train.model_files.inference.load``) and returns a ``ServedModel``:
 
 * ``version``: ``"sha256:<hex>"`` of its parameters (``parameters_digest``): the same weights give the
   same version whether read from a workdir or a float32 export; a bfloat16 export is another version.
@@ -35,8 +35,9 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
-from train import classes, eval_report, inference, model_dir
 from train.data import batching
+from train.model_files import inference
+from train.runs import classes, eval_report, model_dir
 
 MAX_TEXT_CHARS = 10_000  # Longer texts are cut here before tokenization (as train.predict cuts lines).
 BATCH_SIZES = (8, 64, 256)  # Rows of the compiled programs; a batch is padded up to the next one.
@@ -157,7 +158,7 @@ class ServedModel:
   """One loaded classifier and how the service answers with it (see the module docstring).
 
   Attributes:
-    loaded: the model (``train.inference.LoadedModel``).
+    loaded: the model (``train.model_files.inference.LoadedModel``).
     source_kind: ``"model"`` (an exported directory) or ``"workdir"`` (a training run).
     version: ``"sha256:<hex>"`` of its parameters.
     defer_below: answers with a lower confidence are deferred.
@@ -218,7 +219,7 @@ class ServedModel:
 def load_served_model(workdir: Optional[str] = None, model: Optional[str] = None,
                       defer_below: Optional[float] = None, checkpoint: str = "best",
                       like: Optional[ServedModel] = None) -> ServedModel:
-  """Exactly one of ``workdir`` / ``model``, loaded (not warmed up); errors as ``train.inference.load``'s,
+  """Exactly one of ``workdir`` / ``model``, loaded (not warmed up); errors as ``train.model_files.inference.load``'s,
   and a ValueError for a ``defer_below`` outside [0, 1].
 
   ``like``: a model being served; when the new one has the same architecture (an equal Flax module), it
