@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from typing import Optional, Sequence
@@ -115,8 +116,9 @@ def latency_summary(latencies_s: Sequence[float]) -> dict:
 
 
 async def run_phase(host: str, port: int, texts: Sequence[str], clients: int, texts_per_request: int,
-                    seconds: float, seed: int = 0) -> dict:
-  """``clients`` clients sending ``texts_per_request``-tweet classify requests for ``seconds``; the summary.
+                    seconds: float, seed: int = 0, stop: Optional[threading.Event] = None) -> dict:
+  """``clients`` clients sending ``texts_per_request``-tweet classify requests for ``seconds`` (or until
+  ``stop`` is set); the summary.
 
   An error: an answer other than 200 with one result per text, or a broken connection (the client then
   reconnects). Every answer's model versions are counted (``versions``).
@@ -132,7 +134,7 @@ async def run_phase(host: str, port: int, texts: Sequence[str], clients: int, te
   async def client(index: int) -> None:
     connection = HttpConnection(host, port)
     n = index
-    while time.perf_counter() < deadline:
+    while time.perf_counter() < deadline and not (stop is not None and stop.is_set()):
       body = bodies[n % len(bodies)]
       n += clients
       start = time.perf_counter()

@@ -30,7 +30,7 @@ from tests import chromium_page
 from train.model_files import inference, predictions
 from train.data import labelled_rows
 from train.service import app as app_lib
-from train.service import review_database, review_export, served_model, server as server_lib
+from train.service import request_batcher, review_database, review_export, served_model, server as server_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "test-token-123"
@@ -242,6 +242,68 @@ def test_unknown_routes_answer_one_line_json(service, method, path, status):
 
 # ---- Batching ----
 
+class FakeModel:
+  """What the batcher needs of a ServedModel: a version and classify (slow on purpose; "boom" raises)."""
+
+  def __init__(self, version, seconds=0.0):
+    self.version, self.seconds, self.calls = version, seconds, []
+
+  def classify(self, texts):
+    self.calls.append(list(texts))
+    time.sleep(self.seconds)
+    if any("boom" in t for t in texts):
+      raise RuntimeError("boom")
+    return [f"{self.version}:{t}" for t in texts]
+
+
+def test_the_batcher_joins_requests_within_its_window_and_swaps_only_between_batches():
+  old, new = FakeModel("old", seconds=0.4), FakeModel("new")
+  batcher = request_batcher.RequestBatcher(old, window_s=0.1, max_rows=100).start()
+
+  async def requests():
+    first = [asyncio.ensure_future(batcher.classify([f"a{i}", f"b{i}"])) for i in range(5)]
+    await asyncio.sleep(0.2)  # Window closed: the five requests are one call, running for 0.4 s on the old model.
+    assert batcher.swap(new) is old
+    later = asyncio.ensure_future(batcher.classify(["c"]))
+    return await asyncio.gather(*first, later)
+
+  try:
+    answers = asyncio.run(requests())
+  finally:
+    batcher.stop()
+  assert old.calls == [[t for i in range(5) for t in (f"a{i}", f"b{i}")]] and new.calls == [["c"]]
+  for i, (model, texts) in enumerate(answers[:5]):
+    assert model is old and texts == [f"old:a{i}", f"old:b{i}"]
+  assert answers[5][0] is new and answers[5][1] == ["new:c"] and batcher.pending_texts == 0
+
+
+def test_a_failing_batch_fails_its_own_requests_and_the_batcher_goes_on():
+  batcher = request_batcher.RequestBatcher(FakeModel("m"), window_s=0.0).start()
+  try:
+    with pytest.raises(RuntimeError, match="boom"):
+      asyncio.run(batcher.classify(["boom"]))
+    assert asyncio.run(batcher.classify(["fine"]))[1] == ["m:fine"]
+  finally:
+    batcher.stop()
+
+
+def test_an_overloaded_batcher_refuses_at_once():
+  batcher = request_batcher.RequestBatcher(FakeModel("m", seconds=0.3), window_s=0.0, max_pending_texts=3).start()
+
+  async def requests():
+    running = asyncio.ensure_future(batcher.classify(["a", "b"]))
+    await asyncio.sleep(0.05)
+    with pytest.raises(request_batcher.Overloaded, match="2 texts are waiting"):
+      await batcher.classify(["c", "d"])
+    assert (await batcher.classify(["e"]))[1] == ["m:e"]  # 3 texts fit.
+    return await running
+
+  try:
+    assert asyncio.run(requests())[1] == ["m:a", "m:b"] and batcher.pending_texts == 0
+  finally:
+    batcher.stop()
+
+
 def test_concurrent_requests_share_scoring_calls_and_each_gets_its_own_answers(service):
   texts = [f"{w} {i}" for i, w in enumerate(("good day", "bad day", "the work", "happy", "sad") * 8)]
   alone = {t: classify(service, [t])["results"][0]["probabilities"]["positive"] for t in texts[:5]}
@@ -403,17 +465,21 @@ def test_a_file_that_is_not_a_review_database_is_refused(tmp_path):
 
 def test_reload_under_load_fails_no_request(service, exported_bfloat16):
   old, old_apply = service.service.model.version, service.service.model.loaded.state.apply_fn
-  result = {}
+  result, stop = {}, threading.Event()
 
   def load():
     result.update(asyncio.run(serve_load.run_phase(service.host, service.port, ["good day", "bad day", "the work"],
-                                                   clients=8, texts_per_request=3, seconds=4.0)))
+                                                   clients=8, texts_per_request=3, seconds=120.0, stop=stop)))
 
   thread = threading.Thread(target=load)
   thread.start()
   time.sleep(1.0)
-  status, answer, _ = request(service, "POST", "/v1/reload", {"model": exported_bfloat16}, token=TOKEN)
-  thread.join()
+  try:
+    status, answer, _ = request(service, "POST", "/v1/reload", {"model": exported_bfloat16}, token=TOKEN)
+    time.sleep(0.5)  # Requests on the new model too.
+  finally:
+    stop.set()
+    thread.join()
   assert status == 200, answer
   assert answer["previous_version"] == old and answer["version"] != old
   assert result["errors"] == 0, result["first_errors"]

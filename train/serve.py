@@ -26,7 +26,7 @@ def main(argv):
         model=FLAGS.model, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, host=FLAGS.host, port=FLAGS.port,
         db=FLAGS.db, review_token=FLAGS.review_token, defer_below=FLAGS.defer_below, max_texts=FLAGS.max_texts,
         max_request_bytes=FLAGS.max_request_bytes, batch_window_ms=FLAGS.batch_window_ms,
-        max_batch_rows=FLAGS.max_batch_rows, access_log=FLAGS.access_log))
+        max_batch_rows=FLAGS.max_batch_rows, max_pending_texts=FLAGS.max_pending_texts, access_log=FLAGS.access_log))
 
 
 def define_flags() -> None:
@@ -43,6 +43,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("max_request_bytes", 4 * 2**20, "Request body size at most (more: 413).")
   flags.DEFINE_float("batch_window_ms", 3.0, "How long a scoring call waits for more requests to join it.")
   flags.DEFINE_integer("max_batch_rows", 256, "Texts per scoring call at most (a bigger request goes alone).")
+  flags.DEFINE_integer("max_pending_texts", 100_000, "Texts waiting to be scored at most; more: 503 at once.")
   flags.DEFINE_bool("access_log", False, "Log every request (slower).")
 
 

@@ -9,7 +9,8 @@ Endpoints (JSON in and out; every error is a 4xx/5xx whose body is one line, ``{
                           over ``max_request_bytes`` or more than ``max_texts`` texts; 422: no ``texts``,
                           not a list, empty, a text that is not a string, not valid Unicode (a lone
                           surrogate) or has nothing but whitespace and control characters, an unknown
-                          field; 503: the model's programs are still compiling.
+                          field; 503: the model's programs are still compiling, or the service is
+                          overloaded (more than ``max_pending_texts`` texts wait).
   GET  /healthz           200 ``{"status": "ready", ...}`` once every program is compiled, else 503.
   GET  /v1/model          the served model's ``ServedModel.description()``.
   GET  /v1/review/queue   ``?limit=N&exclude=1,2``: unlabelled deferred texts, least confident first,
@@ -46,7 +47,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from train.service import review_database
-from train.service.request_batcher import RequestBatcher
+from train.service.request_batcher import Overloaded, RequestBatcher
 from train.service.served_model import ServedModel
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -167,6 +168,7 @@ class ServiceSettings:
   batch_window_s: float = 0.003
   max_batch_rows: int = 256
   defer_below: Optional[float] = None
+  max_pending_texts: int = 100_000
 
 
 # ({"model": DIR} | {"workdir": DIR}, the model served now) -> a loaded ServedModel (``server.model_loader``).
@@ -184,7 +186,8 @@ class Service:
     if not settings.review_token:
       raise ValueError("the review token must not be empty")
     self.source, self.database, self.settings, self.load_model = dict(source), database, settings, load_model
-    self.batcher = RequestBatcher(model, settings.batch_window_s, settings.max_batch_rows, self._store_deferred)
+    self.batcher = RequestBatcher(model, settings.batch_window_s, settings.max_batch_rows, self._store_deferred,
+                                  settings.max_pending_texts)
     self.ready = threading.Event()
     self.programs = 0
     self.started = time.time()
@@ -307,7 +310,10 @@ def create_app(service: Service) -> FastAPI:
     if not service.ready.is_set():
       raise ApiError(503, "the model's programs are still compiling; GET /healthz says when it is ready",
                      {"Retry-After": "2"})
-    model, answers = await service.batcher.classify(texts)
+    try:
+      model, answers = await service.batcher.classify(texts)
+    except Overloaded as e:
+      raise ApiError(503, f"busy: {e}; try again shortly", {"Retry-After": "1"}) from None
     for answer in answers:
       answer["model_version"] = model.version
     return json_response({"model_version": model.version, "results": answers})

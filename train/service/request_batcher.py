@@ -10,6 +10,9 @@ The model: each call reads ``batcher.model`` once, when it starts, and uses it f
 ``swap(new)`` (a plain reference assignment) never changes the model under a batch in flight: batches
 started before the swap finish on the old model, later ones run on the new one, no request fails.
 
+Overload: while more than ``max_pending_texts`` texts wait or are being scored, ``classify`` raises
+``Overloaded`` at once (the service's 503) instead of queueing without bound.
+
 After scoring, ``on_scored(model, texts, answers)`` runs in the worker thread before the answers are
 handed back (the service stores the deferred texts there: a client that has its answer finds its
 deferred texts in the review database). An exception in scoring or in ``on_scored`` fails the
@@ -28,6 +31,10 @@ from typing import Callable, Optional, Sequence
 from train.service.served_model import ServedModel
 
 OnScored = Callable[[ServedModel, list, list], None]
+
+
+class Overloaded(Exception):
+  """More texts wait than the batcher takes (``max_pending_texts``)."""
 
 
 @dataclasses.dataclass
@@ -52,11 +59,15 @@ class RequestBatcher:
   """See the module docstring. ``start()`` starts the worker thread, ``stop()`` ends it."""
 
   def __init__(self, model: ServedModel, window_s: float = 0.003, max_rows: int = 256,
-               on_scored: Optional[OnScored] = None):
-    if window_s < 0 or max_rows < 1:
-      raise ValueError(f"the batching window must be >= 0 s and max_rows >= 1, got {window_s}, {max_rows}")
+               on_scored: Optional[OnScored] = None, max_pending_texts: int = 100_000):
+    if window_s < 0 or max_rows < 1 or max_pending_texts < 1:
+      raise ValueError(f"the batching window must be >= 0 s, max_rows and max_pending_texts >= 1, got "
+                       f"{window_s}, {max_rows}, {max_pending_texts}")
     self.model = model
     self.window_s, self.max_rows, self.on_scored = float(window_s), int(max_rows), on_scored
+    self.max_pending_texts = int(max_pending_texts)
+    self.pending_texts = 0  # Queued or being scored; changed under _pending_lock.
+    self._pending_lock = threading.Lock()
     self._queue: queue.SimpleQueue = queue.SimpleQueue()
     self._thread = threading.Thread(target=self._work, name="request-batcher", daemon=True)
     self.batches = 0  # Scoring calls made (tests and logs).
@@ -78,6 +89,10 @@ class RequestBatcher:
 
   async def classify(self, texts: Sequence[str]) -> tuple[ServedModel, list]:
     """(the model that answered, one answer per text) of ``texts`` (a non-empty sequence of strings)."""
+    with self._pending_lock:
+      if self.pending_texts + len(texts) > self.max_pending_texts:
+        raise Overloaded(f"{self.pending_texts:,} texts are waiting to be scored (at most {self.max_pending_texts:,})")
+      self.pending_texts += len(texts)
     loop = asyncio.get_running_loop()
     future = loop.create_future()
     self._queue.put(_Request(texts, future, loop))
@@ -123,6 +138,8 @@ class RequestBatcher:
           outcomes.setdefault(request.loop, []).append((request.future, None, e))
       self.batches += 1
       self.texts_scored += len(texts)
+      with self._pending_lock:
+        self.pending_texts -= len(texts)
       for loop, items in outcomes.items():
         try:
           loop.call_soon_threadsafe(_resolve, items)

@@ -46,6 +46,7 @@ class ServeOptions:
   max_request_bytes: int = 4 * 2**20
   batch_window_ms: float = 3.0
   max_batch_rows: int = 256
+  max_pending_texts: int = 100_000
   access_log: bool = False
 
 
@@ -109,7 +110,8 @@ def run(options: ServeOptions) -> None:
   settings = app_lib.ServiceSettings(review_token=token, max_texts=options.max_texts,
                                      max_request_bytes=options.max_request_bytes,
                                      batch_window_s=options.batch_window_ms / 1000.0,
-                                     max_batch_rows=options.max_batch_rows, defer_below=options.defer_below)
+                                     max_batch_rows=options.max_batch_rows, defer_below=options.defer_below,
+                                     max_pending_texts=options.max_pending_texts)
   service = app_lib.Service(model, source, database, settings, load)
   sock = listening_socket(options.host, options.port)
   host, port = sock.getsockname()[:2]
