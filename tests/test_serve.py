@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from benchmarks import command_line, serve_load
-from tests import chromium_page
+from tests import chromium_page, test_install
 from train.model_files import inference, predictions
 from train.data import labelled_rows
 from train.service import app as app_lib
@@ -574,6 +574,17 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
       server_lib.run(options)
   with pytest.raises(ValueError, match="defer_below must be within"):
     served_model.load_served_model(model="m", defer_below=1.5)
+
+
+def test_the_installed_wheel_holds_the_page(request, tmp_path):
+  python = test_install.installed_wheel_python(request)
+  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+  shown = subprocess.run([str(python), "-c", "import os; from train.service import app; "
+                          "print(app.STATIC_DIR); print(' '.join(sorted(os.listdir(app.STATIC_DIR))))"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+  assert shown.returncode == 0, shown.stderr[-2000:]
+  folder, files = shown.stdout.splitlines()
+  assert folder.startswith(str(python.parent.parent)) and files.split() == ["review.css", "review.html", "review.js"]
 
 
 # ---- The page, in a real browser ----
