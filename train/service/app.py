@@ -38,7 +38,6 @@ import os
 import re
 import threading
 import time
-import unicodedata
 from typing import Any, Callable, Optional
 
 from fastapi import FastAPI, Request
@@ -46,6 +45,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from train.model_files import predictions
 from train.service import review_database
 from train.service.request_batcher import Overloaded, RequestBatcher
 from train.service.served_model import ServedModel
@@ -62,7 +62,6 @@ STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; ch
                 ".css": "text/css; charset=utf-8"}
 MAX_REVIEWER_CHARS = 64
 MAX_QUEUE_LIMIT = 200
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 log = logging.getLogger("train.service")
@@ -84,11 +83,6 @@ def error_response(status: int, message: str, headers: Optional[dict] = None) ->
 def json_response(value: Any, status: int = 200, headers: Optional[dict] = None) -> Response:
   return Response(json.dumps(value, allow_nan=False), status_code=status, media_type="application/json",
                   headers=headers)
-
-
-def has_visible_text(text: str) -> bool:
-  """Whether anything but whitespace and control/format characters is in ``text``."""
-  return any(not c.isspace() and unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp") for c in text)
 
 
 def _type_name(value: Any) -> str:
@@ -119,7 +113,7 @@ def check_texts(body: Any, max_texts: int) -> list[str]:
     if surrogate:
       raise ApiError(422, f'"texts"[{i}] is not valid Unicode: a lone surrogate \\u{ord(surrogate.group()):04x} '
                           f"at character {surrogate.start()}")
-    if not has_visible_text(text):
+    if not predictions.has_visible_text(text):
       raise ApiError(422, f'"texts"[{i}] is empty (nothing but whitespace or control characters)')
   return texts
 
@@ -273,7 +267,7 @@ def _review_body(body: Any, labels: tuple[str, ...]) -> tuple[str, str]:
   if label not in labels:
     raise ApiError(422, f"label must be one of {list(labels)}, got {str(label)[:40]!r}")
   if (not isinstance(reviewer, str) or not reviewer.strip() or len(reviewer) > MAX_REVIEWER_CHARS
-      or CONTROL.search(reviewer) or LONE_SURROGATE.search(reviewer)):
+      or predictions.UNSAFE_CHARACTERS.search(reviewer) or LONE_SURROGATE.search(reviewer)):
     raise ApiError(422, f"reviewer must be a name of 1-{MAX_REVIEWER_CHARS} printable characters")
   return label, reviewer.strip()
 

@@ -36,10 +36,10 @@ import jax
 import numpy as np
 
 from train.data import batching
-from train.model_files import inference
+from train.model_files import inference, predictions
 from train.runs import classes, eval_report, model_dir
 
-MAX_TEXT_CHARS = 10_000  # Longer texts are cut here before tokenization (as train.predict cuts lines).
+MAX_TEXT_CHARS = predictions.MAX_LINE_CHARS  # Longer texts are cut here before tokenization, as train.predict cuts.
 BATCH_SIZES = (8, 64, 256)  # Rows of the compiled programs; a batch is padded up to the next one.
 CALL_COST_TOKENS = 128  # What one more program call costs, in padded tokens (rows x length), when planning.
 SENTIMENT_ORDER = ("negative", "neutral", "positive")  # Review keys 1/2/3 of a sentiment model.
