@@ -42,7 +42,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("max_texts", 1000, "Texts per request at most (more: 413).")
   flags.DEFINE_integer("max_request_bytes", 4 * 2**20, "Request body size at most (more: 413).")
   flags.DEFINE_float("batch_window_ms", 3.0, "How long a scoring call waits for more requests to join it.")
-  flags.DEFINE_integer("max_batch_rows", 256, "Texts per scoring call at most (a bigger request goes alone).")
+  flags.DEFINE_integer("max_batch_rows", 1024, "Texts per scoring call at most (a bigger request goes alone).")
   flags.DEFINE_integer("max_pending_texts", 100_000, "Texts waiting to be scored at most; more: 503 at once.")
   flags.DEFINE_bool("access_log", False, "Log every request (slower).")
 

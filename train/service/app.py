@@ -160,7 +160,7 @@ class ServiceSettings:
   max_texts: int = 1000
   max_request_bytes: int = 4 * 2**20
   batch_window_s: float = 0.003
-  max_batch_rows: int = 256
+  max_batch_rows: int = 1024
   defer_below: Optional[float] = None
   max_pending_texts: int = 100_000
 

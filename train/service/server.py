@@ -45,7 +45,7 @@ class ServeOptions:
   max_texts: int = 1000
   max_request_bytes: int = 4 * 2**20
   batch_window_ms: float = 3.0
-  max_batch_rows: int = 256
+  max_batch_rows: int = 1024
   max_pending_texts: int = 100_000
   access_log: bool = False
 
