@@ -13,6 +13,7 @@ texts in the review database, and serves the review page at ``/``; ``kill -HUP``
 from absl import flags
 
 from train.command_line import errors, program
+from train.model_files import inference
 from train.service import server
 
 FLAGS = flags.FLAGS
@@ -26,7 +27,8 @@ def main(argv):
         model=FLAGS.model, workdir=FLAGS.workdir, checkpoint=FLAGS.checkpoint, host=FLAGS.host, port=FLAGS.port,
         db=FLAGS.db, review_token=FLAGS.review_token, defer_below=FLAGS.defer_below, max_texts=FLAGS.max_texts,
         max_request_bytes=FLAGS.max_request_bytes, batch_window_ms=FLAGS.batch_window_ms,
-        max_batch_rows=FLAGS.max_batch_rows, max_pending_texts=FLAGS.max_pending_texts, access_log=FLAGS.access_log))
+        max_batch_rows=FLAGS.max_batch_rows, max_pending_texts=FLAGS.max_pending_texts,
+        compilation_cache=FLAGS.compilation_cache, access_log=FLAGS.access_log))
 
 
 def define_flags() -> None:
@@ -44,6 +46,8 @@ def define_flags() -> None:
   flags.DEFINE_float("batch_window_ms", 3.0, "How long a scoring call waits for more requests to join it.")
   flags.DEFINE_integer("max_batch_rows", 1024, "Texts per scoring call at most (a bigger request goes alone).")
   flags.DEFINE_integer("max_pending_texts", 100_000, "Texts waiting to be scored at most; more: 503 at once.")
+  flags.DEFINE_string("compilation_cache", inference.DEFAULT_COMPILATION_CACHE, "Folder of compiled programs kept "
+                      "across runs (start-up and reloads then compile nothing new); '' for none.")
   flags.DEFINE_bool("access_log", False, "Log every request (slower).")
 
 

@@ -165,8 +165,7 @@ class ServiceSettings:
   max_pending_texts: int = 100_000
 
 
-# ({"model": DIR} | {"workdir": DIR}, the model served now) -> a loaded ServedModel (``server.model_loader``).
-ModelLoader = Callable[[dict, Optional[ServedModel]], ServedModel]
+ModelLoader = Callable[[dict], ServedModel]  # {"model": DIR} | {"workdir": DIR} -> loaded (``server.model_loader``).
 
 
 class Service:
@@ -224,7 +223,7 @@ class Service:
       start = time.perf_counter()
       loop = asyncio.get_running_loop()
       try:
-        new = await loop.run_in_executor(None, self.load_model, source, self.model)
+        new = await loop.run_in_executor(None, self.load_model, source)
         programs = await loop.run_in_executor(None, new.warm_up)
       except (FileNotFoundError, ValueError, OSError) as e:
         raise ApiError(422, f"reload failed, still serving {self.model.version}: {e}") from None

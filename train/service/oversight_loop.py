@@ -67,8 +67,9 @@ def choose(strategy: str, confidences: np.ndarray, count: int, rng: np.random.Ge
 
 
 def binary_scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
-  """Accuracy and macro-recall (mean per-class recall) of argmax predictions; per-class recall."""
-  predictions = probabilities.argmax(axis=1)
+  """Accuracy and macro-recall (mean per-class recall) of argmax predictions (a NaN row, a text the model
+  cannot read, counts as wrong); per-class recall."""
+  predictions = np.where(np.isnan(probabilities).any(axis=1), -1, np.nan_to_num(probabilities).argmax(axis=1))
   recalls = [float((predictions[labels == c] == c).mean()) if (labels == c).any() else float("nan")
              for c in range(len(CLASS_NAMES))]
   return {"accuracy": float((predictions == labels).mean()), "macro_recall": float(np.nanmean(recalls)),
@@ -76,8 +77,7 @@ def binary_scores(probabilities: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def evaluate(model: served_model.ServedModel, texts: Sequence[str], labels: np.ndarray) -> dict:
-  probabilities, _ = model.scorer.probabilities(texts)
-  return binary_scores(probabilities, labels)
+  return binary_scores(model.engine.probabilities(texts), labels)
 
 
 @dataclasses.dataclass

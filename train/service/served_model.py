@@ -14,18 +14,17 @@
   else None). A text with no tokens after normalization gets ``error`` instead of a label.
 * ``review_labels``: what a reviewer may answer: the model's classes, in the order negative, neutral,
   positive when they are sentiment names (the binary model adds neutral, the label it abstains with).
-* ``warm_up()``: compiles every program ``classify`` can run (every length bucket x batch size),
-  so no request waits for a compilation.
+* ``warm_up()``: compiles every program ``classify`` can run (one per length bucket), so no request
+  waits for a compilation.
 
-Scoring goes through ``TextScorer``, the one place that turns texts into probabilities: length
-buckets of the training loop's bounds (``train.data.batching.config_bounds``), each call padded to
-its bucket's bound and to a size of ``BATCH_SIZES``, so the programs are few and all known up front;
-a small bucket joins the next one when that pads fewer tokens than a call of its own.
+Scoring goes through the model's ``InferenceEngine`` (``train.model_files.inference``), the one that
+``train.predict`` uses: the training loop's length buckets, batches filled across the texts of a call,
+one compiled program per bucket. The label rule is ``train.predict``'s
+(``train.model_files.predictions.answer``) with ``defer_below`` as its threshold.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -35,13 +34,10 @@ from typing import Optional, Sequence
 import jax
 import numpy as np
 
-from train.data import batching
 from train.model_files import inference, predictions
 from train.runs import classes, eval_report, model_dir
 
 MAX_TEXT_CHARS = predictions.MAX_LINE_CHARS  # Longer texts are cut here before tokenization, as train.predict cuts.
-BATCH_SIZES = (8, 64, 256)  # Rows of the compiled programs; a batch is padded up to the next one.
-CALL_COST_TOKENS = 128  # What one more program call costs, in padded tokens (rows x length), when planning.
 SENTIMENT_ORDER = ("negative", "neutral", "positive")  # Review keys 1/2/3 of a sentiment model.
 
 
@@ -53,70 +49,6 @@ def parameters_digest(params) -> str:
     digest.update(f"{name}:{array.shape}\n".encode())
     digest.update(array.tobytes())
   return "sha256:" + digest.hexdigest()
-
-
-class TextScorer:
-  """Texts -> softmax probabilities of one loaded model, in length buckets, on a fixed set of programs."""
-
-  def __init__(self, model: inference.LoadedModel, batch_sizes: Sequence[int] = BATCH_SIZES):
-    self.model = model
-    self.bounds = batching.config_bounds(model.config, model.max_length)
-    self.batch_sizes = tuple(sorted(int(b) for b in batch_sizes))
-
-  def _padded_rows(self, rows: int) -> int:
-    return next(b for b in self.batch_sizes if b >= rows)
-
-  def _run(self, tokens: np.ndarray, bound: int) -> np.ndarray:
-    """Probabilities (n, c) of ``tokens`` (n, L), n <= the largest batch size, as one padded program."""
-    padded = np.zeros((self._padded_rows(len(tokens)), bound), np.int32)
-    padded[:len(tokens)] = tokens[:, :bound]
-    return self.model.batch_probabilities(padded)[:len(tokens)]
-
-  def _cost(self, rows: int, bound: int) -> int:
-    """Padded tokens of scoring ``rows`` rows at ``bound``, plus ``CALL_COST_TOKENS`` per call."""
-    largest = self.batch_sizes[-1]
-    sizes = [largest] * (rows // largest) + ([rows % largest] if rows % largest else [])
-    return sum(self._padded_rows(n) * bound + CALL_COST_TOKENS for n in sizes)
-
-  def plan(self, lengths: np.ndarray) -> list[tuple[np.ndarray, int]]:
-    """The calls that score rows of these token ``lengths``: (row indices, bound) each, at most the largest
-    batch size of rows. Bucket by bucket, shortest first; a bucket's rows join the next non-empty bucket
-    when one call there costs fewer padded tokens than the two (``_cost``)."""
-    buckets = batching.bucket_of(lengths, self.bounds)
-    groups = [np.flatnonzero(buckets == b) for b in range(len(self.bounds))]
-    calls, carried = [], np.zeros(0, np.int64)
-    for bucket, rows in enumerate(groups):
-      rows = np.concatenate([carried, rows])
-      carried = np.zeros(0, np.int64)
-      if not len(rows):
-        continue
-      following = next((b for b in range(bucket + 1, len(self.bounds)) if len(groups[b])), None)
-      if following is not None and self._cost(len(rows) + len(groups[following]), self.bounds[following]) <= (
-          self._cost(len(rows), self.bounds[bucket]) + self._cost(len(groups[following]), self.bounds[following])):
-        carried = rows
-        continue
-      largest = self.batch_sizes[-1]
-      calls += [(rows[start:start + largest], self.bounds[bucket]) for start in range(0, len(rows), largest)]
-    return calls
-
-  def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities (N, c) float32, token counts (N,) int32) of ``texts``, in their order, in the calls of
-    ``plan``."""
-    tokens = self.model.encode(list(texts))
-    lengths = batching.example_lengths(tokens)
-    out = np.zeros((len(texts), len(self.model.class_names)), np.float32)
-    for rows, bound in self.plan(lengths):
-      out[rows] = self._run(tokens[rows], bound)
-    return out, lengths
-
-  def warm_up(self, threads: Optional[int] = None) -> int:
-    """Runs every (bucket bound, batch size) program once, compiling ``threads`` at a time (default: one
-    per core, at most 4); the number of programs."""
-    shapes = [(size, bound) for bound in self.bounds for size in self.batch_sizes]
-    threads = threads or min(4, os.cpu_count() or 1)
-    with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="compile") as pool:
-      list(pool.map(lambda shape: self.model.batch_probabilities(np.ones(shape, np.int32)), shapes))
-    return len(shapes)
 
 
 def review_labels(class_names: Sequence[str]) -> tuple[str, ...]:
@@ -162,14 +94,17 @@ class ServedModel:
     source_kind: ``"model"`` (an exported directory) or ``"workdir"`` (a training run).
     version: ``"sha256:<hex>"`` of its parameters.
     defer_below: answers with a lower confidence are deferred.
-    scorer: texts -> probabilities (``TextScorer``).
   """
 
   loaded: inference.LoadedModel
   source_kind: str
   version: str
   defer_below: float
-  scorer: TextScorer
+
+  @property
+  def engine(self) -> inference.InferenceEngine:
+    """The model's inference engine (texts -> probabilities)."""
+    return self.loaded.engine
 
   @property
   def class_names(self) -> tuple[str, ...]:
@@ -181,26 +116,25 @@ class ServedModel:
 
   def warm_up(self) -> int:
     """Compiles every program ``classify`` can run; how many."""
-    return self.scorer.warm_up()
+    self.engine.warm_up()
+    return len(self.engine.compiled_bounds)
 
   def classify(self, texts: Sequence[str]) -> list[dict]:
     """One answer per text, in order (see the module docstring)."""
-    cut = [t[:MAX_TEXT_CHARS] for t in texts]
-    probabilities, lengths = self.scorer.probabilities(cut)
+    scores = self.engine.score_texts([t[:MAX_TEXT_CHARS] for t in texts])
     names, binary = self.class_names, self.loaded.is_binary_sentiment
     answers = []
-    for text, p, length in zip(texts, probabilities, lengths):
-      if length == 0:
+    for text, p, num_tokens in zip(texts, scores.probabilities, scores.num_tokens):
+      if num_tokens == 0:
         answers.append({"error": "no tokens after normalization: the model cannot read this text"})
         continue
       notes = []
       if len(text) > MAX_TEXT_CHARS:
         notes.append(f"text of {len(text):,} characters cut to {MAX_TEXT_CHARS:,}")
-      if length >= self.loaded.max_length:
-        notes.append(f"only the first {self.loaded.max_length} tokens were used")
-      confidence = float(p.max())
+      if num_tokens > self.loaded.max_length:
+        notes.append(f"only the first {self.loaded.max_length} of its {num_tokens:,} tokens were used")
+      label, confidence = predictions.answer(p, names, binary, self.defer_below)
       deferred = confidence < self.defer_below
-      label = "neutral" if binary and deferred else names[int(p.argmax())]
       answers.append({"label": label, "confidence": confidence,
                       "probabilities": {name: float(q) for name, q in zip(names, p)},
                       "deferred": deferred, "note": "; ".join(notes) or None})
@@ -212,29 +146,18 @@ class ServedModel:
     return {"version": self.version, "source": self.loaded.source, "source_kind": self.source_kind,
             "step": self.loaded.step, "classes": list(self.class_names), "review_labels": list(self.review_labels),
             "threshold": float(config.neutral_threshold), "defer_below": self.defer_below,
-            "max_length": self.loaded.max_length, "length_buckets": list(self.scorer.bounds),
+            "max_length": self.loaded.max_length, "length_buckets": list(self.engine.bounds),
+            "batch_rows": {str(bound): rows for bound, rows in self.engine.batch_rows.items()},
             "model_type": config.model_type, "card": card_summary(self.loaded.source)}
 
 
 def load_served_model(workdir: Optional[str] = None, model: Optional[str] = None,
-                      defer_below: Optional[float] = None, checkpoint: str = "best",
-                      like: Optional[ServedModel] = None) -> ServedModel:
+                      defer_below: Optional[float] = None, checkpoint: str = "best") -> ServedModel:
   """Exactly one of ``workdir`` / ``model``, loaded (not warmed up); errors as ``train.model_files.inference.load``'s,
-  and a ValueError for a ``defer_below`` outside [0, 1].
-
-  ``like``: a model being served; when the new one has the same architecture (an equal Flax module), it
-  takes over ``like``'s apply function, so the compiled programs of ``like`` serve it too (a reload of
-  new weights compiles nothing).
-  """
+  and a ValueError for a ``defer_below`` outside [0, 1]."""
   if defer_below is not None and not 0.0 <= defer_below <= 1.0:
     raise ValueError(f"--defer_below must be within [0, 1], got {defer_below}")
   loaded = inference.load(workdir, model, checkpoint)
-  if like is not None:
-    served_apply = like.loaded.state.apply_fn
-    if getattr(served_apply, "__self__", None) == getattr(loaded.state.apply_fn, "__self__", None):
-      loaded = dataclasses.replace(loaded, state=loaded.state.replace(apply_fn=served_apply))
   threshold = float(loaded.config.neutral_threshold) if defer_below is None else float(defer_below)
-  params = jax.device_get(loaded.state.params)
-  return ServedModel(loaded, "workdir" if workdir else "model", parameters_digest(params), threshold,
-                     TextScorer(loaded))
-
+  return ServedModel(loaded, "workdir" if workdir else "model", parameters_digest(jax.device_get(loaded.state.params)),
+                     threshold)

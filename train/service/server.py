@@ -23,6 +23,7 @@ from typing import Optional
 
 import uvicorn
 
+from train.model_files import inference
 from train.service import app as app_lib
 from train.service import review_database, served_model
 
@@ -47,14 +48,15 @@ class ServeOptions:
   batch_window_ms: float = 3.0
   max_batch_rows: int = 1024
   max_pending_texts: int = 100_000
+  compilation_cache: Optional[str] = inference.DEFAULT_COMPILATION_CACHE
   access_log: bool = False
 
 
 def model_loader(defer_below: Optional[float], checkpoint: str = "best"):
-  """({"model": DIR} | {"workdir": DIR}, the model served now or None) -> ``served_model.load_served_model``."""
-  def load(source: dict, like: Optional[served_model.ServedModel] = None) -> served_model.ServedModel:
+  """{"model": DIR} | {"workdir": DIR} -> ``served_model.load_served_model`` of it."""
+  def load(source: dict) -> served_model.ServedModel:
     return served_model.load_served_model(workdir=source.get("workdir"), model=source.get("model"),
-                                          defer_below=defer_below, checkpoint=checkpoint, like=like)
+                                          defer_below=defer_below, checkpoint=checkpoint)
   return load
 
 
@@ -101,6 +103,7 @@ def run(options: ServeOptions) -> None:
   if bool(options.workdir) == bool(options.model):
     raise ValueError("give exactly one of --workdir (a training run) or --model (an exported model directory)")
   source = {"workdir": options.workdir} if options.workdir else {"model": options.model}
+  inference.use_compilation_cache(options.compilation_cache)
   load = model_loader(options.defer_below, options.checkpoint)
   model = load(source)
   database = review_database.ReviewDatabase(options.db)
