@@ -6,6 +6,7 @@ added as plain path entries (their .pth files, and so the editable install of th
 run). Built once per state of the sources: kept in pytest's cache under a digest of the files.
 """
 
+import fcntl
 import hashlib
 import os
 import pathlib
@@ -65,9 +66,18 @@ def _installed_wheel(cache: pathlib.Path) -> pathlib.Path:
   return python
 
 
+def installed_wheel_python(request) -> pathlib.Path:
+  """The python of the virtual environment with this checkout's wheel (``_installed_wheel``, in pytest's cache),
+  one test process at a time (the xdist workers of a session share the cache)."""
+  cache = pathlib.Path(request.config.cache.mkdir("installed_wheel"))
+  with open(cache.parent / "installed_wheel.lock", "w", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return _installed_wheel(cache)
+
+
 @pytest.mark.slow  # About 30 s on the first run (the build) under load.
 def test_the_built_wheel_predicts_from_another_folder(request, tmp_path):
-  python = _installed_wheel(pathlib.Path(request.config.cache.mkdir("installed_wheel")))
+  python = installed_wheel_python(request)
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
   env["JAX_PLATFORMS"] = "cpu"
   where = _run([python, "-c", "import configs, mamba_jax, train.main; "
