@@ -24,6 +24,7 @@ from configs import lra as lra_configs
 from train.command_line import errors, program
 from train.data.lra import tasks as lra_tasks
 from train.runs import preemption
+from train.study import runs as study_runs
 from train.study.lra import reports, runs
 
 
@@ -31,12 +32,13 @@ def main(argv):
   f = flags.FLAGS
   program.no_arguments(argv)
   program.quiet_logging()
-  options = runs.LraOptions(task=f.task, models=list(lra_configs.MODELS) if f.model == ["all"] else (f.model or []),
-                            budget_minutes=f.budget_minutes, workdir_root=f.workdir_root, output_dir=f.output_dir,
-                            seed=f.seed, overrides=runs.parse_overrides(f.set), start_over=f.start_over,
-                            quick=f.quick, command=" ".join(["python -m train.lra"] + sys.argv[1:]))
   try:
     with errors.one_line_errors(name_kind=True):
+      options = runs.LraOptions(
+          task=f.task, models=list(lra_configs.MODELS) if f.model == ["all"] else (f.model or []),
+          budget_minutes=f.budget_minutes, workdir_root=f.workdir_root, output_dir=f.output_dir, seed=f.seed,
+          overrides=study_runs.parse_overrides(f.set), start_over=f.start_over, quick=f.quick,
+          command=" ".join(["python -m train.lra"] + sys.argv[1:]))
       print(reports.command(options, param_counts=f.param_counts, data_stats_path=f.data_stats,
                             stats_tasks=f.tasks, stats_sizes=f.sizes, table_only=f.table))
   except preemption.Preempted as e:

@@ -16,7 +16,6 @@ budget is spent, only evaluates again.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import os
@@ -55,24 +54,6 @@ class LraOptions:
   start_over: bool = False
   quick: bool = False  # configs/lra.py's quick(): tiny models and data, a few steps (a smoke test).
   command: str = ""
-
-
-def parse_overrides(items: Sequence[str]) -> dict:
-  """["a.b=1", "c=foo"] -> {"a.b": 1, "c": "foo"} (values read as Python literals when they are).
-
-  Raises:
-    ValueError: an item without "=".
-  """
-  out = {}
-  for item in items:
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-      raise ValueError(f"--set expects key=value, got {item!r}")
-    try:
-      out[key.strip()] = ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-      out[key.strip()] = raw
-  return out
 
 
 def build_config(task: str, model: str, options: LraOptions) -> ml_collections.ConfigDict:
