@@ -43,7 +43,7 @@ OVERRIDES = dict(num_train_steps=STEPS, log_every_steps=1, checkpoint_every_step
                  keep_checkpoints=2, length_bucket_bounds=[8])
 RUN_TIMEOUT_S = 600  # A guard against hangs, not a speed limit.
 # Fields of the eval report that measure time or the device layout, not the model.
-LAYOUT_FIELDS = ("devices", "train_time_s", "examples_per_s", "epoch_time_s", "wall_time_s",
+LAYOUT_FIELDS = ("devices", "train_time_s", "examples_per_s", "epoch_time_s", "wall_time_s", "wall_time_total_s",
                  "resumed_from_step", "config")
 
 

@@ -213,26 +213,33 @@ def grayscale(images: np.ndarray) -> np.ndarray:
 def read_aan(root: str) -> tuple[dict, dict]:
   """({"train" | "validation" | "test": ((texts1, texts2), labels np.int32)}, source) from the LRA
   release's TSV files in ``root`` (header row; columns label, id1, id2, text1, text2)."""
-  csv.field_size_limit(sys.maxsize)
   splits, source = {}, {}
-  for split, name in AAN_FILES.items():
-    path = os.path.join(root, name)
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f"no {path}: no public copy of the LRA release's AAN pairs was found; put "
-                              f"{', '.join(AAN_FILES.values())} (lra_release/tsv_data) in {root}")
-    first, second, labels = [], [], []
-    with open(path, encoding="utf-8", newline="") as f:
-      reader = csv.DictReader(f, delimiter="\t")
-      missing = {"label", "text1", "text2"} - set(reader.fieldnames or ())
-      if missing:
-        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
-      for row in reader:
-        first.append(row["text1"])
-        second.append(row["text2"])
-        labels.append(int(float(row["label"])))
-    splits[split] = ((first, second), np.asarray(labels, np.int32))
-    source[name] = sha256_of_file(path)
+  limit = csv.field_size_limit(sys.maxsize)  # AAN documents exceed csv's field limit; restored below
+  try:                                       # (the limit is process-wide: other readers rely on it).
+    for split, name in AAN_FILES.items():
+      splits[split], source[name] = _read_aan_file(root, name)
+  finally:
+    csv.field_size_limit(limit)
   return splits, {"folder": root, "sha256": source}
+
+
+def _read_aan_file(root: str, name: str) -> tuple:
+  """((texts1, texts2), labels np.int32) of one AAN TSV file, and its sha256."""
+  path = os.path.join(root, name)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no {path}: no public copy of the LRA release's AAN pairs was found; put "
+                            f"{', '.join(AAN_FILES.values())} (lra_release/tsv_data) in {root}")
+  first, second, labels = [], [], []
+  with open(path, encoding="utf-8", newline="") as f:
+    reader = csv.DictReader(f, delimiter="\t")
+    missing = {"label", "text1", "text2"} - set(reader.fieldnames or ())
+    if missing:
+      raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+    for row in reader:
+      first.append(row["text1"])
+      second.append(row["text2"])
+      labels.append(int(float(row["label"])))
+  return ((first, second), np.asarray(labels, np.int32)), sha256_of_file(path)
 
 
 def encode_bytes(text: str, length: int) -> tuple[np.ndarray, int]:
