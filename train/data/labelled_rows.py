@@ -31,6 +31,10 @@ a row of its own (its quotes do not pair up: it ends or continues a quoted text,
 ``line break",positive`` after ``"a text with a``). Every line that is not used is counted by reason
 (``BAD_ROW_REASONS``, the project's one vocabulary of them), with the line numbers of the
 first ``FIRST_LINES_KEPT`` of each.
+
+Texts without labels (``read_texts``, what ``train.predict --input`` reads): the same records and
+reasons, streamed in file order with their fields; a .txt file is one text per line. Files are read
+as streams (``open_text``): memory does not grow with the file.
 Axes (``mamba_jax.notation``): N (the rows kept).
 """
 
