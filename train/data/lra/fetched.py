@@ -33,6 +33,8 @@ from typing import Optional
 
 import numpy as np
 
+from train.data import sources
+
 ENV_DATA_DIR = "LRA_DATA_DIR"
 DEFAULT_DATA_DIR = "./data/lra"
 
@@ -61,14 +63,6 @@ AAN_FILES = {"train": "new_aan_pairs.train.tsv", "validation": "new_aan_pairs.ev
 def resolve_data_dir(config_dir: Optional[str] = None) -> str:
   """``config.lra_data_dir``, else $LRA_DATA_DIR, else ./data/lra (absolute)."""
   return os.path.abspath(os.path.expanduser(config_dir or os.environ.get(ENV_DATA_DIR) or DEFAULT_DATA_DIR))
-
-
-def sha256_of_file(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- IMDB
@@ -122,7 +116,7 @@ def read_imdb(root: str, expected_digest: Optional[str] = IMDB_REVIEWS_SHA256) -
   """
   tarball = os.path.join(root, IMDB_TARBALL)
   if os.path.isfile(tarball):
-    digest = sha256_of_file(tarball)
+    digest = sources.sha256_of(tarball)
     if digest != IMDB_TARBALL_SHA256:
       raise ValueError(f"{tarball} has sha256 {digest}, not the official {IMDB_TARBALL_SHA256}")
     folders, source = _imdb_reviews_from_tarball(tarball), {"file": tarball, "sha256": digest}
@@ -167,7 +161,7 @@ def read_cifar10(root: str, expected_sha256: Optional[str] = CIFAR10_TARBALL_SHA
   if not os.path.isfile(tarball):
     raise FileNotFoundError(f"no {tarball}: no public copy of CIFAR-10 was found to fetch here; put the "
                             f"official archive ({CIFAR10_URL}, sha256 {CIFAR10_TARBALL_SHA256}) there")
-  digest = sha256_of_file(tarball)
+  digest = sources.sha256_of(tarball)
   if expected_sha256 is not None and digest != expected_sha256:
     raise ValueError(f"{tarball} has sha256 {digest}, not the official {expected_sha256}")
   batches = {}
@@ -239,7 +233,7 @@ def _read_aan_file(root: str, name: str) -> tuple:
       first.append(row["text1"])
       second.append(row["text2"])
       labels.append(int(float(row["label"])))
-  return ((first, second), np.asarray(labels, np.int32)), sha256_of_file(path)
+  return ((first, second), np.asarray(labels, np.int32)), sources.sha256_of(path)
 
 
 def encode_bytes(text: str, length: int) -> tuple[np.ndarray, int]:

@@ -34,7 +34,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from train.data import prepared_paths, tfds_dataset, token_cache
+from train.data import prepared_paths, sources, tfds_dataset, token_cache
 from train.data.datasets import Datasets, Split
 from train.data.lra import fetched, listops, pathfinder, tasks
 
@@ -134,7 +134,7 @@ def _fetched_source(config, task: tasks.LraTask, check_sources: bool) -> dict:
   digest = hashlib.sha256()
   for path in sorted(glob.glob(os.path.join(root, "**", "*"), recursive=True)):
     if os.path.isfile(path):
-      digest.update(os.path.relpath(path, root).encode() + b"\0" + fetched.sha256_of_file(path).encode())
+      digest.update(os.path.relpath(path, root).encode() + b"\0" + sources.sha256_of(path).encode())
   return {"files_sha256": digest.hexdigest(), "checked": bool(check_sources)}
 
 
