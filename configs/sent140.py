@@ -118,8 +118,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 2000  # Save the latest state this often (and at the end).
   # The same two cadences in epochs (e.g. 0.25: four times an epoch, whatever the data's size);
   # None: the step counts above.
-  config.eval_every_epochs = ml_collections.FieldReference(None, field_type=float)
-  config.checkpoint_every_epochs = ml_collections.FieldReference(None, field_type=float)
+  config.eval_every_epochs = ml_collections.FieldReference(None, field_type=float)  # Validation cadence in epochs.
+  config.checkpoint_every_epochs = ml_collections.FieldReference(None, field_type=float)  # Save cadence in epochs.
   # Validation metric that picks the checkpoint the final report scores: "accuracy" or
   # "macro_recall" (the mean of per-class recalls: for imbalanced classes).
   config.best_checkpoint_metric = "accuracy"
