@@ -34,7 +34,7 @@ def main(argv):
         FLAGS.source, model=FLAGS.model, candidates=candidates, text_column=FLAGS.text_column,
         label_column=FLAGS.label_column, classes=FLAGS.classes, methods=FLAGS.methods,
         test_share=FLAGS.test_share, sizes=FLAGS.sizes, seeds=FLAGS.seeds, work_dir=FLAGS.work_dir,
-        output_dir=FLAGS.output_dir, command=" ".join(["python -m train.domain_adaptation"] + sys.argv[1:])))
+        output_dir=FLAGS.output_dir, class_weighting=FLAGS.class_weighting, command=" ".join(["python -m train.domain_adaptation"] + sys.argv[1:])))
 
 
 def define_flags() -> None:
@@ -53,6 +53,8 @@ def define_flags() -> None:
   flags.DEFINE_float("test_share", 0.2, "Held-out share of the rows (by text hash).")
   flags.DEFINE_list("sizes", ["500", "2000", "all"], "Labelled examples per run ('all': the whole pool).")
   flags.DEFINE_list("seeds", ["0"], "Seeds (the examples drawn, the init, the data order).")
+  flags.DEFINE_enum("class_weighting", None, ["none", "balanced"],
+                    "The trained runs' config.class_weighting (default: configs/own_data.py's).")
   flags.DEFINE_string("work_dir", "/tmp/domain_adaptation", "Files and workdirs of the runs (not results).")
   flags.DEFINE_string("output_dir", "results/domain_adaptation", "runs/*.json, table.md.")
 

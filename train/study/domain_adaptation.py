@@ -82,10 +82,11 @@ def training_overrides(model: Optional[str]) -> list[str]:
   return overrides
 
 
-def run_inputs(method: str, split: dict, model: Optional[str]) -> dict:
+def run_inputs(method: str, split: dict, model: Optional[str], class_weighting: Optional[str] = None) -> dict:
   """What a run's numbers depend on besides its method, size and seed (JSON values).
 
   ``model``: the classifier a fine-tune starts from (zero_shot: the one scored); None otherwise.
+  ``class_weighting``: the trained runs' ``config.class_weighting`` (None: configs/own_data.py's).
   """
   inputs = {"source_sha256": split["source_sha256"], "test_share": split["test_share"],
             "classes": list(split["classes"])}
@@ -93,6 +94,8 @@ def run_inputs(method: str, split: dict, model: Optional[str]) -> dict:
     inputs["model_params_sha256"] = sources.sha256_of(os.path.join(model, model_dir.PARAMS_FILE))
   if method == "scratch" or method.startswith("finetune"):
     config = own_data.get_config()
+    if class_weighting is not None:
+      config.class_weighting = class_weighting
     inputs["training"] = {"overrides": training_overrides(model),
                           **{k: config[k] for k in ("class_weighting", "num_epochs", "batch_size", "learning_rate",
                                                     "best_checkpoint_metric", "label_smoothing")}}
@@ -178,8 +181,10 @@ def score_model(test_file: str, workdir: Optional[str] = None, model: Optional[s
           "num_examples": report["three_way"]["num_examples"], "neutral_threshold": report["three_way"]["threshold"]}
 
 
-def train_mamba(train_file: str, test_file: str, workdir: str, seed: int, model: Optional[str]) -> dict:
-  """``python -m train.main`` on ``train_file`` (from ``model`` when given), scored on ``test_file``."""
+def train_mamba(train_file: str, test_file: str, workdir: str, seed: int, model: Optional[str],
+                class_weighting: Optional[str] = None) -> dict:
+  """``python -m train.main`` on ``train_file`` (from ``model`` when given), scored on ``test_file``;
+  ``class_weighting``: None for configs/own_data.py's."""
   command = [sys.executable, "-m", "train.main", "--config=configs/own_data.py", f"--workdir={workdir}",
              f"--config.train_file={train_file}", f"--config.test_file={test_file}",
              "--config.text_column=text", "--config.label_column=label", "--config.label_scheme=names",
@@ -188,6 +193,8 @@ def train_mamba(train_file: str, test_file: str, workdir: str, seed: int, model:
              *training_overrides(model)]
   if model is not None:
     command.append(f"--config.init_from={model}")
+  if class_weighting is not None:
+    command.append(f"--config.class_weighting={class_weighting}")
   start = time.perf_counter()
   result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
   if result.returncode != 0:
@@ -282,12 +289,13 @@ def run(source: str, *, model: str, candidates: Optional[dict] = None, text_colu
         label_column: str = "label", classes: Sequence[str] = ("negative", "positive"), test_share: float = 0.2,
         sizes=("500", "2000", "all"), seeds=("0",), methods: Optional[Sequence[str]] = None,
         work_dir: str = "/tmp/domain_adaptation", output_dir: str = "results/domain_adaptation",
-        command: str = "") -> str:
+        class_weighting: Optional[str] = None, command: str = "") -> str:
   """Splits ``source``, runs every (method, size, seed) not run yet and writes ``<output_dir>/table.md``; the table.
 
   ``model``: the current release; ``candidates``: {name: model directory} of release candidates;
   ``methods``: a subset of ``methods_of(candidates)`` (None: all); ``work_dir``: the runs' files and
-  workdirs (not results); ``output_dir``: runs/*.json and table.md.
+  workdirs (not results); ``output_dir``: runs/*.json and table.md; ``class_weighting``: the trained
+  runs' (None: configs/own_data.py's default).
 
   Raises:
     ValueError: a run file in ``output_dir`` made with other inputs (``earlier_run``), or unknown methods.
@@ -308,7 +316,7 @@ def run(source: str, *, model: str, candidates: Optional[dict] = None, text_colu
   start_models = {"zero_shot": model, "finetune": model, **{f"finetune_{n}": p for n, p in candidates.items()}}
   plan = [("zero_shot", "0", 0)] + [(m, size, int(seed)) for seed in seeds for size in sizes
                                       for m in methods if m != "zero_shot"]
-  inputs_by_method = {m: run_inputs(m, split, start_models.get(m)) for m in ("zero_shot", *methods)}
+  inputs_by_method = {m: run_inputs(m, split, start_models.get(m), class_weighting) for m in ("zero_shot", *methods)}
   for method, size, seed in plan:
     name = f"{method}__{size}__seed{seed}"
     path = os.path.join(runs_dir, name + ".json")
@@ -323,7 +331,8 @@ def run(source: str, *, model: str, candidates: Optional[dict] = None, text_colu
       if method in CLASSICAL_METHODS:
         result = train_classical(method, train_file, test_file, seed, work_dir)
       else:
-        result = train_mamba(train_file, test_file, os.path.join(work_dir, name), seed, start_models.get(method))
+        result = train_mamba(train_file, test_file, os.path.join(work_dir, name), seed, start_models.get(method),
+                             class_weighting)
     record = {"method": method, "size": size, "seed": seed, "examples": count, **result, "inputs": inputs,
               "split": split, "environment": environment}
     with open(path, "w", encoding="utf-8") as f:
