@@ -86,6 +86,11 @@ def test_a_run_is_reused_only_with_the_same_inputs(tmp_path):
   with open(path, "w", encoding="utf-8") as f:
     json.dump({"method": "finetune", "accuracy": 0.9, "inputs": inputs["finetune"]}, f)
   assert domain_adaptation.earlier_run(path, inputs["finetune"])
+  other_weighting = "balanced" if inputs["finetune"]["training"]["class_weighting"] == "none" else "none"
+  weighted = domain_adaptation.run_inputs("finetune", split, str(model), class_weighting=other_weighting)
+  assert weighted["training"]["class_weighting"] == other_weighting  # --class_weighting: another run.
+  with pytest.raises(ValueError, match="training differ"):
+    domain_adaptation.earlier_run(path, weighted)
   (model / model_dir.PARAMS_FILE).write_bytes(b"weights two")  # Another released model: not the same run.
   with pytest.raises(ValueError, match="model_params_sha256 differ"):
     domain_adaptation.earlier_run(path, domain_adaptation.run_inputs("finetune", split, str(model)))

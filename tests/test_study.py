@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from configs import tiny
+from train.data import normalization
 from train.loop import models
+from train.scoring import per_example
+from train.study import qualitative
 from train.study import runs as study_runs
 from train.study import tfidf_baseline
 from train.study import training as study_training
@@ -117,6 +120,7 @@ def test_quick_study_end_to_end(tmp_path):
 
   rows = {row["run"]: row for row in summary["rows"]}
   assert list(rows) == ["mamba", "mamba2", "transformer", "lstm", "ssm"]
+  _check_per_example_files_and_qualitative_report(out, options)
   assert rows["mamba"]["seeds"] == [0, 1] and rows["lstm"]["seeds"] == [0]
   for name, row in rows.items():
     values = []
@@ -169,3 +173,79 @@ def test_quick_study_end_to_end(tmp_path):
   changed = dataclasses.replace(elsewhere, overrides={**options.overrides, "learning_rate": 1e-4})
   record = study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, changed)
   assert record["reused"] is False and record["report"]["config"]["learning_rate"] == 1e-4
+
+
+def _check_per_example_files_and_qualitative_report(out, options):
+  """Each run's answers on the same tweets agree with its report; the per-tweet report pairs them."""
+  answers = {}
+  for name in ("mamba", "mamba2", "transformer", "lstm", "ssm"):
+    record = per_example.read(str(out / "per_example" / f"{name}__seed0.json"))
+    with open(out / "runs" / f"{name}__seed0.json") as f:
+      report = json.load(f)["report"]
+    assert set(record["parts"]) == {"manual_test", "test_sample"}  # No reference tweets off Sentiment140.
+    manual = record["parts"]["manual_test"]
+    labels, predicted = np.asarray(manual["labels"]), per_example.predictions(manual)
+    binary = labels < 2
+    assert len(labels) == report["manual_test"]["binary"]["num_examples"] + report["manual_test"]["three_way"][
+        "num_neutral"]
+    assert np.mean(predicted[binary] == labels[binary]) == pytest.approx(report["manual_test"]["binary"]["accuracy"])
+    sample = record["parts"]["test_sample"]
+    assert len(sample["keys"]) == min(per_example.SAMPLE_SIZE, report["test"]["num_examples"])
+    assert sample["keys"] == sorted(sample["keys"])
+    answers[name] = record
+  assert len({tuple(r["parts"]["test_sample"]["keys"]) for r in answers.values()}) == 1  # The same tweets.
+  assert (out / "per_example" / "mamba__seed1.json").exists()
+
+  report = qualitative.write_qualitative(options)
+  assert report["runs"] == ["mamba", "mamba2", "transformer", "lstm", "ssm"] and not report["missing"]
+  assert report["seeds"]["mamba"] == [0, 1]
+  assert len(report["disagreements"]) == qualitative.DISAGREEMENTS
+  minority = [row["minority_votes"] for row in report["disagreements"]]
+  assert minority == sorted(minority, reverse=True)
+  pairs = [row for row in report["pairwise"] if row["seed"] == 0]
+  assert len(pairs) == 2 * 10  # 10 pairs of 5 models, manual test and held-out sample.
+  for row in pairs:  # The discordant counts are the accuracy difference.
+    assert row["only_a"] - row["only_b"] == round((row["accuracy_a"] - row["accuracy_b"]) * row["rows"])
+    assert row["only_a"] + row["only_b"] + row["both"] + row["neither"] == row["rows"]
+  md = (out / "qualitative.md").read_text()
+  assert "## 3. Pairs of models" in md and md.count("| mamba | mamba2 | 0 |") == 2
+
+
+def test_mcnemar_exact_test_and_row_alignment():
+  labels = np.array([1] * 12 + [0] * 4)
+  a = np.array([1] * 10 + [0] * 2 + [0] * 4)  # Right on 10 of the 12 discordant rows.
+  b = np.array([0] * 10 + [1] * 2 + [0] * 4)
+  test = per_example.mcnemar(labels, a, b)
+  assert (test["only_a"], test["only_b"], test["both"], test["neither"]) == (10, 2, 4, 0)
+  assert test["p_value"] == pytest.approx(2 * (1 + 12 + 66) / 4096)
+  assert per_example.mcnemar(labels, a, a)["p_value"] == 1.0
+  one = per_example.part(["k1", "k2", "k3"], [0, 1, 2], [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+  other = per_example.part(["k3", "k1"], [2, 0], [[0.3, 0.7], [0.4, 0.6]])
+  keys, labels, probs = per_example.aligned({"one": one, "other": other}, keep_labels=(0, 1))
+  assert keys == ["k1"] and labels.tolist() == [0]
+  assert probs["other"][0].tolist() == [[0.4, 0.6]] and probs["other"][1].tolist() == [1]
+  tie = per_example.part(["k"], [1], [[0.4999996, 0.5000004]])  # Rounded to a tie; the prediction is kept.
+  assert tie["probs"] == [[0.5, 0.5]] and per_example.predictions(tie).tolist() == [1]
+  with pytest.raises(ValueError, match="differently"):
+    per_example.aligned({"one": one, "bad": per_example.part(["k1"], [1], [[0.5, 0.5]])})
+  assert per_example.sample_rows(["c", "a", "b"], 2).tolist() == [1, 2]
+
+
+def test_qualitative_reference_tweets_and_ablation_slices(tmp_path):
+  keys = per_example.row_keys(normalization.normalize_many(list(per_example.REFERENCE_TWEETS)))
+  record = per_example.build(("negative", "positive"), {"reference": per_example.part(
+      keys, [-1] * 3, [[0.1, 0.9], [0.7, 0.3], [0.4, 0.6]])})
+  rows = qualitative.reference_rows({"mamba": {0: record}}, {per_example.REFERENCE_TWEETS[0]: ["positive"]})
+  assert [row["answers"]["mamba"] for row in rows] == ["positive 0.90", "negative 0.70", "positive 0.60"]
+  assert rows[0]["training_file_labels"] == ["positive"] and rows[1]["training_file_labels"] == []
+
+  def slices(correct, count=1000):  # One slice bucket of the held-out test.
+    return {"status": "ok", "report": {"test": {"slices": {"features": {"mention": {"yes": {
+        "correct": correct, "count": count}}}}}}}
+  (tmp_path / "runs").mkdir()
+  for name, correct in (("mamba", 800), ("mamba_no_conv", 700), ("mamba_expand_1", 805)):
+    (tmp_path / "runs" / f"{name}__seed0.json").write_text(json.dumps(slices(correct)))
+  moved = {row["run"]: row["slices"] for row in qualitative.ablation_slices(str(tmp_path))}
+  assert moved["mamba_expand_1"] == []  # 0.5 points on 1,000 tweets: noise.
+  assert [(s["feature"], s["bucket"], round(s["change"], 3)) for s in moved["mamba_no_conv"]] == [
+      ("mention", "yes", -0.1)]

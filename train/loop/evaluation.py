@@ -98,11 +98,16 @@ class Evaluator:
     """The task's metrics of ``split`` (``accuracy`` and ``loss`` among them)."""
     return self.task.metrics(self.outputs(state, split, name), split, self.config.ece_bins)
 
-  def report_metrics(self, state: TrainState, splits: dict, raw_texts: Optional[dict] = None) -> dict:
-    """The final report's metrics: split name -> the task's report metrics, for ``task.reported_splits``.
+  def report_outputs(self, state: TrainState, splits: dict) -> dict:
+    """Split name -> the eval step's rows (N, ...) of ``splits[name]``, for ``task.reported_splits``."""
+    return {name: self.outputs(state, splits[name], name) for name in self.task.reported_splits}
+
+  def report_metrics(self, outputs: dict, splits: dict, raw_texts: Optional[dict] = None) -> dict:
+    """The final report's metrics: split name -> the task's report metrics of ``outputs[name]``
+    (``report_outputs``).
 
     ``raw_texts``: split name -> its raw texts where known (``train.data.held_out_texts``; slices).
     """
-    return {name: self.task.report_metrics(name, self.outputs(state, splits[name], name), splits[name],
-                                           self.config, raw_texts=(raw_texts or {}).get(name))
+    return {name: self.task.report_metrics(name, outputs[name], splits[name], self.config,
+                                           raw_texts=(raw_texts or {}).get(name))
             for name in self.task.reported_splits}

@@ -28,7 +28,8 @@ import optax
 from absl import logging
 from tqdm import tqdm
 
-from train.data import batching, held_out_texts, pipeline
+from train.data import batching, held_out_texts, normalization, pipeline
+from train.data.datasets import Split
 from train.data import summary as summary_lib
 from train.loop import evaluation, input_feed, models, pretrained_init, tasks
 from train.loop.metric_logging import MetricWriter
@@ -36,6 +37,8 @@ from train.loop.optimizer import create_optimizer, learning_rate_schedule
 from train.loop.train_state import TrainState
 from train.runs import checkpointing, classes, distributed, eval_report, preemption, provenance, workdir_lock
 from train.runs import workdir as workdir_lib
+from train.scoring import metrics as metrics_lib
+from train.scoring import per_example
 
 
 class NonFiniteLossError(RuntimeError):
@@ -520,11 +523,36 @@ def final_evaluation(run: Run) -> tuple[dict, dict, dict]:
   if eval_progress is None:
     eval_state, eval_progress = run.state, run.progress(run.final_step)
   evaluator = run.trainer.evaluator
+  outputs = evaluator.report_outputs(eval_state, run.datasets.splits)
   raw = {}  # The held-out splits' raw texts, for the classifier's slices (hashtags, all-caps words).
   if isinstance(evaluator.task, tasks.Classification):
     raw = held_out_texts.raw_texts(run.config, run.datasets.splits, evaluator.task.reported_splits,
                                    log=logging.info)
-  return evaluator.report_metrics(eval_state, run.datasets.splits, raw), eval_progress, evaluated
+    if run.is_chief:
+      per_example.write(run.workdir, per_example_record(run, eval_state, outputs))
+  return evaluator.report_metrics(outputs, run.datasets.splits, raw), eval_progress, evaluated
+
+
+def per_example_record(run: Run, eval_state: TrainState, outputs: dict) -> dict:
+  """The evaluated classifier's ``train.scoring.per_example`` record: the manual test, the held-out test's
+  sample and (Sentiment140) the reference tweets."""
+  splits, parts = run.datasets.splits, {}
+  for name, part_name in (("manual_test", "manual_test"), ("test", "test_sample")):
+    split = splits.get(name)
+    if name not in outputs or split is None or split.texts is None:
+      continue
+    keys = per_example.row_keys(split.texts)
+    rows = np.arange(len(keys)) if name == "manual_test" else per_example.sample_rows(keys)
+    probs = metrics_lib.softmax(outputs[name])
+    parts[part_name] = per_example.part([keys[i] for i in rows], split.labels[rows], probs[rows])
+  if run.config.dataset == "sentiment140":
+    texts = list(per_example.REFERENCE_TWEETS)
+    tokens = np.asarray(run.datasets.tokenizer.encode(texts))
+    reference = Split(tokens=tokens, labels=np.full(len(texts), -1, np.int32))
+    probs = run.trainer.evaluator.probabilities(eval_state, reference)
+    parts["reference"] = per_example.part(per_example.row_keys(normalization.normalize_many(texts)),
+                                          reference.labels, probs)
+  return per_example.build(run.datasets.class_names, parts)
 
 
 def write_report(run: Run, clock: RunClock, metrics: dict, eval_progress: dict, evaluated: dict) -> dict:

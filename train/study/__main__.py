@@ -6,6 +6,8 @@ r"""The comparison study's command line: Mamba vs Transformer vs LSTM vs LTI SSM
   python -m train.study --runs=mamba,mamba_d_state_* --retrain
   # Re-tabulate only (after copying runs/*.json or new runtime/TF-IDF results):
   python -m train.study --summarize_only
+  # Each model's answer on the same tweets, disagreements, McNemar tests (qualitative.md):
+  python -m train.study --qualitative
   # Whole study on a small subset on the CPU in minutes:
   python -m train.study --quick --output_dir=/tmp/study --workdir_root=/tmp/study_wd
   python -m train.study --quick --dataset=synthetic --seeds=0 ...   # no data files needed
@@ -22,6 +24,8 @@ Writes into ``--output_dir``:
   study.md                      the table (+ TF-IDF row, runtime figure)
   accuracy.png                  held-out test and manual-test accuracy, mean +- std
   runtime.png                   inference time vs length from results/runtime_*.json
+  per_example/<run>__seed<seed>.json   each run's answers on the same tweets
+  qualitative.{md,json}         with --qualitative (train.study.qualitative)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Sequence
 from absl import flags
 
 from train.command_line import errors, program
+from train.study.qualitative import DEFAULT_RUNS, write_qualitative
 from train.study.report import write_summary
 from train.study.runs import FULL_SEEDS, QUICK_SEEDS, RUNS_BY_NAME, StudyOptions, parse_overrides
 from train.study.training import run_study
@@ -50,6 +55,11 @@ def main(argv: Sequence[str]) -> None:
       command=" ".join(["python -m train.study"] + sys.argv[1:]),
   )
   with errors.one_line_errors():
+    if f.qualitative:
+      report = write_qualitative(options, f.runs if f.runs != ["*"] else DEFAULT_RUNS)
+      print(f"Wrote {os.path.join(options.output_dir, 'qualitative.md')} ({len(report['runs'])} models, "
+            f"{len(report['pairwise'])} paired tests).")
+      return
     summary = write_summary(options) if f.summarize_only else run_study(options)
   failed = sum(len(r["failed_seeds"]) for r in summary["rows"])
   print(f"Wrote {os.path.join(options.output_dir, 'study.md')} ({len(summary['rows'])} runs"
@@ -69,6 +79,8 @@ def define_flags() -> None:
   flags.DEFINE_multi_string("set", [], "key=value config override for every run (repeatable), "
                             "e.g. --set=num_epochs=1 --set=model.dropout=0.1")
   flags.DEFINE_bool("retrain", False, "Retrain runs that already have an eval_report.json.")
+  flags.DEFINE_bool("qualitative", False, "Only write qualitative.md: each model's answer on the same tweets "
+                    f"(--runs, default {','.join(DEFAULT_RUNS)}), from the per-example files in --output_dir.")
   flags.DEFINE_bool("summarize_only", False, "Only re-tabulate the run records already in "
                     "--output_dir (e.g. copied from a GPU machine); train nothing.")
   flags.DEFINE_string("runtime_results", "results/runtime_*.json", "benchmarks.runtime outputs.")

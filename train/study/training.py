@@ -2,7 +2,8 @@
 
 A (run, seed) trains with ``train.loop.trainer.train_and_evaluate`` in
 ``<workdir_root>/<run>/seed<seed>`` and its record goes to
-``<output_dir>/runs/<run>__seed<seed>.json``. A finished run is reused (see ``train_one``)
+``<output_dir>/runs/<run>__seed<seed>.json``, its per-example answers (``train.scoring.per_example``)
+to ``<output_dir>/per_example/<run>__seed<seed>.json``. A finished run is reused (see ``train_one``)
 unless ``--retrain``; an interrupted one resumes from its checkpoint.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 import traceback
 from typing import Any, Dict, Optional
@@ -19,6 +21,7 @@ import configs
 from train.loop import models, trainer
 from train.runs import eval_report
 from train.runs import workdir as workdir_lib
+from train.scoring import per_example
 from train.study.report import write_summary
 from train.study.runs import FULL_SEEDS, QUICK_SEEDS, StudyOptions, StudyRun, build_config, select_runs
 
@@ -43,6 +46,11 @@ def reusable_record(run: StudyRun, seed: int, options: StudyOptions) -> Optional
   return {**saved, "reused": True}
 
 
+def per_example_file(output_dir: str, run: StudyRun, seed: int) -> str:
+  """The path of the per-example answers of one (run, seed): <output_dir>/per_example/<run>__seed<seed>.json."""
+  return os.path.join(output_dir, "per_example", f"{run.name}__seed{seed}.json")
+
+
 def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]:
   """Trains (or reuses) one (run, seed), writes its record unless the output dir holds it already, returns it.
 
@@ -58,6 +66,10 @@ def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]
     os.makedirs(os.path.join(options.output_dir, "runs"), exist_ok=True)
     with open(run_file(options.output_dir, run, seed), "w", encoding="utf-8") as f:
       json.dump(record, f, indent=1)
+  answers = os.path.join(record.get("workdir", ""), per_example.FILE_NAME)
+  if record["status"] == "ok" and os.path.exists(answers):  # A workdir of before the per-example files has none.
+    os.makedirs(os.path.dirname(per_example_file(options.output_dir, run, seed)), exist_ok=True)
+    shutil.copyfile(answers, per_example_file(options.output_dir, run, seed))
   return record
 
 
@@ -82,9 +94,7 @@ def _train_or_reuse_workdir(run: StudyRun, seed: int, options: StudyOptions) -> 
           f"({', '.join(name for name, _, _ in differences[:5])}); retraining.", flush=True)
     options = dataclasses.replace(options, retrain=True)
   if options.retrain and os.path.isdir(workdir):
-    # A stale checkpoint of another config must not be resumed.
-    import shutil  # pylint: disable=import-outside-toplevel
-    shutil.rmtree(workdir)
+    shutil.rmtree(workdir)  # A stale checkpoint of another config must not be resumed.
   start = time.perf_counter()
   try:
     report = trainer.train_and_evaluate(config, workdir)
