@@ -84,7 +84,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 512  # Global training batch (split over all devices; must divide by their count).
   config.eval_batch_size = 1024  # Global evaluation batch (must divide by the device count).
   config.num_epochs = 3  # Epochs over the train split (used when num_train_steps is -1).
-  config.num_train_steps = -1  # Total steps; -1: num_epochs * steps_per_epoch.
+  config.num_train_steps = -1  # Total steps; -1: num_epochs * steps_per_epoch (see train_examples_budget).
+  config.train_examples_budget = 0  # With num_train_steps -1: at most this many examples seen (0: no cap).
   config.learning_rate = 2e-3  # Peak AdamW learning rate.
   config.warmup_steps = 1000  # Linear warmup from 0 to learning_rate.
   config.end_learning_rate_factor = 0.01  # Cosine decay ends at this fraction of the peak.

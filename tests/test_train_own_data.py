@@ -14,7 +14,7 @@ import pytest
 from configs import own_data
 from train.data import pipeline
 from train.loop import models, pretrained_init
-from train.loop import trainer as training  # pylint: disable=unused-import
+from train.loop import trainer as training
 from train.model_files import exporter
 from train.runs import classes, eval_report, model_dir
 from train.runs import workdir as workdir_lib
@@ -183,3 +183,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, case, expected):
   lines = result.stderr.strip().splitlines()
   assert lines[-1].startswith("ERROR: ") and expected in lines[-1], result.stderr[-3000:]
   assert "Traceback" not in result.stderr
+
+
+def test_own_data_epochs_are_capped_by_the_examples_budget():
+  """10 epochs of a few thousand rows; a large file stops at configs/own_data.py's examples budget."""
+  config = own_data.get_config()
+  budget_steps = config.train_examples_budget // config.batch_size
+  assert training.total_train_steps(config, 50) == 10 * 50  # 1,600 rows: 10 epochs.
+  assert training.total_train_steps(config, 1250) == budget_steps < 10 * 1250  # 40,000 rows: the budget.
+  config.train_examples_budget = 0  # No cap.
+  assert training.total_train_steps(config, 1250) == 10 * 1250
+  config.num_train_steps = 7  # An explicit step count wins.
+  assert training.total_train_steps(config, 1250) == 7

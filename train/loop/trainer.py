@@ -46,9 +46,13 @@ class NonFiniteLossError(RuntimeError):
 
 
 def total_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """``num_train_steps`` if set, else ``num_epochs`` epochs, capped at ``train_examples_budget`` examples (if > 0)."""
   if config.num_train_steps and config.num_train_steps > 0:
     return int(config.num_train_steps)
-  return int(config.num_epochs * steps_per_epoch)
+  steps = int(config.num_epochs * steps_per_epoch)
+  if config.get("train_examples_budget", 0) > 0:
+    steps = min(steps, max(1, config.train_examples_budget // config.batch_size))
+  return steps
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, rng: jax.Array,

@@ -53,11 +53,11 @@ RETIRED_FIELDS = (
 # Fields added after configs were first stored, whose defaults (configs/sent140.py) do what a config
 # without them did (the own-files fields: unused unless dataset is "labelled_files"; the synthetic
 # task's sizes: what train.data.synthetic used when a config had none; class_weighting "none": every
-# row weighed 1). A stored config that lacks one is completed with its default, in a workdir and an
+# row weighed 1; train_examples_budget 0: no cap on the epochs). A stored config that lacks one is completed with its default, in a workdir and an
 # export alike.
 FIELDS_WITH_PAST_DEFAULTS = ("train_file", "validation_file", "test_file", "text_column", "label_column",
                              "label_scheme", "encoding", "delimiter", "synthetic_train_size", "synthetic_eval_size",
-                             "budget_minutes", "class_weighting")
+                             "budget_minutes", "class_weighting", "train_examples_budget")
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", EVAL_REPORT_FILE, CONFIG_FILE, CLASSES_FILE)
 

@@ -97,8 +97,8 @@ def run_inputs(method: str, split: dict, model: Optional[str], class_weighting: 
     if class_weighting is not None:
       config.class_weighting = class_weighting
     inputs["training"] = {"overrides": training_overrides(model),
-                          **{k: config[k] for k in ("class_weighting", "num_epochs", "batch_size", "learning_rate",
-                                                    "best_checkpoint_metric", "label_smoothing")}}
+                          **{k: config[k] for k in ("class_weighting", "num_epochs", "train_examples_budget", "batch_size",
+                                                    "learning_rate", "best_checkpoint_metric", "label_smoothing")}}
     if model is None:  # From scratch: configs/own_data.py's architecture (a fine-tune takes its model's).
       inputs["architecture"] = config.model.to_dict()
   return json.loads(json.dumps(inputs))
