@@ -4,12 +4,16 @@ and the classical baselines (the Mamba runs are train.main's)."""
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 
+from train.model_files import exporter, model_card
 from train.runs import model_dir
-from train.study import domain_adaptation, fasttext_baseline, tfidf_baseline
+from train.study import domain_adaptation, fasttext_baseline, release_rule, tfidf_baseline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _source(path, n=200):
@@ -66,6 +70,25 @@ def test_examples_are_a_seeded_prefix_and_the_tables_have_every_method(tmp_path)
   assert "| fine-tuned from candidate `lm` | 85.00 (n=1) | 85.00 (n=1) |" in table
   assert "| TF-IDF + logistic regression, class-weighted | 74.00 (n=1) | 74.00 (n=1) |" in table
   assert "| fastText (bigrams, dim 100) | 83.00 (n=1) | 83.00 (n=1) |" in table  # The accuracy table.
+
+  # A release's card gains the macro-recall table (python -m train.export --transfer_of).
+  (tmp_path / "airline").mkdir()
+  (tmp_path / "airline" / "table.md").write_text(table)
+  model = tmp_path / "model"
+  model.mkdir()
+  shutil.copy(os.path.join(REPO, "models", "sent140_mamba", model_dir.CARD_FILE), model)
+  before = (model / model_dir.CARD_FILE).read_text()
+  for _ in range(2):  # Added, then renewed in place.
+    exporter.add_transfer(str(model), [str(tmp_path / "airline")], "python -m train.export --transfer_of=model")
+    card = (model / model_dir.CARD_FILE).read_text()
+    assert card.count(model_card.TRANSFER_HEADING) == 1
+    assert card.index(model_card.TRANSFER_HEADING) < card.index("## Known limits")
+    section = card[card.index(model_card.TRANSFER_HEADING):card.index("## Known limits")]
+    assert "| fine-tuned from candidate `lm` | 85.00 (n=1) | 85.00 (n=1) |" in section
+    assert "83.00" not in section  # Only the macro-recall table, not accuracy's.
+    assert card.replace(section, "") == before
+  with pytest.raises(ValueError, match="table.md: not found"):
+    exporter.add_transfer(str(model), [str(tmp_path / "nowhere")])
 
 
 def test_a_run_is_reused_only_with_the_same_inputs(tmp_path):
@@ -149,3 +172,35 @@ def _fasttext_file(splits):
   path = os.path.join(tempfile.mkdtemp(), "train.txt")
   fasttext_baseline._write_training_file(path, *splits["train"])  # pylint: disable=protected-access
   return path
+
+
+def test_release_rule_ranks_by_validation_only_and_needs_the_same_runs(tmp_path):
+  def classifier(name, accuracy):
+    path = tmp_path / name
+    path.mkdir()
+    (path / "eval_report.json").write_text(json.dumps({"validation": {"accuracy": accuracy}}))
+    return str(path)
+
+  def runs(folder, method, recalls, test=0.5):
+    (tmp_path / folder / "runs").mkdir(parents=True, exist_ok=True)
+    for seed, recall in enumerate(recalls):
+      (tmp_path / folder / "runs" / f"{method}__500__seed{seed}.json").write_text(json.dumps(
+          {"method": method, "size": "500", "seed": seed, "validation_macro_recall": recall, "macro_recall": test}))
+    return str(tmp_path / folder)
+
+  current, candidate = classifier("current", 0.84), classifier("candidate", 0.85)
+  folders = [runs("a", "finetune", [0.60, 0.62]), runs("b", "finetune", [0.58, 0.60])]
+  runs("a", "finetune_new", [0.66, 0.64], test=0.1)  # Its test numbers are bad: they must not count.
+  contestants = {"finetune": current, "finetune_new": candidate}
+  ranking = release_rule.rank(contestants, folders)
+  assert not ranking["complete"] and ranking["release"] is None  # The candidate lacks set b's runs.
+  assert "No decision" in release_rule.markdown(ranking)
+  runs("b", "finetune_new", [0.62, 0.60])
+  ranking = release_rule.rank(contestants, folders)
+  assert ranking["complete"] and ranking["release"] == "finetune_new"
+  best = ranking["rows"][0]
+  assert best["transfer_validation_macro_recall"] == pytest.approx(0.63) and best["transfer_runs"] == 4
+  assert best["score"] == pytest.approx((0.85 + 0.63) / 2)
+  assert "Release: **fine-tuned from candidate `new`**" in release_rule.markdown(ranking)
+  with pytest.raises(ValueError, match="neither an export"):
+    release_rule.rank({"finetune": str(tmp_path / "a")}, folders)

@@ -11,6 +11,11 @@ weights are evaluated again.
 
 adds (or renews) the slices of an existing export without its training workdir
 (``train.model_files.exporter.add_slices``).
+
+  python -m train.export --transfer_of=models/sent140_mamba \
+      --transfer_results=results/domain_adaptation/airline,results/domain_adaptation/gop_debate
+
+adds (or renews) its card's transfer tables (``train.model_files.exporter.add_transfer``).
 """
 
 import sys
@@ -40,6 +45,13 @@ def main(argv):
       for line in slices.table_lines(report, skip=("topic",)):
         print(line)
     return
+  if FLAGS.transfer_of:
+    if FLAGS.workdir or FLAGS.output or not FLAGS.transfer_results:
+      errors.fail("--transfer_of takes --transfer_results, not --workdir or --output.")
+    with errors.one_line_errors():
+      path = exporter.add_transfer(FLAGS.transfer_of, FLAGS.transfer_results, command)
+    print(f"added the transfer tables of {', '.join(FLAGS.transfer_results)} to {path}")
+    return
   if not FLAGS.workdir or not FLAGS.output:
     errors.fail("--workdir and --output are required.")
   with errors.one_line_errors():
@@ -62,6 +74,9 @@ def define_flags() -> None:
   flags.DEFINE_string("slices_of", None, "Instead of exporting: add the slices to this exported model "
                       "directory (with --manual_test; its held-out splits are prepared from its config.json).")
   flags.DEFINE_string("manual_test", None, "With --slices_of: the raw Sentiment140 manual-test CSV.")
+  flags.DEFINE_string("transfer_of", None, "Instead of exporting: add the transfer tables to this exported model's "
+                      "card.")
+  flags.DEFINE_list("transfer_results", [], "With --transfer_of: train.domain_adaptation --output_dir folders.")
 
 
 if __name__ == "__main__":

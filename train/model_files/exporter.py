@@ -186,3 +186,30 @@ def add_slices(directory: str, manual_test_path: str, command: str = "") -> dict
   os.replace(evaluation_path + ".tmp", evaluation_path)
   os.replace(card_path + ".tmp", card_path)
   return reports
+
+
+def add_transfer(directory: str, result_dirs: list, command: str = "") -> str:
+  """Adds (or renews) the transfer section of an export's card from transfer benchmark folders
+  (``python -m train.domain_adaptation --output_dir``: their table.md); the card's path."""
+  card_path = os.path.join(directory, model_dir.CARD_FILE)
+  if not os.path.exists(card_path):
+    raise ValueError(f"{directory}: no {model_dir.CARD_FILE} (not an exported model)")
+  tables = {}
+  for folder in result_dirs:
+    path = os.path.join(folder, "table.md")
+    if not os.path.exists(path):
+      raise ValueError(f"{path}: not found (run python -m train.domain_adaptation --output_dir={folder} first)")
+    with open(path, encoding="utf-8") as f:
+      tables[folder] = f.read()
+  how = (f"Fine-tuned with `configs/own_data.py` on labelled tweets of other topics and years, against the classical "
+         f"tools on the same rows (`python -m train.domain_adaptation`; every method, seed and size in "
+         f"{', '.join(f'`{folder}`' for folder in result_dirs)}). Added by `{command or 'python -m train.export'}` at "
+         f"commit {provenance.git_commit()} on {provenance.utc_now()} UTC.")
+  with open(card_path, encoding="utf-8") as f:
+    card = f.read()
+  card = model_card.replace_section(card, model_card.TRANSFER_HEADING, model_card.transfer_section(tables, how),
+                                    "## Known limits")
+  with open(card_path + ".tmp", "w", encoding="utf-8") as f:
+    f.write(card)
+  os.replace(card_path + ".tmp", card_path)
+  return card_path

@@ -280,6 +280,26 @@ def model_card(name: str, report: dict, config, comparison: dict, export_info: d
   return "\n".join(lines)
 
 
+TRANSFER_HEADING = "## Transfer to other tweets"
+TRANSFER_TABLE = "## Test macro-averaged recall (%)"  # The section of a transfer table.md the card shows.
+
+
+def transfer_section(tables: dict, how: str) -> list[str]:
+  """The card's transfer section: for each transfer benchmark folder -> its table.md text
+  (``train.study.domain_adaptation.table``), the table's opening paragraph and its macro-recall table."""
+  lines = [TRANSFER_HEADING, "", how]
+  for folder, text in tables.items():
+    parts = text.split("\n")
+    if TRANSFER_TABLE not in parts:
+      raise ValueError(f"{folder}/table.md has no {TRANSFER_TABLE!r} section (not a transfer benchmark table)")
+    start = parts.index(TRANSFER_TABLE) + 1
+    end = next((i for i in range(start, len(parts)) if parts[i].startswith("## ")), len(parts))
+    intro = next((line for line in parts[1:start] if line.strip() and not line.startswith("#")), "")
+    lines += ["", f"### {parts[0].lstrip('# ').strip()}", "", intro, "",
+              "Test macro-averaged recall (%):", *[line for line in parts[start:end] if line.strip()]]
+  return lines + [""]
+
+
 def replace_section(card: str, heading: str, section: list[str], before: str) -> str:
   """``card`` with its ``heading`` section (up to the next "## ") replaced by ``section``, or
   ``section`` inserted before the ``before`` heading."""
@@ -290,6 +310,6 @@ def replace_section(card: str, heading: str, section: list[str], before: str) ->
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     return "\n".join(lines[:start] + section + lines[end:])
   if before not in lines:
-    raise ValueError(f"the card has no {before!r} section to put the slices before")
+    raise ValueError(f"the card has no {before!r} section to put the {heading!r} section before")
   at = lines.index(before)
   return "\n".join(lines[:at] + text.split("\n") + lines[at:])
