@@ -122,6 +122,8 @@ def test_a_run_is_reused_only_with_the_same_inputs(tmp_path):
     json.dump({"method": "finetune", "accuracy": 0.9}, f)  # No inputs recorded: never reused.
   with pytest.raises(ValueError, match="classes, model_params_sha256, source_sha256, test_share, training differ"):
     domain_adaptation.earlier_run(path, inputs["finetune"])
+  with pytest.raises(ValueError, match="no params.safetensors; a release or candidate is an exported model"):
+    domain_adaptation.run_inputs("finetune", split, str(tmp_path))  # A folder that is not an export.
   with pytest.raises(ValueError, match="unknown methods finetune_nope"):
     domain_adaptation.run(str(tmp_path / "src.csv"), model=str(model), methods=["finetune_nope"],
                           work_dir=str(tmp_path / "w"), output_dir=str(tmp_path / "o"))

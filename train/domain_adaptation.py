@@ -2,7 +2,7 @@ r"""The transfer benchmark: released models against classical tools on a labelle
 
   python -m train.domain_adaptation --source=Tweets.csv --text_column=text \
       --label_column=airline_sentiment --classes=negative,positive,neutral --seeds=0,1,2 \
-      --candidates=lm_mamba2=workdirs/sent140_mamba2_from_lm --work_dir=/tmp/transfer_airline \
+      --candidates=lm_mamba2=candidates/sent140_mamba2_lm --work_dir=/tmp/transfer_airline \
       --output_dir=results/domain_adaptation/airline
 
 Zero-shot, fine-tuned from --model and from each candidate, the same model from scratch, TF-IDF
@@ -44,7 +44,7 @@ def define_flags() -> None:
   flags.DEFINE_string("label_column", "label", "Its label column (negative/positive[/neutral] names).")
   flags.DEFINE_string("model", os.path.join(domain_adaptation.REPO, "models", "sent140_mamba"),
                       "The current release (zero-shot, init_from of 'finetune').")
-  flags.DEFINE_list("candidates", [], "Release candidates as name=path (an export or a classifier workdir): "
+  flags.DEFINE_list("candidates", [], "Release candidates as name=path (exported models, python -m train.export): "
                     "each is fine-tuned as method finetune_<name>.")
   flags.DEFINE_list("classes", ["negative", "positive"], "The source's classes to keep: negative,positive or "
                     "negative,positive,neutral (rows of other labels are left out).")

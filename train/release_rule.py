@@ -1,6 +1,6 @@
 r"""Which classifier becomes the release, by the rule declared before the transfer runs (README "Release rule").
 
-  python -m train.release_rule --candidates=lm_mamba2=workdirs/sent140_mamba2_from_lm \
+  python -m train.release_rule --candidates=lm_mamba2=candidates/sent140_mamba2_lm \
       --results=results/domain_adaptation/airline,results/domain_adaptation/gop_debate
 
 Prints the ranking (``train.study.release_rule``) and writes it to ``--output`` (markdown) and its JSON beside it.

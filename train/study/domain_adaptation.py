@@ -91,7 +91,11 @@ def run_inputs(method: str, split: dict, model: Optional[str], class_weighting: 
   inputs = {"source_sha256": split["source_sha256"], "test_share": split["test_share"],
             "classes": list(split["classes"])}
   if model is not None:
-    inputs["model_params_sha256"] = sources.sha256_of(os.path.join(model, model_dir.PARAMS_FILE))
+    params = os.path.join(model, model_dir.PARAMS_FILE)
+    if not os.path.exists(params):
+      raise ValueError(f"{model}: no {model_dir.PARAMS_FILE}; a release or candidate is an exported model "
+                       f"(python -m train.export --workdir={model} --output=<folder>)")
+    inputs["model_params_sha256"] = sources.sha256_of(params)
   if method == "scratch" or method.startswith("finetune"):
     config = own_data.get_config()
     if class_weighting is not None:
