@@ -7,18 +7,28 @@
   python -m train.main --config=configs/own_data.py --workdir=workdirs/mine_ft \
       --config.train_file=mine.csv --config.text_column=text --config.label_column=label \
       --config.init_from=models/sent140_mamba
+  # Fine-tuning a Mamba-2 classifier: the Mamba-2 mixer's fields (configs/sent140_mamba2.py) first:
+  python -m train.main --config=configs/own_data.py:mamba2 ... --config.init_from=<a Mamba-2 export>
 
 Every field is documented in configs/sent140.py; this one changes what a few thousand rows need.
 """
 
 import ml_collections
 
-from configs import sent140
+from configs import sent140, sent140_mamba2
+
+MIXERS = {"mamba1": sent140, "mamba2": sent140_mamba2}  # --config=configs/own_data.py:<mixer>
 
 
-def get_config() -> ml_collections.ConfigDict:
-  """The reference config on the user's files, sized for a few thousand rows, fine-tuning schedule."""
-  config = sent140.get_config()
+def get_config(mixer: str = "mamba1") -> ml_collections.ConfigDict:
+  """The reference config on the user's files, sized for a few thousand rows, fine-tuning schedule.
+
+  ``mixer`` ("mamba1", or "mamba2" as ``--config=configs/own_data.py:mamba2``): whose model fields it starts from
+  (configs/sent140.py or configs/sent140_mamba2.py), so that init_from can load a classifier of that mixer.
+  """
+  if mixer not in MIXERS:
+    raise ValueError(f"configs/own_data.py:{mixer}: the mixer is one of {', '.join(MIXERS)}")
+  config = MIXERS[mixer].get_config()
   config.dataset = "labelled_files"  # train.data.labelled_files: config.train_file (+ validation_file, test_file).
   config.split_fractions = (0.8, 0.1, 0.1)  # Shares of train_file when no validation / test file is given.
   config.vocab_size = 2000  # From scratch: a vocabulary a few thousand texts can fill (fine-tuning uses the source's).

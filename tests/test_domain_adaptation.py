@@ -122,6 +122,14 @@ def test_a_run_is_reused_only_with_the_same_inputs(tmp_path):
     json.dump({"method": "finetune", "accuracy": 0.9}, f)  # No inputs recorded: never reused.
   with pytest.raises(ValueError, match="classes, model_params_sha256, source_sha256, test_share, training differ"):
     domain_adaptation.earlier_run(path, inputs["finetune"])
+  # A Mamba-2 classifier: configs/own_data.py:mamba2 (the mixer's fields exist there) plus its architecture.
+  (model / model_dir.CONFIG_FILE).write_text(json.dumps({"model_type": "mamba", "model": {
+      "d_model": 128, "mixer": "mamba2", "head_dim": 64, "n_groups": 1, "chunk_size": 64}}))
+  assert domain_adaptation.config_file(str(model)) == "configs/own_data.py:mamba2"
+  overrides = domain_adaptation.training_overrides(str(model))
+  assert {"--config.model.mixer=mamba2", "--config.model.head_dim=64", "--config.model.chunk_size=64"} <= set(overrides)
+  assert domain_adaptation.run_inputs("finetune", split, str(model))["config_file"] == "configs/own_data.py:mamba2"
+  assert domain_adaptation.config_file(None) == "configs/own_data.py"
   with pytest.raises(ValueError, match="no params.safetensors; a release or candidate is an exported model"):
     domain_adaptation.run_inputs("finetune", split, str(tmp_path))  # A folder that is not an export.
   with pytest.raises(ValueError, match="unknown methods finetune_nope"):

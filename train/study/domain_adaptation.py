@@ -66,8 +66,21 @@ def methods_of(candidates: dict) -> tuple[str, ...]:
   return ("finetune", *(f"finetune_{name}" for name in candidates), "scratch", *CLASSICAL_METHODS)
 
 
+def config_file(model: Optional[str]) -> str:
+  """The ``--config`` that fits the classifier ``model``: configs/own_data.py, with ``:mamba2`` for a Mamba-2 one."""
+  if model is not None and model_dir.read_stored_config(model)["model"].get("mixer", "mamba1") == "mamba2":
+    return "configs/own_data.py:mamba2"
+  return "configs/own_data.py"
+
+
+def _own_data_config(model: Optional[str]):
+  """configs/own_data.py as ``config_file(model)`` builds it."""
+  _, _, mixer = config_file(model).partition(":")
+  return own_data.get_config(mixer or "mamba1")
+
+
 def training_overrides(model: Optional[str]) -> list[str]:
-  """``--config.*`` overrides that give configs/own_data.py the architecture of the classifier ``model``.
+  """``--config.*`` overrides that give ``config_file(model)`` the architecture of the classifier ``model``.
 
   None (from scratch): none, configs/own_data.py's own architecture.
   """
@@ -75,7 +88,7 @@ def training_overrides(model: Optional[str]) -> list[str]:
     return []
   stored = model_dir.read_stored_config(model)
   overrides = [f"--config.model_type={stored['model_type']}"]
-  reference = own_data.get_config().model
+  reference = _own_data_config(model).model
   for key, value in sorted(stored["model"].items()):
     if key in reference and key not in ("dropout", "scan_method"):  # Those two may differ (init_from).
       overrides.append(f"--config.model.{key}={value}")
@@ -97,7 +110,9 @@ def run_inputs(method: str, split: dict, model: Optional[str], class_weighting: 
                        f"(python -m train.export --workdir={model} --output=<folder>)")
     inputs["model_params_sha256"] = sources.sha256_of(params)
   if method == "scratch" or method.startswith("finetune"):
-    config = own_data.get_config()
+    config = _own_data_config(model)
+    if config_file(model) != "configs/own_data.py":
+      inputs["config_file"] = config_file(model)
     if class_weighting is not None:
       config.class_weighting = class_weighting
     inputs["training"] = {"overrides": training_overrides(model),
@@ -189,7 +204,7 @@ def train_mamba(train_file: str, test_file: str, workdir: str, seed: int, model:
                 class_weighting: Optional[str] = None) -> dict:
   """``python -m train.main`` on ``train_file`` (from ``model`` when given), scored on ``test_file``;
   ``class_weighting``: None for configs/own_data.py's."""
-  command = [sys.executable, "-m", "train.main", "--config=configs/own_data.py", f"--workdir={workdir}",
+  command = [sys.executable, "-m", "train.main", f"--config={config_file(model)}", f"--workdir={workdir}",
              f"--config.train_file={train_file}", f"--config.test_file={test_file}",
              "--config.text_column=text", "--config.label_column=label", "--config.label_scheme=names",
              f"--config.seed={seed}",
