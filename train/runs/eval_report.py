@@ -16,6 +16,7 @@ from typing import Optional
 import ml_collections
 
 EVAL_REPORT_FILE = "eval_report.json"  # In the workdir.
+PER_EXAMPLE_FILE = "per_example.json"  # Beside it: each example's answer (train.scoring.per_example).
 
 
 def report_path(workdir: str) -> str:

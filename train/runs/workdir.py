@@ -21,7 +21,7 @@ from typing import Any
 import ml_collections
 
 from train.runs.classes import CLASSES_FILE
-from train.runs.eval_report import EVAL_REPORT_FILE
+from train.runs.eval_report import EVAL_REPORT_FILE, PER_EXAMPLE_FILE
 
 CONFIG_FILE = "config.json"
 # Fields that may change between runs of one workdir: they do not change the trained parameters.
@@ -59,7 +59,8 @@ FIELDS_WITH_PAST_DEFAULTS = ("train_file", "validation_file", "test_file", "text
                              "label_scheme", "encoding", "delimiter", "synthetic_train_size", "synthetic_eval_size",
                              "budget_minutes", "class_weighting", "train_examples_budget")
 # Outputs of a run that --start_over deletes (checkpoints hold the trained state; the rest describe it).
-RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", EVAL_REPORT_FILE, CONFIG_FILE, CLASSES_FILE)
+RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "tensorboard", EVAL_REPORT_FILE, PER_EXAMPLE_FILE, CONFIG_FILE,
+               CLASSES_FILE)
 
 
 class WorkdirConfigMismatch(ValueError):

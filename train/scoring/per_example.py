@@ -30,8 +30,9 @@ import numpy as np
 from scipy import stats
 
 from train.data import splits as splits_lib
+from train.runs import eval_report
 
-FILE_NAME = "per_example.json"
+FILE_NAME = eval_report.PER_EXAMPLE_FILE
 FORMAT = 1
 SAMPLE_SIZE = 2000  # Held-out test rows kept per run.
 DIGITS = 5  # Probabilities rounded to this many decimals.
