@@ -10,6 +10,7 @@ The served model is the tiny run's export (tests/conftest.py); servers bind 127.
 """
 
 import asyncio
+import gc
 import http.client
 import json
 import os
@@ -66,6 +67,7 @@ class Running:
     self.server.should_exit = True
     self.thread.join(30)
     self.service.stop()
+    gc.unfreeze()  # The service froze the heap once ready; the rest of the test session collects as usual.
 
 
 def request(url_or_running, method, path, body=None, raw=None, token=None, headers=None, timeout=60):
@@ -146,6 +148,7 @@ def test_answers_carry_label_confidence_probabilities_deferral_and_version(servi
 def test_health_and_model_description(service):
   status, health, _ = request(service, "GET", "/healthz")
   assert status == 200 and health["status"] == "ready" and health["programs_compiled"] == 3  # A program per bucket.
+  assert gc.get_freeze_count() > 0  # Ready means the heap is frozen: no full collection pauses the requests.
   status, model, _ = request(service, "GET", "/v1/model")
   assert status == 200
   assert model["classes"] == ["negative", "positive"] and model["review_labels"] == ["negative", "neutral", "positive"]

@@ -35,6 +35,7 @@ def main(argv):
     if FLAGS.input:
       prediction_files.check_files(FLAGS.input, FLAGS.output)  # Before the model is read: bad paths fail fast.
     model = inference.load(FLAGS.workdir, FLAGS.model, FLAGS.checkpoint)
+    inference.freeze_heap()
     if FLAGS.input:
       summary = prediction_files.write_file_predictions(
           model, FLAGS.input, FLAGS.output, text_column=FLAGS.text_column,

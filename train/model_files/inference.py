@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import itertools
 import os
 import queue
@@ -175,6 +176,21 @@ def use_compilation_cache(directory: Optional[str]) -> None:
   jax.config.update("jax_compilation_cache_dir", directory)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def freeze_heap() -> None:
+  """Runs a full garbage collection, then exempts every object alive from later ones (``gc.freeze``).
+
+  For a process that scores for long (a server, a bulk run), once its model is loaded: a full
+  collection walks every tracked object (JAX, Flax, the libraries, the model) holding the GIL, so
+  without this every thread pauses for it every few seconds under load (results/serve_cpu.md).
+  Frozen objects are still freed when their last reference goes; only reference cycles among them
+  wait. Calling it again (after loading another model) unfreezes first, so the cycles of what was
+  dropped meanwhile are collected then.
+  """
+  gc.unfreeze()
+  gc.collect()
+  gc.freeze()
 
 
 CPU_TOKENS_PER_BATCH = 1024  # CPU: rows of a bucket's batch ~ this many token slots (DESIGN.md).

@@ -45,7 +45,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from train.model_files import predictions
+from train.model_files import inference, predictions
 from train.service import review_database
 from train.service.request_batcher import Overloaded, RequestBatcher
 from train.service.served_model import ServedModel
@@ -203,6 +203,7 @@ class Service:
   def _warm_up(self) -> None:
     start = time.perf_counter()
     self.programs = self.model.warm_up()
+    inference.freeze_heap()  # No full garbage collection pauses the requests from here on.
     log.warning("ready: %d programs compiled in %.1f s (model %s)", self.programs, time.perf_counter() - start,
                 self.model.version)
     self.ready.set()
@@ -229,6 +230,7 @@ class Service:
         raise ApiError(422, f"reload failed, still serving {self.model.version}: {e}") from None
       previous = self.batcher.swap(new)
       self.source = source
+      await loop.run_in_executor(None, inference.freeze_heap)  # The new model's objects, the old one's cycles.
       self.reloads += 1
       seconds = time.perf_counter() - start
       log.warning("reloaded %s: %s -> %s in %.1f s", source, previous.version, new.version, seconds)
