@@ -156,3 +156,26 @@ def test_buckets_batch_every_row_once_and_pool_the_rest():
   assert last.add(np.arange(2), tokens[:2] * 0 + (np.arange(16) < 3) * 5, np.asarray([3, 3])) == []
   only, = last.flush_all()
   assert only.bound == 4 and only.keys.tolist() == [0, 1, -1, -1]  # Padded to the bound of its longest row.
+
+
+def test_partial_batch_rows_double_from_eight_up_to_the_full_batch():
+  assert inference.partial_batch_rows(88) == (8, 16, 32, 64, 88)
+  assert inference.partial_batch_rows(64) == (8, 16, 32, 64)
+  assert inference.partial_batch_rows(8) == (8,)
+
+
+def test_fitted_partial_batches_take_the_smallest_program_that_holds_them(model, texts):
+  """A server's engine (fit_partial_batches): a few texts run on a small program, not a full bucket's rows,
+  with the default engine's probabilities; warm_up compiles every (bound, rows) shape."""
+  engine = inference.InferenceEngine(model, fit_partial_batches=True)
+  assert engine.row_options == {bound: inference.partial_batch_rows(rows) for bound, rows in engine.batch_rows.items()}
+  few = ["good day", "so bad", "the day my work is not good at all but fun"]
+  np.testing.assert_allclose(engine.probabilities(few), model.engine.probabilities(few), rtol=0, atol=1e-6)
+  assert engine.compiled_programs == ((16, 8),)  # Three rows pooled into the bucket of the longest: 8 rows.
+  np.testing.assert_allclose(engine.probabilities(texts), model.engine.probabilities(texts), rtol=0, atol=1e-6)
+  engine.warm_up()
+  assert len(engine.compiled_programs) == sum(map(len, engine.row_options.values()))
+  buckets = inference._Buckets((4, 8), {4: 40, 8: 20}, fit_partial=True)  # pylint: disable=protected-access
+  tokens = (np.arange(8)[None] < np.asarray([[3]] * 19)).astype(np.int32)
+  batches = buckets.add(np.arange(19), tokens, np.full(19, 3)) + buckets.flush_all()
+  assert [b.tokens.shape for b in batches] == [(32, 4)]  # 19 rows: the 32-row program, not the 40-row one.

@@ -229,6 +229,15 @@ class TextScores:
   num_tokens: np.ndarray
 
 
+def partial_batch_rows(full_rows: int) -> tuple[int, ...]:
+  """Row counts a partial batch may be padded to: 8, 16, 32, ... below ``full_rows``, then ``full_rows``."""
+  rows, options = MIN_ROWS, []
+  while rows < full_rows:
+    options.append(rows)
+    rows *= 2
+  return tuple(options) + (full_rows,)
+
+
 def default_batch_rows(bounds: Sequence[int], config: ml_collections.ConfigDict,
                        backend: Optional[str] = None) -> dict[int, int]:
   """Rows of each bucket's batch: on the CPU ~``CPU_TOKENS_PER_BATCH`` token slots (a multiple of 8 in
@@ -253,11 +262,15 @@ class _Buckets:
   """Rows waiting for a batch, one buffer per length bucket (see ``InferenceEngine``).
 
   Full buffers become batches at once; ``flush_oldest`` batches the oldest waiting row early
-  (with shorter rows filling its batch), ``flush_all`` pools the remainders upwards.
+  (with shorter rows filling its batch), ``flush_all`` pools the remainders upwards. A batch has
+  its bucket's ``rows``; with ``fit_partial`` a partial one has the fewest of
+  ``partial_batch_rows(rows)`` that hold it.
   """
 
-  def __init__(self, bounds: Sequence[int], rows: dict[int, int]):
+  def __init__(self, bounds: Sequence[int], rows: dict[int, int], fit_partial: bool = False):
     self.bounds, self.rows = tuple(bounds), rows
+    self.row_options = {bound: partial_batch_rows(rows[bound]) if fit_partial else (rows[bound],)
+                        for bound in self.bounds}
     self._keys: list[list[np.ndarray]] = [[] for _ in self.bounds]
     self._tokens: list[list[np.ndarray]] = [[] for _ in self.bounds]
     self._count = [0] * len(self.bounds)
@@ -330,7 +343,7 @@ class _Buckets:
     return self._batch(bound, np.concatenate(keys), np.concatenate(tokens))
 
   def _batch(self, bound: int, keys: np.ndarray, tokens: np.ndarray) -> _Batch:
-    rows = self.rows[bound]
+    rows = next(r for r in self.row_options[bound] if r >= len(keys))
     padded_keys = np.full(rows, -1, np.int64)
     padded_keys[:len(keys)] = keys
     padded_tokens = np.zeros((rows, bound), np.int32)
@@ -352,7 +365,9 @@ class InferenceEngine:
   goes to the first bucket whose bound is >= t, and its batch is padded to that bound only.
   Each bucket has one batch shape (``batch_rows[bound]`` rows; a partial batch is filled with
   all-padding rows), so one program per bucket is compiled: on first use, or all of them by
-  ``warm_up``; then reused. Rows are batched across inputs: a batch holds whichever texts of
+  ``warm_up``; then reused. With ``fit_partial_batches`` (a server: its calls hold tens of texts,
+  far fewer than a bucket's rows) each bucket also has programs of ``partial_batch_rows`` rows,
+  and a partial batch runs on the smallest that holds it. Rows are batched across inputs: a batch holds whichever texts of
   its bucket came in, in any order, and every probability is put back at its input's position.
   The model ignores padding (masked), so a text's probabilities do not depend on its batch or
   bucket beyond float32 rounding (~1e-7); the probabilities are the float64 softmax of the
@@ -372,18 +387,22 @@ class InferenceEngine:
   Attributes:
     model: the ``LoadedModel``.
     bounds: the bucket bounds (the last one max_length).
-    batch_rows: bound -> rows of its batches (``default_batch_rows`` unless given).
+    batch_rows: bound -> rows of its full batches (``default_batch_rows`` unless given).
+    row_options: bound -> the row counts of its programs.
   """
 
-  def __init__(self, model: LoadedModel, *, batch_rows: Optional[int] = None):
-    """``batch_rows``: the same rows for every bucket (default: ``default_batch_rows``)."""
+  def __init__(self, model: LoadedModel, *, batch_rows: Optional[int] = None, fit_partial_batches: bool = False):
+    """``batch_rows``: the same rows for every bucket (default: ``default_batch_rows``);
+    ``fit_partial_batches``: see the class docstring."""
     self.model = model
     self.bounds = batching.resolve_bounds(model.config.length_bucket_bounds, model.max_length)
     if batch_rows is not None and batch_rows < 1:
       raise ValueError(f"the batch size must be >= 1, got {batch_rows}")
     self.batch_rows = (default_batch_rows(self.bounds, model.config) if batch_rows is None
                        else {bound: int(batch_rows) for bound in self.bounds})
-    self._programs: dict[int, Any] = {}
+    self.fit_partial_batches = fit_partial_batches
+    self.row_options = self._buckets().row_options
+    self._programs: dict[tuple[int, int], Any] = {}
     self._compile_lock = threading.Lock()
     self._tokenizer = model.tokenizer
 
@@ -393,13 +412,22 @@ class InferenceEngine:
 
   @property
   def compiled_bounds(self) -> tuple[int, ...]:
-    """The bounds whose program is compiled so far."""
+    """The bounds with a program compiled so far."""
+    return tuple(sorted({bound for bound, _ in self._programs}))
+
+  @property
+  def compiled_programs(self) -> tuple[tuple[int, int], ...]:
+    """The (bound, rows) batch shapes compiled so far."""
     return tuple(sorted(self._programs))
 
   def warm_up(self) -> None:
-    """Compiles every bucket's program now (a server does this before it says it is ready)."""
+    """Compiles every program now (a server does this before it says it is ready)."""
     for bound in self.bounds:
-      self._program(bound)
+      for rows in self.row_options[bound]:
+        self._program(bound, rows)
+
+  def _buckets(self) -> _Buckets:
+    return _Buckets(self.bounds, self.batch_rows, self.fit_partial_batches)
 
   def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Raw texts -> (tokens (N, max_length) uint16, untruncated token counts (N,) int32), as in training."""
@@ -423,7 +451,7 @@ class InferenceEngine:
     """Softmax probabilities (N, c) of right-padded token rows (N, l <= max_length), e.g. a split's;
     an all-padding row is scored too (in the first bucket)."""
     tokens = np.asarray(tokens)
-    buckets = _Buckets(self.bounds, self.batch_rows)
+    buckets = self._buckets()
     batches = buckets.add(np.arange(len(tokens)), tokens, batching.example_lengths(tokens)) + buckets.flush_all()
     running = [(batch, self._dispatch(batch)) for batch in batches]  # Queued on the device; no waiting.
     probabilities = np.zeros((len(tokens), len(self.class_names)))
@@ -447,22 +475,22 @@ class InferenceEngine:
     finally:
       stream.close()
 
-  def _program(self, bound: int):
-    """The compiled forward of a (batch_rows[bound], bound) batch: (params, tokens) -> logits (b, c)."""
-    program = self._programs.get(bound)
+  def _program(self, bound: int, rows: int):
+    """The compiled forward of a (rows, bound) batch: (params, tokens) -> logits (b, c)."""
+    program = self._programs.get((bound, rows))
     if program is None:
       with self._compile_lock:
-        program = self._programs.get(bound)
+        program = self._programs.get((bound, rows))
         if program is None:
           state = self.model.state
-          tokens = jax.ShapeDtypeStruct((self.batch_rows[bound], bound), jnp.int32)
+          tokens = jax.ShapeDtypeStruct((rows, bound), jnp.int32)
           program = jax.jit(functools.partial(_logits, state.apply_fn)).lower(state.params, tokens).compile()
-          self._programs[bound] = program
+          self._programs[(bound, rows)] = program
     return program
 
   def _dispatch(self, batch: _Batch) -> jax.Array:
     """Starts ``batch`` on the device; returns its logits (b, c) without waiting for them."""
-    return self._program(batch.bound)(self.model.state.params, batch.tokens)
+    return self._program(batch.bound, len(batch.keys))(self.model.state.params, batch.tokens)
 
 
 def _logits(apply_fn, params, tokens: jax.Array) -> jax.Array:
@@ -497,7 +525,7 @@ class _Stream:
     """The reader thread: windows of items -> ("items", first key, items, token counts) and ("batch", _Batch);
     then ("end",), or ("error", exception) after the batches of every item read before it."""
     engine = self._engine
-    buckets = _Buckets(engine.bounds, engine.batch_rows)
+    buckets = engine._buckets()  # pylint: disable=protected-access
     max_length = engine.model.max_length
     next_key, failure = 0, None
     try:

@@ -38,7 +38,7 @@ import os
 import re
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -75,9 +75,14 @@ class ApiError(Exception):
     self.status, self.message, self.headers = status, message, headers
 
 
-def error_response(status: int, message: str, headers: Optional[dict] = None) -> Response:
+def _error_line(message: str) -> bytes:
   """``{"error": message}`` on one line (whitespace runs, newlines included, become one space)."""
-  return json_response({"error": " ".join(str(message).split())}, status, headers)
+  return json.dumps({"error": " ".join(str(message).split())}).encode()
+
+
+def error_response(status: int, message: str, headers: Optional[dict] = None) -> Response:
+  """The response of ``_error_line(message)``."""
+  return Response(_error_line(message), status_code=status, media_type="application/json", headers=headers)
 
 
 def json_response(value: Any, status: int = 200, headers: Optional[dict] = None) -> Response:
@@ -123,14 +128,19 @@ async def read_json(request: Request, limit: int, if_empty: Any = None) -> Any:
 
   An empty body is ``if_empty`` when given, else a 400.
   """
-  declared = request.headers.get("content-length")
+  return await parse_json_body(request.headers.get("content-length"), request.stream(), limit, if_empty)
+
+
+async def parse_json_body(declared: Optional[str], stream: AsyncIterator[bytes], limit: int,
+                          if_empty: Any = None) -> Any:
+  """``read_json`` of a body's Content-Length header (None: absent) and its chunks."""
   if declared is not None:
     if not declared.isdigit():
       raise ApiError(400, f"bad Content-Length {declared[:40]!r}")
     if int(declared) > limit:
       raise ApiError(413, f"request body of {int(declared):,} bytes; at most {limit:,} (--max_request_bytes)")
   chunks, size = [], 0
-  async for chunk in request.stream():
+  async for chunk in stream:
     size += len(chunk)
     if size > limit:
       raise ApiError(413, f"request body over {limit:,} bytes (--max_request_bytes)")
@@ -273,11 +283,78 @@ def _review_body(body: Any, labels: tuple[str, ...]) -> tuple[str, str]:
   return label, reviewer.strip()
 
 
-def create_app(service: Service) -> FastAPI:
-  """The FastAPI application of ``service`` (see the module docstring)."""
+async def classify_body(service: "Service", declared: Optional[str], stream: AsyncIterator[bytes]) -> bytes:
+  """The JSON answer of ``POST /v1/classify`` (a body's Content-Length and chunks); ApiError else."""
+  settings = service.settings
+  texts = check_texts(await parse_json_body(declared, stream, settings.max_request_bytes), settings.max_texts)
+  if not service.ready.is_set():
+    raise ApiError(503, "the model's programs are still compiling; GET /healthz says when it is ready",
+                   {"Retry-After": "2"})
+  try:
+    model, answers = await service.batcher.classify(texts)
+  except Overloaded as e:
+    raise ApiError(503, f"busy: {e}; try again shortly", {"Retry-After": "1"}) from None
+  for answer in answers:
+    answer["model_version"] = model.version
+  return json.dumps({"model_version": model.version, "results": answers}, allow_nan=False).encode()
+
+
+class _ClientGone(Exception):
+  """The client disconnected before its request body was read."""
+
+
+async def _request_body(receive) -> AsyncIterator[bytes]:
+  """An ASGI request's body chunks."""
+  while True:
+    message = await receive()
+    if message["type"] == "http.disconnect":
+      raise _ClientGone()
+    yield message.get("body", b"")
+    if not message.get("more_body", False):
+      return
+
+
+class ServiceApp:
+  """The service's ASGI application: ``/v1/classify`` is answered here, in plain ASGI; every other
+  request goes to the FastAPI application (``routes``).
+
+  Classify is the hot path: per one-tweet request the framework's layers of middleware, routing and
+  dependency solving take more Python time than the request itself, on the event loop's thread,
+  holding the GIL that the scoring thread needs too. Its answers and errors are the same as the
+  other endpoints' (one-line JSON errors; 405 for other methods).
+  """
+
+  def __init__(self, service: "Service", routes: FastAPI):
+    self.service, self.routes = service, routes
+
+  async def __call__(self, scope, receive, send) -> None:
+    if scope["type"] != "http" or scope["path"] != "/v1/classify":
+      await self.routes(scope, receive, send)
+      return
+    headers = {}
+    try:
+      if scope["method"] != "POST":
+        raise ApiError(405, f"{scope['method']} is not allowed on /v1/classify", {"Allow": "POST"})
+      declared = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"content-length"),
+                      None)
+      status, body = 200, await classify_body(self.service, declared, _request_body(receive))
+    except _ClientGone:
+      return
+    except ApiError as error:
+      status, body, headers = error.status, _error_line(error.message), error.headers or {}
+    except Exception as error:  # pylint: disable=broad-except
+      log.exception("internal error")
+      status, body = 500, _error_line(f"internal error ({type(error).__name__}); the service keeps running")
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(service: Service) -> ServiceApp:
+  """The ASGI application of ``service`` (see the module docstring and ``ServiceApp``)."""
   app = FastAPI(title="mamba-jax sentiment service", docs_url=None, redoc_url=None, openapi_url=None)
   static = _static_files()
-  settings = service.settings
 
   @app.exception_handler(ApiError)
   async def _api_error(request: Request, error: ApiError):  # pylint: disable=unused-argument
@@ -298,20 +375,6 @@ def create_app(service: Service) -> FastAPI:
   async def _internal_error(request: Request, error: Exception):  # pylint: disable=unused-argument
     log.exception("internal error")
     return error_response(500, f"internal error ({type(error).__name__}); the service keeps running")
-
-  @app.post("/v1/classify")
-  async def classify(request: Request):
-    texts = check_texts(await read_json(request, settings.max_request_bytes), settings.max_texts)
-    if not service.ready.is_set():
-      raise ApiError(503, "the model's programs are still compiling; GET /healthz says when it is ready",
-                     {"Retry-After": "2"})
-    try:
-      model, answers = await service.batcher.classify(texts)
-    except Overloaded as e:
-      raise ApiError(503, f"busy: {e}; try again shortly", {"Retry-After": "1"}) from None
-    for answer in answers:
-      answer["model_version"] = model.version
-    return json_response({"model_version": model.version, "results": answers})
 
   @app.get("/healthz")
   async def healthz():
@@ -378,4 +441,4 @@ def create_app(service: Service) -> FastAPI:
       raise ApiError(404, f"no such file: /static/{name[:60]}")
     return static_response(name)
 
-  return app
+  return ServiceApp(service, app)

@@ -26,6 +26,7 @@ one compiled program per bucket. The label rule is ``train.predict``'s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -101,10 +102,11 @@ class ServedModel:
   version: str
   defer_below: float
 
-  @property
+  @functools.cached_property
   def engine(self) -> inference.InferenceEngine:
-    """The model's inference engine (texts -> probabilities)."""
-    return self.loaded.engine
+    """The model's inference engine (texts -> probabilities), with programs for partial batches: a
+    scoring call holds the texts of the requests that came in together, often a few dozen."""
+    return inference.InferenceEngine(self.loaded, fit_partial_batches=True)
 
   @property
   def class_names(self) -> tuple[str, ...]:
@@ -117,7 +119,7 @@ class ServedModel:
   def warm_up(self) -> int:
     """Compiles every program ``classify`` can run; how many."""
     self.engine.warm_up()
-    return len(self.engine.compiled_bounds)
+    return len(self.engine.compiled_programs)
 
   def classify(self, texts: Sequence[str]) -> list[dict]:
     """One answer per text, in order (see the module docstring)."""
@@ -147,7 +149,7 @@ class ServedModel:
             "step": self.loaded.step, "classes": list(self.class_names), "review_labels": list(self.review_labels),
             "threshold": float(config.neutral_threshold), "defer_below": self.defer_below,
             "max_length": self.loaded.max_length, "length_buckets": list(self.engine.bounds),
-            "batch_rows": {str(bound): rows for bound, rows in self.engine.batch_rows.items()},
+            "batch_rows": {str(bound): list(rows) for bound, rows in self.engine.row_options.items()},
             "model_type": config.model_type, "card": card_summary(self.loaded.source)}
 
 

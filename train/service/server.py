@@ -85,7 +85,7 @@ def is_loopback(host: str) -> bool:
 def uvicorn_server(application, access_log: bool = False) -> uvicorn.Server:
   """A uvicorn server of ``application`` (sockets given at ``serve``), warnings only."""
   config = uvicorn.Config(application, log_level="warning", access_log=access_log, lifespan="off",
-                          timeout_keep_alive=30, server_header=False)
+                          timeout_keep_alive=30, server_header=False, proxy_headers=False)
   return uvicorn.Server(config)
 
 
