@@ -296,7 +296,7 @@ def transfer_section(tables: dict, how: str) -> list[str]:
     end = next((i for i in range(start, len(parts)) if parts[i].startswith("## ")), len(parts))
     intro = next((line for line in parts[1:start] if line.strip() and not line.startswith("#")), "")
     lines += ["", f"### {parts[0].lstrip('# ').strip()}", "", intro, "",
-              "Test macro-averaged recall (%):", *[line for line in parts[start:end] if line.strip()]]
+              "Test macro-averaged recall (%):", "", *[line for line in parts[start:end] if line.strip()]]
   return lines + [""]
 
 
