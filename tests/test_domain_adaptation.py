@@ -4,7 +4,6 @@ and the classical baselines (the Mamba runs are train.main's)."""
 import csv
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -76,8 +75,11 @@ def test_examples_are_a_seeded_prefix_and_the_tables_have_every_method(tmp_path)
   (tmp_path / "airline" / "table.md").write_text(table)
   model = tmp_path / "model"
   model.mkdir()
-  shutil.copy(os.path.join(REPO, "models", "sent140_mamba", model_dir.CARD_FILE), model)
-  before = (model / model_dir.CARD_FILE).read_text()
+  with open(os.path.join(REPO, "models", "sent140_mamba", model_dir.CARD_FILE), encoding="utf-8") as f:
+    before = f.read()
+  if model_card.TRANSFER_HEADING in before:  # The release's card has its own tables: start from a card without.
+    before = before[:before.index(model_card.TRANSFER_HEADING)] + before[before.index("## Known limits"):]
+  (model / model_dir.CARD_FILE).write_text(before)
   for _ in range(2):  # Added, then renewed in place.
     exporter.add_transfer(str(model), [str(tmp_path / "airline")], "python -m train.export --transfer_of=model")
     card = (model / model_dir.CARD_FILE).read_text()
