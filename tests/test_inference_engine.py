@@ -175,7 +175,7 @@ def test_fitted_partial_batches_take_the_smallest_program_that_holds_them(model,
   np.testing.assert_allclose(engine.probabilities(texts), model.engine.probabilities(texts), rtol=0, atol=1e-6)
   engine.warm_up()
   assert len(engine.compiled_programs) == sum(map(len, engine.row_options.values()))
-  buckets = inference._Buckets((4, 8), {4: 40, 8: 20}, fit_partial=True)  # pylint: disable=protected-access
+  buckets = inference._Buckets((4, 8), {4: 40, 8: 20}, {4: (8, 16, 32, 40), 8: (8, 16, 20)})  # pylint: disable=protected-access
   tokens = (np.arange(8)[None] < np.asarray([[3]] * 19)).astype(np.int32)
   batches = buckets.add(np.arange(19), tokens, np.full(19, 3)) + buckets.flush_all()
   assert [b.tokens.shape for b in batches] == [(32, 4)]  # 19 rows: the 32-row program, not the 40-row one.

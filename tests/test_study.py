@@ -173,6 +173,19 @@ def test_quick_study_end_to_end(tmp_path):
   changed = dataclasses.replace(elsewhere, overrides={**options.overrides, "learning_rate": 1e-4})
   record = study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, changed)
   assert record["reused"] is False and record["report"]["config"]["learning_rate"] == 1e-4
+  # --retrain_without_answers: a record without per-example answers is made again: from its workdir's
+  # answers where they exist, else by training; one with them is reused as it is.
+  answers = out / "per_example" / "ssm__seed0.json"
+  add = dataclasses.replace(options, retrain_without_answers=True)
+  assert study_training.train_one(study_runs.RUNS_BY_NAME["lstm"], 0, add)["reused"] is True
+  answers.unlink()
+  record = study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, add)
+  assert record["reused"] is True and answers.exists()  # From the workdir: nothing trained.
+  answers.unlink()
+  record = study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, dataclasses.replace(
+      add, workdir_root=str(tmp_path / "fresh_workdirs")))
+  assert record["reused"] is False and answers.exists()
+  assert (tmp_path / "fresh_workdirs" / "ssm" / "seed0").is_dir()
 
 
 def _check_per_example_files_and_qualitative_report(out, options):

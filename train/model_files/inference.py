@@ -263,14 +263,14 @@ class _Buckets:
 
   Full buffers become batches at once; ``flush_oldest`` batches the oldest waiting row early
   (with shorter rows filling its batch), ``flush_all`` pools the remainders upwards. A batch has
-  its bucket's ``rows``; with ``fit_partial`` a partial one has the fewest of
-  ``partial_batch_rows(rows)`` that hold it.
+  its bucket's ``rows``; a partial one has the fewest of ``row_options[bound]`` (ascending, the last
+  one ``rows[bound]``; default: only ``rows[bound]``) that hold it.
   """
 
-  def __init__(self, bounds: Sequence[int], rows: dict[int, int], fit_partial: bool = False):
+  def __init__(self, bounds: Sequence[int], rows: dict[int, int],
+               row_options: Optional[dict[int, tuple[int, ...]]] = None):
     self.bounds, self.rows = tuple(bounds), rows
-    self.row_options = {bound: partial_batch_rows(rows[bound]) if fit_partial else (rows[bound],)
-                        for bound in self.bounds}
+    self.row_options = row_options or {bound: (rows[bound],) for bound in self.bounds}
     self._keys: list[list[np.ndarray]] = [[] for _ in self.bounds]
     self._tokens: list[list[np.ndarray]] = [[] for _ in self.bounds]
     self._count = [0] * len(self.bounds)
@@ -367,8 +367,9 @@ class InferenceEngine:
   all-padding rows), so one program per bucket is compiled: on first use, or all of them by
   ``warm_up``; then reused. With ``fit_partial_batches`` (a server: its calls hold tens of texts,
   far fewer than a bucket's rows) each bucket also has programs of ``partial_batch_rows`` rows,
-  and a partial batch runs on the smallest that holds it. Rows are batched across inputs: a batch holds whichever texts of
-  its bucket came in, in any order, and every probability is put back at its input's position.
+  and a partial batch runs on the smallest that holds it. Rows are batched across inputs: a batch
+  holds whichever texts of its bucket came in, in any order, and every probability is put back at
+  its input's position.
   The model ignores padding (masked), so a text's probabilities do not depend on its batch or
   bucket beyond float32 rounding (~1e-7); the probabilities are the float64 softmax of the
   float32 logits, as in the evaluation reports.
@@ -401,7 +402,8 @@ class InferenceEngine:
     self.batch_rows = (default_batch_rows(self.bounds, model.config) if batch_rows is None
                        else {bound: int(batch_rows) for bound in self.bounds})
     self.fit_partial_batches = fit_partial_batches
-    self.row_options = self._buckets().row_options
+    self.row_options = {bound: partial_batch_rows(rows) if fit_partial_batches else (rows,)
+                        for bound, rows in self.batch_rows.items()}
     self._programs: dict[tuple[int, int], Any] = {}
     self._compile_lock = threading.Lock()
     self._tokenizer = model.tokenizer
@@ -427,7 +429,7 @@ class InferenceEngine:
         self._program(bound, rows)
 
   def _buckets(self) -> _Buckets:
-    return _Buckets(self.bounds, self.batch_rows, self.fit_partial_batches)
+    return _Buckets(self.bounds, self.batch_rows, self.row_options)
 
   def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Raw texts -> (tokens (N, max_length) uint16, untruncated token counts (N,) int32), as in training."""

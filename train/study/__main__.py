@@ -8,6 +8,8 @@ r"""The comparison study's command line: Mamba vs Transformer vs LSTM vs LTI SSM
   python -m train.study --summarize_only
   # Each model's answer on the same tweets, disagreements, McNemar tests (qualitative.md):
   python -m train.study --qualitative
+  # ... after training the runs whose records predate the per-example files (resumable):
+  python -m train.study --runs=mamba,mamba2,ssm,transformer,lstm --seeds=0 --retrain_without_answers
   # Whole study on a small subset on the CPU in minutes:
   python -m train.study --quick --output_dir=/tmp/study --workdir_root=/tmp/study_wd
   python -m train.study --quick --dataset=synthetic --seeds=0 ...   # no data files needed
@@ -51,7 +53,7 @@ def main(argv: Sequence[str]) -> None:
       output_dir=f.output_dir, workdir_root=f.workdir_root, runs=f.runs,
       seeds=[int(s) for s in f.seeds] if f.seeds else None, quick=f.quick, dataset=f.dataset,
       data_dir=f.data_dir, prepared_dir=f.prepared_dir, overrides=parse_overrides(f.set),
-      retrain=f.retrain, runtime_results=f.runtime_results, tfidf_results=f.tfidf_results,
+      retrain=f.retrain, retrain_without_answers=f.retrain_without_answers, runtime_results=f.runtime_results, tfidf_results=f.tfidf_results,
       command=" ".join(["python -m train.study"] + sys.argv[1:]),
   )
   with errors.one_line_errors():
@@ -79,6 +81,9 @@ def define_flags() -> None:
   flags.DEFINE_multi_string("set", [], "key=value config override for every run (repeatable), "
                             "e.g. --set=num_epochs=1 --set=model.dropout=0.1")
   flags.DEFINE_bool("retrain", False, "Retrain runs that already have an eval_report.json.")
+  flags.DEFINE_bool("retrain_without_answers", False, "Retrain only the selected runs whose record has no "
+                    "per-example answers in --output_dir/per_example (made before they were kept); an "
+                    "interrupted one resumes from its checkpoint.")
   flags.DEFINE_bool("qualitative", False, "Only write qualitative.md: each model's answer on the same tweets "
                     f"(--runs, default {','.join(DEFAULT_RUNS)}), from the per-example files in --output_dir.")
   flags.DEFINE_bool("summarize_only", False, "Only re-tabulate the run records already in "

@@ -92,6 +92,9 @@ class StudyOptions:
   prepared_dir: Optional[str] = None
   overrides: Dict[str, Any] = dataclasses.field(default_factory=dict)  # Applied to every run.
   retrain: bool = False  # Train again even where an eval_report.json exists.
+  # Train again only the (run, seed)s without per-example answers in output_dir/per_example (records
+  # made before they were kept); a workdir's finished run that has them is reused, an interrupted one resumes.
+  retrain_without_answers: bool = False
   runtime_results: str = "results/runtime_*.json"  # Glob of benchmarks.runtime outputs.
   tfidf_results: str = "results/tfidf_baseline.json"
   command: str = ""

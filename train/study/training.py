@@ -37,6 +37,8 @@ def reusable_record(run: StudyRun, seed: int, options: StudyOptions) -> Optional
   path = run_file(options.output_dir, run, seed)
   if options.retrain or not os.path.exists(path):
     return None
+  if options.retrain_without_answers and not os.path.exists(per_example_file(options.output_dir, run, seed)):
+    return None
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)
   wanted = workdir_lib.as_json_dict(build_config(run, seed, options))
@@ -87,11 +89,14 @@ def _train_or_reuse_workdir(run: StudyRun, seed: int, options: StudyOptions) -> 
   if os.path.exists(report_path) and not options.retrain:
     report = eval_report.read_eval_report(workdir)
     differences = workdir_lib.result_differences(report.get("config", {}), wanted)
-    if not differences:
+    if differences:
+      print(f"[study] {run.name} seed {seed}: config changed since {report_path} "
+            f"({', '.join(name for name, _, _ in differences[:5])}); retraining.", flush=True)
+    elif options.retrain_without_answers and not os.path.exists(os.path.join(workdir, per_example.FILE_NAME)):
+      print(f"[study] {run.name} seed {seed}: {workdir} has no per-example answers; retraining.", flush=True)
+    else:
       record.update(status="ok", reused=True, report=report)
       return record
-    print(f"[study] {run.name} seed {seed}: config changed since {report_path} "
-          f"({', '.join(name for name, _, _ in differences[:5])}); retraining.", flush=True)
     options = dataclasses.replace(options, retrain=True)
   if options.retrain and os.path.isdir(workdir):
     shutil.rmtree(workdir)  # A stale checkpoint of another config must not be resumed.
