@@ -27,9 +27,10 @@ caller (:func:`mamba_jax.ssm.selective_scan`). Only reverse-mode
 differentiation is defined (``jax.custom_vjp``).
 
 Outside differentiation (evaluation, inference, ``prefill``) nothing has to be stored for a
-backward pass, so the primal call runs :func:`_forward_only`: one ``lax.scan`` over the tokens
-with the state laid out (b, n, d) instead of (b, d, n), so that the per-token update is
-vectorized along the d channels (n = 16 is shorter than a vector register row). The same
+backward pass, so the primal call runs :func:`_forward_only`: one loop over the tokens that reads
+the inputs where they are (batch-major), with the state laid out (b, n, d) instead of (b, d, n),
+so that the per-token update is vectorized along the d channels (n = 16 is shorter than a vector
+register row). The same
 recurrence; only the order of the float32 sum over n in y may differ from :func:`_forward`
 (differences ~1e-7). Under ``jax.vjp`` / ``jax.grad`` the chunked :func:`_forward` runs, so
 training computes exactly what it did before this split.
@@ -93,17 +94,23 @@ def _forward(u, delta, A, B, C, h0):
 
 
 def _forward_only(u, delta, A, B, C, h0):
-  """y (b, l, d) and h_last (b, d, n), the state carried as (b, n, d); nothing kept for a backward pass."""
+  """y (b, l, d) and h_last (b, d, n), the state carried as (b, n, d); nothing kept for a backward pass.
+
+  A ``fori_loop`` over the tokens that reads token t of the batch-major inputs in place and writes
+  y_t into a (b, l, d) buffer: unlike a ``lax.scan`` over time-major copies, the inputs and y are
+  never transposed (one copy of each per layer saved).
+  """
   A_nd = A.T  # (n, d)
 
-  def token(h, x):  # h (b, n, d)
-    u_t, delta_t, B_t, C_t = x
+  def token(t, carry):  # h (b, n, d)
+    h, ys = carry
+    u_t, delta_t, B_t, C_t = (jax.lax.dynamic_index_in_dim(x, t, axis=1, keepdims=False) for x in (u, delta, B, C))
     h = jnp.exp(delta_t[:, None, :] * A_nd) * h + (delta_t * u_t)[:, None, :] * B_t[:, :, None]
-    return h, jnp.sum(h * C_t[:, :, None], axis=1)
+    y_t = jnp.sum(h * C_t[:, :, None], axis=1)
+    return h, jax.lax.dynamic_update_index_in_dim(ys, y_t, t, axis=1)
 
-  inputs = tuple(jnp.swapaxes(x, 0, 1) for x in (u, delta, B, C))  # (l, b, ...)
-  h_last, ys = jax.lax.scan(token, jnp.swapaxes(h0, 1, 2), inputs)
-  return jnp.swapaxes(ys, 0, 1), jnp.swapaxes(h_last, 1, 2)
+  h_last, ys = jax.lax.fori_loop(0, u.shape[1], token, (jnp.swapaxes(h0, 1, 2), jnp.zeros_like(u)))
+  return ys, jnp.swapaxes(h_last, 1, 2)
 
 
 @jax.custom_vjp
