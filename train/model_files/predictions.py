@@ -28,6 +28,7 @@ MAX_LINE_CHARS = 10_000  # Longer lines are cut here before tokenization (tweets
 # bidirectional embeddings, overrides and isolates.
 UNSAFE_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 VISIBLE_ASCII = re.compile("[!-~]")  # ASCII that is neither whitespace nor a control character.
+JSON_ENCODER = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), made once.
 
 
 def decode_line(raw: bytes) -> tuple[str, Optional[str]]:
@@ -74,12 +75,14 @@ def line_result(number: int, raw: bytes) -> dict:
 
 
 def answer(probabilities, class_names, binary: bool, threshold: float) -> tuple[str, float]:
-  """(label, confidence) of one text's probabilities (c,): the most probable class, or "neutral" for the
-  binary negative/positive model when its confidence is under ``threshold``."""
-  confidence = float(probabilities.max())
-  if binary and confidence < threshold:
-    return "neutral", confidence
-  return class_names[int(probabilities.argmax())], confidence
+  """(label, confidence) of one text's probabilities (c,) (an array or a list of floats): the most
+  probable class (the first of equals), or "neutral" for the binary negative/positive model when its
+  confidence is under ``threshold``."""
+  values = probabilities.tolist() if hasattr(probabilities, "tolist") else list(probabilities)
+  best = max(values)
+  if binary and best < threshold:
+    return "neutral", float(best)
+  return class_names[values.index(best)], float(best)
 
 
 def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold: float,
@@ -108,18 +111,18 @@ def classify(model: inference.LoadedModel, raw_lines: Iterable[bytes], threshold
       continue
     if scored.num_tokens > model.max_length:
       notes.append(f"long input: only the first {model.max_length} tokens were used")
-    p = scored.probabilities
+    p = scored.probabilities.tolist()  # Python floats: cheaper per line than numpy scalars.
     label, confidence = answer(p, names, binary, threshold)
-    result.update(label=label, probability=confidence, probabilities={name: float(q) for name, q in zip(names, p)})
+    result.update(label=label, probability=confidence, probabilities=dict(zip(names, p)))
     if binary:
-      result["p_positive"] = float(p[1])
+      result["p_positive"] = p[1]
     result["note"] = "; ".join(notes) or None
     yield result
 
 
 def format_result(result: dict, output_format: str) -> str:
   if output_format == "json":  # JSON escapes of the unsafe characters: the text decodes unchanged.
-    return UNSAFE_CHARACTERS.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(result, ensure_ascii=False))
+    return UNSAFE_CHARACTERS.sub(lambda m: f"\\u{ord(m.group()):04x}", JSON_ENCODER.encode(result))
   if "error" in result:
     return f"error\t-\tline {result['line']}: {result['error']}"
   text = escape_unsafe(result["text"].replace("\t", " "))
