@@ -11,10 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from unittest import mock
 
 from configs import tiny
 from train.data import normalization
 from train.loop import models
+from train.runs import preemption
 from train.scoring import per_example
 from train.study import qualitative
 from train.study import runs as study_runs
@@ -170,9 +172,6 @@ def test_quick_study_end_to_end(tmp_path):
   cadence = dataclasses.replace(elsewhere, overrides={**options.overrides, "log_every_steps": 5})
   assert study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, cadence)["reused"] is True
   assert not (tmp_path / "no_workdirs_here").exists()
-  changed = dataclasses.replace(elsewhere, overrides={**options.overrides, "learning_rate": 1e-4})
-  record = study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, changed)
-  assert record["reused"] is False and record["report"]["config"]["learning_rate"] == 1e-4
   # --retrain_without_answers: a record without per-example answers is made again: from its workdir's
   # answers where they exist, else by training; one with them is reused as it is.
   answers = out / "per_example" / "ssm__seed0.json"
@@ -186,6 +185,17 @@ def test_quick_study_end_to_end(tmp_path):
       add, workdir_root=str(tmp_path / "fresh_workdirs")))
   assert record["reused"] is False and answers.exists()
   assert (tmp_path / "fresh_workdirs" / "ssm" / "seed0").is_dir()
+  changed = dataclasses.replace(elsewhere, overrides={**options.overrides, "learning_rate": 1e-4})
+  with pytest.raises(ValueError, match="learning_rate .* there, 0.0001 here.*--retrain"):
+    study_training.run_study(dataclasses.replace(changed, runs=["ssm"], seeds=[0]))  # Records of mixed budgets.
+  assert not (tmp_path / "no_workdirs_here").exists()  # Refused before any training.
+  record = study_training.train_one(study_runs.RUNS_BY_NAME["ssm"], 0, dataclasses.replace(changed, retrain=True))
+  assert record["reused"] is False and record["report"]["config"]["learning_rate"] == 1e-4
+  with pytest.raises(preemption.Preempted):  # SIGTERM stops the study: no record, no next run.
+    with mock.patch.object(study_training.trainer, "train_and_evaluate",
+                           side_effect=preemption.Preempted("SIGTERM", 3, "ckpt")) as train:
+      study_training.run_study(dataclasses.replace(options, runs=["lstm", "ssm"], seeds=[5]))
+  assert train.call_count == 1 and not (out / "runs" / "lstm__seed5.json").exists()
 
 
 def _check_per_example_files_and_qualitative_report(out, options):

@@ -39,6 +39,7 @@ from typing import Sequence
 from absl import flags
 
 from train.command_line import errors, program
+from train.runs import preemption
 from train.study.qualitative import DEFAULT_RUNS, write_qualitative
 from train.study.report import write_summary
 from train.study.runs import FULL_SEEDS, QUICK_SEEDS, RUNS_BY_NAME, StudyOptions, parse_overrides
@@ -62,7 +63,10 @@ def main(argv: Sequence[str]) -> None:
       print(f"Wrote {os.path.join(options.output_dir, 'qualitative.md')} ({len(report['runs'])} models, "
             f"{len(report['pairwise'])} paired tests).")
       return
-    summary = write_summary(options) if f.summarize_only else run_study(options)
+    try:
+      summary = write_summary(options) if f.summarize_only else run_study(options)
+    except preemption.Preempted as e:
+      errors.fail(str(e), preemption.PREEMPTED_EXIT_CODE, label="STOPPED")
   failed = sum(len(r["failed_seeds"]) for r in summary["rows"])
   print(f"Wrote {os.path.join(options.output_dir, 'study.md')} ({len(summary['rows'])} runs"
         f"{f', {failed} failed seeds' if failed else ''}).")

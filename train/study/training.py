@@ -4,7 +4,9 @@ A (run, seed) trains with ``train.loop.trainer.train_and_evaluate`` in
 ``<workdir_root>/<run>/seed<seed>`` and its record goes to
 ``<output_dir>/runs/<run>__seed<seed>.json``, its per-example answers (``train.scoring.per_example``)
 to ``<output_dir>/per_example/<run>__seed<seed>.json``. A finished run is reused (see ``train_one``)
-unless ``--retrain``; an interrupted one resumes from its checkpoint.
+unless ``--retrain``; an interrupted one resumes from its checkpoint. A failed (run, seed) is recorded
+and the study goes on; SIGTERM/SIGINT stop the study (``train.runs.preemption.Preempted``, its record
+left as it was): the same command resumes it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Dict, Optional
 
 import configs
 from train.loop import models, trainer
-from train.runs import eval_report
+from train.runs import eval_report, preemption
 from train.runs import workdir as workdir_lib
 from train.scoring import per_example
 from train.study.report import write_summary
@@ -33,17 +35,26 @@ def run_file(output_dir: str, run: StudyRun, seed: int) -> str:
 
 def reusable_record(run: StudyRun, seed: int, options: StudyOptions) -> Optional[Dict[str, Any]]:
   """The committed record of (run, seed) in the output dir (``reused`` set True), if it finished
-  with a config that differs from this one in no result-changing field; else None."""
+  (and, with ``retrain_without_answers``, has its per-example answers); else None.
+
+  Raises:
+    ValueError: a finished record made with a config that differs from this one in a result-changing
+      field (e.g. other ``--set`` overrides), unless ``retrain``: the study's table must not mix budgets.
+  """
   path = run_file(options.output_dir, run, seed)
   if options.retrain or not os.path.exists(path):
     return None
-  if options.retrain_without_answers and not os.path.exists(per_example_file(options.output_dir, run, seed)):
-    return None
   with open(path, encoding="utf-8") as f:
     saved = json.load(f)
-  wanted = workdir_lib.as_json_dict(build_config(run, seed, options))
-  if saved.get("status") != "ok" or workdir_lib.result_differences(saved.get("report", {}).get("config", {}),
-                                                                      wanted):
+  if saved.get("status") != "ok":
+    return None
+  differences = workdir_lib.result_differences(saved.get("report", {}).get("config", {}),
+                                               workdir_lib.as_json_dict(build_config(run, seed, options)))
+  if differences:
+    shown = ", ".join(f"{name} {before!r} there, {after!r} here" for name, before, after in differences[:3])
+    raise ValueError(f"{path} was trained with another config ({shown}); give the --set overrides of its "
+                     "study (the command in study.md) or --retrain to replace it")
+  if options.retrain_without_answers and not os.path.exists(per_example_file(options.output_dir, run, seed)):
     return None
   return {**saved, "reused": True}
 
@@ -103,6 +114,8 @@ def _train_or_reuse_workdir(run: StudyRun, seed: int, options: StudyOptions) -> 
   start = time.perf_counter()
   try:
     report = trainer.train_and_evaluate(config, workdir)
+  except preemption.Preempted:
+    raise  # SIGTERM/SIGINT stop the whole study (the step reached is saved); no record is written.
   except Exception as e:  # pylint: disable=broad-except
     # One failed run (e.g. a NaN loss) must not lose the rest of the study.
     record.update(status="failed", error=f"{type(e).__name__}: {e}",
@@ -118,8 +131,10 @@ def run_study(options: StudyOptions) -> Dict[str, Any]:
   runs = select_runs(options.runs)
   seeds = list(options.seeds) if options.seeds is not None else list(
       QUICK_SEEDS if options.quick else FULL_SEEDS)
-  for run in runs:  # Fail fast on a bad override, before hours of training.
+  for run in runs:  # Fail fast on a bad override or a record of another config, before hours of training.
     models.create_model(build_config(run, seeds[0], options), vocab_size=2)
+    for seed in seeds:
+      reusable_record(run, seed, options)
   os.makedirs(os.path.join(options.output_dir, "runs"), exist_ok=True)
   for run in runs:
     for seed in seeds:
