@@ -30,9 +30,8 @@ Outside differentiation (evaluation, inference, ``prefill``) nothing has to be s
 backward pass, so the primal call runs :func:`_forward_only`: one loop over the tokens that reads
 the inputs where they are (batch-major), with the state laid out (b, n, d) instead of (b, d, n),
 so that the per-token update is vectorized along the d channels (n = 16 is shorter than a vector
-register row). The same
-recurrence; only the order of the float32 sum over n in y may differ from :func:`_forward`
-(differences ~1e-7). Under ``jax.vjp`` / ``jax.grad`` the chunked :func:`_forward` runs, so
+register row). The same recurrence; only the order of the float32 sum over n in y may differ from
+:func:`_forward` (differences ~1e-7). Under ``jax.vjp`` / ``jax.grad`` the chunked :func:`_forward` runs, so
 training computes exactly what it did before this split.
 """
 
