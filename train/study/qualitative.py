@@ -241,12 +241,16 @@ def markdown(report: dict) -> str:
     if row["slices"] is None:
       lines.append(f"- {row['run']}: no slices in its records (trained before slices were reported).")
     elif not row["slices"]:
-      lines.append(f"- {row['run']} ({row['seeds']} seeds): no slice beyond noise.")
+      lines.append(f"- {row['run']} ({_seeds(row['seeds'])}): no slice beyond noise.")
     else:
       moved = "; ".join(f"{s['feature']} {s['bucket']} {100 * s['change']:+.2f} points "
                         f"({100 * s['accuracy']:.2f}%, {s['count']} tweets)" for s in row["slices"])
-      lines.append(f"- {row['run']} ({row['seeds']} seeds): {moved}.")
+      lines.append(f"- {row['run']} ({_seeds(row['seeds'])}): {moved}.")
   return "\n".join(lines) + "\n"
+
+
+def _seeds(count: int) -> str:
+  return f"{count} seed" if count == 1 else f"{count} seeds"
 
 
 def write_qualitative(options: StudyOptions, runs: Sequence[str] = DEFAULT_RUNS) -> dict:
