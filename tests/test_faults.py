@@ -182,7 +182,9 @@ def test_sigterm_saves_the_step_reached_and_the_same_command_resumes_to_the_unin
   assert process.returncode == preemption.PREEMPTED_EXIT_CODE, stderr[-3000:]
   assert "Traceback" not in stderr
   stopped = [line for line in stderr.splitlines() if "STOPPED" in line]
-  assert len(stopped) == 1 and stopped[0].startswith("STOPPED: stopped by SIGTERM after step "), stopped
+  # One stop, named after the first signal handled: SIGTERM, or SIGINT when the main thread was still busy in
+  # XLA with both pending (the periodic async save seen in flight was not the stop's), handled in number order.
+  assert len(stopped) == 1 and re.match(r"STOPPED: stopped by SIG(TERM|INT) after step ", stopped[0]), stopped
   step = int(re.search(r"after step (\d+);", stopped[0]).group(1))
   assert CHECKPOINT_EVERY <= step < STEPS and _latest_steps(workdir)[-1] == step
   assert f"in {os.path.join(workdir, 'checkpoints')}" in stopped[0]
