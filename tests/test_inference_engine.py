@@ -142,7 +142,8 @@ def test_buckets_batch_every_row_once_and_pool_the_rest():
   rng = np.random.default_rng(1)
   lengths = rng.integers(1, 17, size=23)
   tokens = (np.arange(16)[None] < lengths[:, None]).astype(np.int32) * 5
-  buckets = inference._Buckets(bounds, rows)  # pylint: disable=protected-access
+  full_only = {bound: (count,) for bound, count in rows.items()}
+  buckets = inference._Buckets(bounds, full_only)  # pylint: disable=protected-access
   batches = buckets.add(np.arange(23), tokens, lengths) + buckets.flush_all()
   keys = np.concatenate([b.keys for b in batches])
   assert sorted(keys[keys >= 0].tolist()) == list(range(23))
@@ -152,7 +153,7 @@ def test_buckets_batch_every_row_once_and_pool_the_rest():
     assert (lengths[batch.keys[real]] <= batch.bound).all()
     np.testing.assert_array_equal(batch.tokens[real], tokens[batch.keys[real], :batch.bound])
     assert not batch.tokens[~real].any()
-  last = inference._Buckets(bounds, rows)  # pylint: disable=protected-access
+  last = inference._Buckets(bounds, full_only)  # pylint: disable=protected-access
   assert last.add(np.arange(2), tokens[:2] * 0 + (np.arange(16) < 3) * 5, np.asarray([3, 3])) == []
   only, = last.flush_all()
   assert only.bound == 4 and only.keys.tolist() == [0, 1, -1, -1]  # Padded to the bound of its longest row.
@@ -175,7 +176,7 @@ def test_fitted_partial_batches_take_the_smallest_program_that_holds_them(model,
   np.testing.assert_allclose(engine.probabilities(texts), model.engine.probabilities(texts), rtol=0, atol=1e-6)
   engine.warm_up()
   assert len(engine.compiled_programs) == sum(map(len, engine.row_options.values()))
-  buckets = inference._Buckets((4, 8), {4: 40, 8: 20}, {4: (8, 16, 32, 40), 8: (8, 16, 20)})  # pylint: disable=protected-access
+  buckets = inference._Buckets((4, 8), {4: (8, 16, 32, 40), 8: (8, 16, 20)})  # pylint: disable=protected-access
   tokens = (np.arange(8)[None] < np.asarray([[3]] * 19)).astype(np.int32)
   batches = buckets.add(np.arange(19), tokens, np.full(19, 3)) + buckets.flush_all()
   assert [b.tokens.shape for b in batches] == [(32, 4)]  # 19 rows: the 32-row program, not the 40-row one.

@@ -263,14 +263,13 @@ class _Buckets:
 
   Full buffers become batches at once; ``flush_oldest`` batches the oldest waiting row early
   (with shorter rows filling its batch), ``flush_all`` pools the remainders upwards. A batch has
-  its bucket's ``rows``; a partial one has the fewest of ``row_options[bound]`` (ascending, the last
-  one ``rows[bound]``; default: only ``rows[bound]``) that hold it.
+  the last (largest) of its bucket's ``row_options``; a partial one has the fewest of them that hold it.
   """
 
-  def __init__(self, bounds: Sequence[int], rows: dict[int, int],
-               row_options: Optional[dict[int, tuple[int, ...]]] = None):
-    self.bounds, self.rows = tuple(bounds), rows
-    self.row_options = row_options or {bound: (rows[bound],) for bound in self.bounds}
+  def __init__(self, bounds: Sequence[int], row_options: dict[int, tuple[int, ...]]):
+    """``row_options``: bound -> the row counts of its batches, ascending (the last: a full batch)."""
+    self.bounds, self.row_options = tuple(bounds), row_options
+    self.rows = {bound: row_options[bound][-1] for bound in self.bounds}
     self._keys: list[list[np.ndarray]] = [[] for _ in self.bounds]
     self._tokens: list[list[np.ndarray]] = [[] for _ in self.bounds]
     self._count = [0] * len(self.bounds)
@@ -401,7 +400,6 @@ class InferenceEngine:
       raise ValueError(f"the batch size must be >= 1, got {batch_rows}")
     self.batch_rows = (default_batch_rows(self.bounds, model.config) if batch_rows is None
                        else {bound: int(batch_rows) for bound in self.bounds})
-    self.fit_partial_batches = fit_partial_batches
     self.row_options = {bound: partial_batch_rows(rows) if fit_partial_batches else (rows,)
                         for bound, rows in self.batch_rows.items()}
     self._programs: dict[tuple[int, int], Any] = {}
@@ -429,7 +427,7 @@ class InferenceEngine:
         self._program(bound, rows)
 
   def _buckets(self) -> _Buckets:
-    return _Buckets(self.bounds, self.batch_rows, self.row_options)
+    return _Buckets(self.bounds, self.row_options)
 
   def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Raw texts -> (tokens (N, max_length) uint16, untruncated token counts (N,) int32), as in training."""

@@ -54,7 +54,8 @@ def main(argv: Sequence[str]) -> None:
       output_dir=f.output_dir, workdir_root=f.workdir_root, runs=f.runs,
       seeds=[int(s) for s in f.seeds] if f.seeds else None, quick=f.quick, dataset=f.dataset,
       data_dir=f.data_dir, prepared_dir=f.prepared_dir, overrides=parse_overrides(f.set),
-      retrain=f.retrain, retrain_without_answers=f.retrain_without_answers, runtime_results=f.runtime_results, tfidf_results=f.tfidf_results,
+      retrain=f.retrain, retrain_without_answers=f.retrain_without_answers,
+      runtime_results=f.runtime_results, tfidf_results=f.tfidf_results,
       command=" ".join(["python -m train.study"] + sys.argv[1:]),
   )
   with errors.one_line_errors():

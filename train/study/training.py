@@ -73,7 +73,12 @@ def train_one(run: StudyRun, seed: int, options: StudyOptions) -> Dict[str, Any]
   changes the trained result (train.runs.workdir.RESULT_INDEPENDENT_FIELDS may differ, e.g. the
   log and eval cadences).
   """
-  record = reusable_record(run, seed, options)
+  return _train_unless_reusable(run, seed, options, reusable_record(run, seed, options))
+
+
+def _train_unless_reusable(run: StudyRun, seed: int, options: StudyOptions,
+                           record: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+  """``train_one`` given ``reusable_record`` of (run, seed) (None: train or reuse its workdir)."""
   if record is None:
     record = _train_or_reuse_workdir(run, seed, options)
     os.makedirs(os.path.join(options.output_dir, "runs"), exist_ok=True)
@@ -131,15 +136,16 @@ def run_study(options: StudyOptions) -> Dict[str, Any]:
   runs = select_runs(options.runs)
   seeds = list(options.seeds) if options.seeds is not None else list(
       QUICK_SEEDS if options.quick else FULL_SEEDS)
+  committed = {}
   for run in runs:  # Fail fast on a bad override or a record of another config, before hours of training.
     models.create_model(build_config(run, seeds[0], options), vocab_size=2)
     for seed in seeds:
-      reusable_record(run, seed, options)
+      committed[run.name, seed] = reusable_record(run, seed, options)
   os.makedirs(os.path.join(options.output_dir, "runs"), exist_ok=True)
   for run in runs:
     for seed in seeds:
       print(f"[study] {run.name} seed {seed}", flush=True)
-      record = train_one(run, seed, options)
+      record = _train_unless_reusable(run, seed, options, committed[run.name, seed])
       if record["status"] == "ok":
         report = record["report"]
         print(f"[study] {run.name} seed {seed}: test acc {report['test']['accuracy']:.4f}, "
