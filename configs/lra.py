@@ -12,7 +12,8 @@ image, pathfinder32, pathfinder64); models ``MODELS``:
                         8 heads of 31 (chunks of 64: on XLA's CPU backend half the training step and
                         0.4x the forward of chunks of 256 at length 1,024; the same function)
   transformer_rope      Transformer encoder, rotary positions (the slides' MHFA + RoPE), 3 layers,
-                        d_model 128, 4 heads, feed-forward 512
+                        d_model 128, 4 heads, feed-forward 512; exact attention computed in blocks of
+                        256 queries, recomputed in the backward pass (flash attention's memory)
   performer             the same Transformer with FAVOR+ attention (256 random features per head)
 
 At ListOps (16 token ids) they have 595.5k-606.1k parameters (the Transformer and the Performer
@@ -44,7 +45,7 @@ QUICK_MODEL_FIELDS = {
     "mamba": {"d_model": 16, "n_layers": 1},
     "mamba2": {"d_model": 16, "n_layers": 1, "head_dim": 8, "chunk_size": 16},
     "mamba2_bidirectional": {"d_model": 16, "n_layers": 1, "head_dim": 8, "chunk_size": 16},
-    "transformer_rope": {"d_model": 16, "n_layers": 1, "num_heads": 2, "d_ff": 32},
+    "transformer_rope": {"d_model": 16, "n_layers": 1, "num_heads": 2, "d_ff": 32, "attention_block": 32},
     "performer": {"d_model": 16, "n_layers": 1, "num_heads": 2, "d_ff": 32, "num_features": 16},
 }
 # --quick: a few generated examples, short inputs, a few steps (a smoke test of the whole command).
@@ -84,7 +85,9 @@ def model_fields(model: str) -> tuple[str, dict]:
     fields = dict(d_model=128, n_layers=3, num_heads=4, d_ff=512, dropout=0.1, positions="rope", pooling="mean")
     if model == "performer":
       return "performer", dict(fields, num_features=256, feature_seed=0)
-    return "transformer", fields
+    # Exact attention in blocks of 256 queries (the slides' flash attention): dense, a training step at
+    # length 2,048 and batch 32 needs ~28 GiB.
+    return "transformer", dict(fields, attention_block=256)
   raise ValueError(f"unknown LRA model {model!r}; one of {', '.join(MODELS)}")
 
 

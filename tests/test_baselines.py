@@ -4,6 +4,8 @@ config checks, RoPE's relative positions, FAVOR+ against softmax attention, a tr
 What every classifier promises (padding, logits, dropout, bfloat16, gradients) is in tests/test_classifiers.py.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +25,7 @@ from mamba_jax.baselines import (
     sinusoidal_positions,
 )
 from mamba_jax.baselines import performer as performer_lib
+from mamba_jax.baselines import transformer as transformer_lib
 
 VOCAB = 50
 
@@ -164,6 +167,62 @@ class RotaryPositionTest(parameterized.TestCase):
     swapped = tokens.at[:, 2].set(tokens[:, 6]).at[:, 6].set(tokens[:, 2])
     logits, logits_swapped = model.apply(variables, tokens, mask), model.apply(variables, swapped, mask)
     self.assertGreater(float(jnp.max(jnp.abs(logits - logits_swapped))), 1e-5)
+
+
+class BlockwiseAttentionTest(parameterized.TestCase):
+  """``attention_block`` > 0: the dense attention's function, gradients and dropout law in blocks of queries."""
+
+  def _pair(self, positions, block=4, length=19, **overrides):
+    dense = _small("transformer", positions=positions, n_layers=1, **overrides)
+    blockwise = _small("transformer", positions=positions, n_layers=1, attention_block=block, **overrides)
+    tokens = jax.random.randint(jax.random.key(3), (3, length), 1, VOCAB)
+    mask = (jnp.arange(length)[None] < jnp.array([[length], [11], [5]])).astype(jnp.int32)  # Right padding.
+    variables = dense.init({"params": jax.random.key(4)}, tokens, mask)
+    return dense, blockwise, variables, tokens, mask
+
+  @parameterized.parameters("rope", "sinusoidal")
+  def test_same_logits_and_gradients_as_dense(self, positions):
+    dense, blockwise, variables, tokens, mask = self._pair(positions)  # 19 queries: 5 blocks, the last padded.
+    np.testing.assert_allclose(jax.jit(blockwise.apply)(variables, tokens, mask),
+                               jax.jit(dense.apply)(variables, tokens, mask), atol=1e-5)
+    loss = lambda model: lambda params: jnp.sum(model.apply({"params": params}, tokens, mask) ** 2)
+    grads = [jax.jit(jax.grad(loss(m)))(variables["params"]) for m in (dense, blockwise)]
+    chex.assert_trees_all_close(grads[1], grads[0], atol=1e-5)
+    short = _small("transformer", positions=positions, n_layers=1, attention_block=64)  # One block: the dense function.
+    np.testing.assert_allclose(short.apply(variables, tokens, mask), dense.apply(variables, tokens, mask), atol=1e-6)
+
+  def test_dropout_masks_per_block_keep_the_dense_rate(self):
+    dense, blockwise, variables, tokens, mask = self._pair("rope", dropout=0.5)
+    apply = jax.jit(lambda seed: blockwise.apply(variables, tokens, mask, train=True,
+                                                 rngs={"dropout": jax.random.key(seed)}))
+    np.testing.assert_array_equal(apply(7), apply(7))  # Same rng, same draw.
+    self.assertGreater(float(jnp.max(jnp.abs(apply(7) - apply(8)))), 1e-4)
+    key = jax.random.normal(jax.random.key(5), (1, 64, 1, 4))
+    value = jnp.ones((1, 64, 1, 4))
+    out = jax.jit(functools.partial(transformer_lib.blockwise_attention, dropout_rate=0.25, block_size=8))(
+        key, key, value, dropout_rng=jax.random.key(6))
+    # Each output row is sum(kept weights) / 0.75 (the weights sum to 1): its mean over rows is ~1.
+    self.assertAlmostEqual(float(jnp.mean(out)), 1.0, delta=0.1)
+    self.assertGreater(float(jnp.std(out[0, :, 0, 0])), 0.05)
+
+  def test_training_step_memory_grows_with_the_block_not_the_length(self):
+    length = 512
+    tokens, mask = jnp.ones((2, length), jnp.int32), jnp.ones((2, length), jnp.int32)
+
+    def temp_bytes(block):
+      model = _small("transformer", positions="rope", attention_block=block, max_length=length)
+      params = model.init({"params": jax.random.key(0)}, tokens[:, :8], mask[:, :8])["params"]
+      grad = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({"params": p}, tokens, mask, train=True,
+                                                             rngs={"dropout": jax.random.key(1)}))))
+      return grad.lower(params).compile().memory_analysis().temp_size_in_bytes
+
+    dense, blockwise = temp_bytes(0), temp_bytes(32)
+    self.assertGreater(dense, 2 * 4 * length * length * 4)  # At least one layer's (b, h, l, l) float32 scores.
+    self.assertLess(blockwise, dense / 4)
+
+  def test_config_rejects_a_negative_block(self):
+    with pytest.raises(ValueError, match="attention_block"):
+      TransformerConfig(vocab_size=10, attention_block=-1)
 
 
 class FavorAttentionTest(parameterized.TestCase):

@@ -17,6 +17,13 @@ RoFormer, arXiv:2104.09864): no table; every layer rotates each head's queries a
 keys by angles proportional to their positions (:func:`rotary_embedding`), so a
 query-key score depends on the two positions only through their difference.
 
+Attention (``TransformerConfig.attention_block``): 0 computes each layer's (b, h, l, l) score matrix
+at once (``nn.dot_product_attention``); > 0 computes the same exact softmax attention for blocks of
+that many queries in turn and recomputes each block's scores in the backward pass
+(:func:`blockwise_attention`: the memory schedule of flash attention, Dao et al. 2022, in plain JAX),
+so a layer holds (b, h, block, l) scores instead of (b, h, l, l): at length 2,048, batch 32, the
+LRA Transformer's training step fits in a few GiB instead of ~28.
+
 The self-attention of a layer is ``EncoderLayer.self_attention``; the Performer
 baseline (:mod:`mamba_jax.baselines.performer`) replaces only that method.
 """
@@ -57,6 +64,8 @@ class TransformerConfig:
   positions: str = "sinusoidal"
   max_length: int = 512  # Longest sequence "learned" positions can encode.
   rope_theta: float = 10000.0  # "rope" only: the base of the rotation frequencies theta^(-2i/p).
+  # Queries per attention block (0: the whole (l, l) score matrix at once); see the module docstring.
+  attention_block: int = 0
   pooling: str = "mean"  # "mean" over real tokens, or the "last" real token.
   norm_epsilon: float = 1e-5  # LayerNorm epsilon.
   dtype: Any = jnp.float32  # Activation dtype; parameters and the residual stream stay float32.
@@ -74,6 +83,8 @@ class TransformerConfig:
                        f"= {self.d_model // self.num_heads} must be even")
     if self.positions == "rope" and not self.rope_theta > 1.0:
       raise ValueError(f"rope_theta must be > 1, got {self.rope_theta}")
+    if not isinstance(self.attention_block, int) or self.attention_block < 0:
+      raise ValueError(f"attention_block must be an integer >= 0 (0: dense attention), got {self.attention_block!r}")
 
 
 def sinusoidal_positions(length: int, width: int) -> np.ndarray:
@@ -121,6 +132,61 @@ def rotary_dot_product_attention(query: Array, key: Array, value: Array, mask: O
       deterministic=deterministic, dtype=dtype, precision=precision)
 
 
+def blockwise_attention(query: Array, key: Array, value: Array, mask: Optional[Array] = None,
+                        dropout_rng: Optional[Array] = None, dropout_rate: float = 0.0,
+                        broadcast_dropout: bool = True, deterministic: bool = False, dtype: Any = None,
+                        precision: Any = None, *, block_size: int, rope_theta: Optional[float] = None) -> Array:
+  """Exact softmax attention, ``block_size`` queries at a time, each block recomputed in the backward pass.
+
+  query, key, value (b, l, h, p) -> (b, l, h, p); the ``attention_fn`` of
+  ``nn.MultiHeadDotProductAttention`` (its arguments), with :func:`rotary_embedding` of the queries and
+  keys first when ``rope_theta`` is given. The result equals ``nn.dot_product_attention``'s (scores in
+  ``dtype``, softmax in float32, masked keys at the dtype's minimum) without its (b, h, l, l) matrix:
+  ``jax.lax.map`` runs the query blocks in turn and ``jax.checkpoint`` keeps only each block's inputs
+  for the backward pass. ``mask``: broadcastable to (b, h, l, l) (a key mask (b, 1, 1, l) here).
+  Dropout on the attention weights draws each block's mask from ``fold_in(dropout_rng, block)``
+  (``broadcast_dropout``: one (block, l) mask shared by the batch and heads, as flax's), so it is the
+  same distribution as the dense function's, not the same draw. A sequence of at most ``block_size``
+  queries is one block: exactly ``nn.dot_product_attention``.
+  """
+  if rope_theta is not None:
+    query, key = rotary_embedding(query, rope_theta), rotary_embedding(key, rope_theta)
+  dtype = query.dtype if dtype is None else dtype
+  b, length, h, p = query.shape
+  if length <= block_size:
+    return nn.dot_product_attention(query, key, value, mask=mask, dropout_rng=dropout_rng,
+                                    dropout_rate=dropout_rate, broadcast_dropout=broadcast_dropout,
+                                    deterministic=deterministic, dtype=dtype, precision=precision)
+  num_blocks = -(-length // block_size)
+  pad = num_blocks * block_size - length
+  query = query / jnp.sqrt(p).astype(dtype)
+  blocks = jnp.pad(query, ((0, 0), (0, pad), (0, 0), (0, 0))).reshape(b, num_blocks, block_size, h, p)
+  if mask is not None:
+    mask = jnp.broadcast_to(mask, mask.shape[:-2] + (mask.shape[-2], key.shape[1]))
+  per_query_mask = mask is not None and mask.shape[-2] != 1
+  if per_query_mask:
+    mask = jnp.pad(mask, ((0, 0),) * (mask.ndim - 2) + ((0, pad), (0, 0)))
+  use_dropout = not deterministic and dropout_rate > 0.0
+
+  @jax.checkpoint
+  def attend(q_block: Array, index: Array) -> Array:
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q_block, key, precision=precision).astype(dtype)
+    if mask is not None:
+      block_mask = (jax.lax.dynamic_slice_in_dim(mask, index * block_size, block_size, axis=mask.ndim - 2)
+                    if per_query_mask else mask)
+      scores = jnp.where(block_mask, scores, jnp.finfo(dtype).min)
+    weights = jax.nn.softmax(scores.astype(jnp.float32)).astype(dtype)
+    if use_dropout:
+      keep_prob = 1.0 - dropout_rate
+      shape = (1, 1) + weights.shape[-2:] if broadcast_dropout else weights.shape
+      keep = jax.random.bernoulli(jax.random.fold_in(dropout_rng, index), keep_prob, shape)
+      weights = weights * (keep.astype(dtype) / jnp.asarray(keep_prob, dtype))
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, value, precision=precision)
+
+  out = jax.lax.map(lambda args: attend(*args), (jnp.moveaxis(blocks, 1, 0), jnp.arange(num_blocks)))
+  return jnp.moveaxis(out, 0, 1).reshape(b, num_blocks * block_size, h, p)[:, :length]
+
+
 class EncoderLayer(nn.Module):
   """One pre-norm encoder layer: self-attention then feed-forward, both residual.
 
@@ -133,8 +199,13 @@ class EncoderLayer(nn.Module):
   def self_attention(self, y: Array, key_mask: Array, train: bool) -> Array:
     """Multi-head softmax attention of y (b, l, m) over its real keys -> (b, l, m), submodule "attention"."""
     cfg = self.config
-    attention_fn = (functools.partial(rotary_dot_product_attention, theta=cfg.rope_theta)
-                    if cfg.positions == "rope" else nn.dot_product_attention)
+    rope_theta = cfg.rope_theta if cfg.positions == "rope" else None
+    if cfg.attention_block:
+      attention_fn = functools.partial(blockwise_attention, block_size=cfg.attention_block, rope_theta=rope_theta)
+    elif rope_theta is not None:
+      attention_fn = functools.partial(rotary_dot_product_attention, theta=rope_theta)
+    else:
+      attention_fn = nn.dot_product_attention
     return nn.MultiHeadDotProductAttention(
         num_heads=cfg.num_heads,
         qkv_features=cfg.d_model,
