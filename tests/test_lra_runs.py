@@ -128,6 +128,25 @@ def test_schedule_is_fitted_to_the_budget_and_kept_on_resume(tmp_path, monkeypat
     runs.fit_to_budget(runs.build_config("listops", "mamba2", options), 1e-5, str(tmp_path / "x"), log=print)
 
 
+def test_probe_times_the_trainers_own_compiled_step(tmp_path, monkeypatch):
+  from train.data import pipeline  # pylint: disable=import-outside-toplevel
+  config = runs.build_config("listops", "mamba2", tiny_options(tmp_path))
+  datasets = pipeline.get_datasets(config, log=lambda _: None)
+  timed = []
+  step_of = trainer.Trainer.__init__
+
+  def spy(self, *args, **kwargs):  # The probe's step is the one a run compiles (donated state, shardings).
+    step_of(self, *args, **kwargs)
+    compiled = self.train_step
+    self.train_step = lambda *a: timed.append(a[1]["tokens"].shape) or compiled(*a)
+
+  monkeypatch.setattr(trainer.Trainer, "__init__", spy)
+  step_s = runs.probe_step_s(config, datasets)
+  assert 0.0 < step_s < 60.0
+  typical = runs.typical_length(config, datasets.splits["train"])  # The bucket of the median example.
+  assert typical in (32, 64) and timed == [(8, typical)] * (1 + runs.PROBE_STEPS)
+
+
 def test_bad_options_are_one_line_errors(tmp_path):
   with pytest.raises(ValueError, match="unknown LRA model"):
     runs.build_config("listops", "lstm", tiny_options(tmp_path))
