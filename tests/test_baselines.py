@@ -114,6 +114,8 @@ class ConfigTest(parameterized.TestCase):
       TransformerConfig(vocab_size=10, positions="rotary")
     with pytest.raises(ValueError, match="must be even"):
       TransformerConfig(vocab_size=10, d_model=12, num_heads=4, positions="rope")
+    with pytest.raises(ValueError, match="attention_block"):
+      TransformerConfig(vocab_size=10, attention_block=-1)
     with pytest.raises(ValueError, match="num_features"):
       PerformerConfig(vocab_size=10, num_features=0)
     with pytest.raises(ValueError, match="pooling"):
@@ -199,7 +201,7 @@ class BlockwiseAttentionTest(parameterized.TestCase):
     self.assertGreater(float(jnp.max(jnp.abs(apply(7) - apply(8)))), 1e-4)
     key = jax.random.normal(jax.random.key(5), (1, 64, 1, 4))
     value = jnp.ones((1, 64, 1, 4))
-    out = jax.jit(functools.partial(transformer_lib.blockwise_attention, dropout_rate=0.25, block_size=8))(
+    out = jax.jit(functools.partial(transformer_lib.exact_attention, dropout_rate=0.25, block_size=8))(
         key, key, value, dropout_rng=jax.random.key(6))
     # Each output row is sum(kept weights) / 0.75 (the weights sum to 1): its mean over rows is ~1.
     self.assertAlmostEqual(float(jnp.mean(out)), 1.0, delta=0.1)
@@ -219,10 +221,6 @@ class BlockwiseAttentionTest(parameterized.TestCase):
     dense, blockwise = temp_bytes(0), temp_bytes(32)
     self.assertGreater(dense, 2 * 4 * length * length * 4)  # At least one layer's (b, h, l, l) float32 scores.
     self.assertLess(blockwise, dense / 4)
-
-  def test_config_rejects_a_negative_block(self):
-    with pytest.raises(ValueError, match="attention_block"):
-      TransformerConfig(vocab_size=10, attention_block=-1)
 
 
 class FavorAttentionTest(parameterized.TestCase):

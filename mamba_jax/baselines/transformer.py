@@ -20,7 +20,7 @@ query-key score depends on the two positions only through their difference.
 Attention (``TransformerConfig.attention_block``): 0 computes each layer's (b, h, l, l) score matrix
 at once (``nn.dot_product_attention``); > 0 computes the same exact softmax attention for blocks of
 that many queries in turn and recomputes each block's scores in the backward pass
-(:func:`blockwise_attention`: the memory schedule of flash attention, Dao et al. 2022, in plain JAX),
+(:func:`exact_attention`: the memory schedule of flash attention, Dao et al. 2022, in plain JAX),
 so a layer holds (b, h, block, l) scores instead of (b, h, l, l): at length 2,048, batch 32, the
 LRA Transformer's training step fits in a few GiB instead of ~28.
 
@@ -117,43 +117,28 @@ def rotary_embedding(x: Array, theta: float = 10000.0) -> Array:
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
-def rotary_dot_product_attention(query: Array, key: Array, value: Array, mask: Optional[Array] = None,
-                                 dropout_rng: Optional[Array] = None, dropout_rate: float = 0.0,
-                                 broadcast_dropout: bool = True, deterministic: bool = False,
-                                 dtype: Any = None, precision: Any = None, *, theta: float = 10000.0) -> Array:
-  """``nn.dot_product_attention`` after :func:`rotary_embedding` of the queries and keys.
+def exact_attention(query: Array, key: Array, value: Array, mask: Optional[Array] = None,
+                    dropout_rng: Optional[Array] = None, dropout_rate: float = 0.0, broadcast_dropout: bool = True,
+                    deterministic: bool = False, dtype: Any = None, precision: Any = None, *,
+                    rope_theta: Optional[float] = None, block_size: int = 0) -> Array:
+  """``nn.dot_product_attention``, after :func:`rotary_embedding` of the queries and keys (``rope_theta``
+  given), for ``block_size`` queries at a time (> 0), each block recomputed in the backward pass.
 
   query, key, value (b, l, h, p) -> (b, l, h, p); the ``attention_fn`` of
-  ``nn.MultiHeadDotProductAttention`` for ``positions="rope"``.
-  """
-  return nn.dot_product_attention(
-      rotary_embedding(query, theta), rotary_embedding(key, theta), value, mask=mask,
-      dropout_rng=dropout_rng, dropout_rate=dropout_rate, broadcast_dropout=broadcast_dropout,
-      deterministic=deterministic, dtype=dtype, precision=precision)
-
-
-def blockwise_attention(query: Array, key: Array, value: Array, mask: Optional[Array] = None,
-                        dropout_rng: Optional[Array] = None, dropout_rate: float = 0.0,
-                        broadcast_dropout: bool = True, deterministic: bool = False, dtype: Any = None,
-                        precision: Any = None, *, block_size: int, rope_theta: Optional[float] = None) -> Array:
-  """Exact softmax attention, ``block_size`` queries at a time, each block recomputed in the backward pass.
-
-  query, key, value (b, l, h, p) -> (b, l, h, p); the ``attention_fn`` of
-  ``nn.MultiHeadDotProductAttention`` (its arguments), with :func:`rotary_embedding` of the queries and
-  keys first when ``rope_theta`` is given. The result equals ``nn.dot_product_attention``'s (scores in
+  ``nn.MultiHeadDotProductAttention`` (its arguments). With ``block_size`` 0, or at most ``block_size``
+  queries, this is ``nn.dot_product_attention`` itself. In blocks, the result is the same (scores in
   ``dtype``, softmax in float32, masked keys at the dtype's minimum) without its (b, h, l, l) matrix:
   ``jax.lax.map`` runs the query blocks in turn and ``jax.checkpoint`` keeps only each block's inputs
   for the backward pass. ``mask``: broadcastable to (b, h, l, l) (a key mask (b, 1, 1, l) here).
   Dropout on the attention weights draws each block's mask from ``fold_in(dropout_rng, block)``
   (``broadcast_dropout``: one (block, l) mask shared by the batch and heads, as flax's), so it is the
-  same distribution as the dense function's, not the same draw. A sequence of at most ``block_size``
-  queries is one block: exactly ``nn.dot_product_attention``.
+  same distribution as the dense function's, not the same draw.
   """
   if rope_theta is not None:
     query, key = rotary_embedding(query, rope_theta), rotary_embedding(key, rope_theta)
   dtype = query.dtype if dtype is None else dtype
   b, length, h, p = query.shape
-  if length <= block_size:
+  if not block_size or length <= block_size:
     return nn.dot_product_attention(query, key, value, mask=mask, dropout_rng=dropout_rng,
                                     dropout_rate=dropout_rate, broadcast_dropout=broadcast_dropout,
                                     deterministic=deterministic, dtype=dtype, precision=precision)
@@ -199,13 +184,8 @@ class EncoderLayer(nn.Module):
   def self_attention(self, y: Array, key_mask: Array, train: bool) -> Array:
     """Multi-head softmax attention of y (b, l, m) over its real keys -> (b, l, m), submodule "attention"."""
     cfg = self.config
-    rope_theta = cfg.rope_theta if cfg.positions == "rope" else None
-    if cfg.attention_block:
-      attention_fn = functools.partial(blockwise_attention, block_size=cfg.attention_block, rope_theta=rope_theta)
-    elif rope_theta is not None:
-      attention_fn = functools.partial(rotary_dot_product_attention, theta=rope_theta)
-    else:
-      attention_fn = nn.dot_product_attention
+    attention_fn = functools.partial(exact_attention, block_size=cfg.attention_block,
+                                     rope_theta=cfg.rope_theta if cfg.positions == "rope" else None)
     return nn.MultiHeadDotProductAttention(
         num_heads=cfg.num_heads,
         qkv_features=cfg.d_model,
