@@ -147,6 +147,28 @@ def test_probe_times_the_trainers_own_compiled_step(tmp_path, monkeypatch):
   assert typical in (32, 64) and timed == [(8, typical)] * (1 + runs.PROBE_STEPS)
 
 
+def test_a_finished_run_is_skipped_and_other_inputs_are_an_error(tmp_path, monkeypatch):
+  options = tiny_options(tmp_path, overrides={"num_train_steps": 2})
+  first = runs.run(options, log=lambda _: None)[0]
+  assert first["steps"] == 2 and first["inputs"]["budget_minutes"] == 0.0
+  assert "prepared_dir" not in first["inputs"]["config"] and "num_train_steps" not in first["inputs"]["config"]
+  monkeypatch.setattr(trainer, "train_and_evaluate", lambda *a, **k: pytest.fail("trained again"))
+  # Its workdir gone and the data elsewhere (another machine): still finished.
+  moved = tiny_options(tmp_path, overrides={"num_train_steps": 2, "prepared_dir": str(tmp_path / "elsewhere")})
+  moved.workdir_root = str(tmp_path / "other_workdirs")
+  messages = []
+  assert runs.run(moved, log=messages.append) == [first]
+  assert messages == [f"listops mamba2: finished already ({runs.run_file(options.output_dir, 'listops', 'mamba2')}); "
+                      "skipped"]
+  with pytest.raises(ValueError, match=r"other inputs \(model.d_model: 16, now 8\).*--start_over"):
+    runs.run(tiny_options(tmp_path, overrides={"num_train_steps": 2, "model.d_model": 8}), log=lambda _: None)
+  with pytest.raises(ValueError, match=r"other inputs \(budget_minutes: 0.0, now 5.0\)"):
+    runs.run(tiny_options(tmp_path, overrides={"num_train_steps": 2}, budget_minutes=5.0), log=lambda _: None)
+  monkeypatch.undo()
+  again = runs.run(tiny_options(tmp_path, overrides={"num_train_steps": 3}, start_over=True), log=lambda _: None)[0]
+  assert again["steps"] == 3  # --start_over replaces the record.
+
+
 def test_bad_options_are_one_line_errors(tmp_path):
   with pytest.raises(ValueError, match="unknown LRA model"):
     runs.build_config("listops", "lstm", tiny_options(tmp_path))

@@ -11,7 +11,9 @@ r"""The Long Range Arena study: train a model on a task within a wall-clock budg
 Tasks: listops, text, retrieval, image, pathfinder32, pathfinder64 (train/data/lra/tasks.py);
 models: mamba, mamba2, mamba2_bidirectional, transformer_rope, performer (configs/lra.py). A run
 trains in <workdir_root>/<task>/<model> (run the same command again to resume), writes its record
-to <output_dir>/runs/<task>__<model>.json and rewrites <output_dir>/table.md. --set key=value
+to <output_dir>/runs/<task>__<model>.json and rewrites <output_dir>/table.md; a (task, model) with a
+record of the same config and budget is skipped (another config: a one-line error; --start_over runs
+it again). --set key=value
 changes a config field (e.g. --set=lra_sizes=(2000,200,200) --set=model.n_layers=2). Errors are one
 line, exit code 2; a run stopped by SIGTERM/SIGINT exits 75 after saving (run it again).
 """

@@ -12,6 +12,11 @@ budget does; the budget itself (``config.budget_minutes``, what remains after th
 training wherever the schedule is. A stopped run started again keeps its fitted schedule and
 its remaining budget (the workdir's config and checkpoints say both): it resumes, or, when the
 budget is spent, only evaluates again.
+
+A (task, model) whose record exists is finished: ``run`` skips it when the record was made with the
+same inputs (``run_inputs``: the config before fitting, but where the data lies, and the requested
+budget), even where its workdir is gone (another machine), and stops with a one-line error when it
+was made with other inputs (``start_over`` runs it again and replaces the record).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ SCHEDULE_SHARE = 0.7  # Of the remaining budget, the share the fitted schedule p
 PROBE_STEPS = 3  # Timed steps after the compiling one.
 MIN_STEPS = 10  # A fitted schedule has at least this many steps.
 FITTED_FIELDS = ("num_train_steps", "warmup_steps", "budget_minutes")  # What fitting sets.
+# Where the data lies on this machine: not what a run computes (the cached data's key says that).
+LOCATION_FIELDS = ("data_dir", "lra_data_dir", "prepared_dir")
 
 
 @dataclasses.dataclass
@@ -173,9 +180,49 @@ def run_file(output_dir: str, task: str, model: str) -> str:
   return os.path.join(output_dir, "runs", f"{task}__{model}.json")
 
 
+def run_inputs(config: ml_collections.ConfigDict, options: LraOptions) -> dict:
+  """What a record's numbers depend on: ``config`` as built, before fitting (every field but
+  ``FITTED_FIELDS`` and ``LOCATION_FIELDS``), and the requested budget."""
+  fields = {name: value for name, value in workdir_lib.as_json_dict(config).items()
+            if name not in FITTED_FIELDS + LOCATION_FIELDS}
+  return {"config": fields, "budget_minutes": float(options.budget_minutes)}
+
+
+def finished_record(path: str, inputs: dict) -> Optional[dict]:
+  """The record at ``path`` if it was made with ``inputs``; None when there is none.
+
+  Raises:
+    ValueError: the record was made with other inputs (or predates them).
+  """
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    record = json.load(f)
+  stored = record.get("inputs")
+  if stored is None:
+    raise ValueError(f"{path} does not say what it was made with; move it away or run with --start_over")
+  differences = [difference for difference in workdir_lib.result_differences(stored["config"], inputs["config"])
+                 if difference[0] not in FITTED_FIELDS + LOCATION_FIELDS]
+  if stored["budget_minutes"] != inputs["budget_minutes"]:
+    differences.insert(0, ("budget_minutes", stored["budget_minutes"], inputs["budget_minutes"]))
+  if differences:
+    name, old, new = differences[0]
+    raise ValueError(f"{path} was made with other inputs ({name}: {old!r}, now {new!r}); move it away or run "
+                     f"with --start_over")
+  return record
+
+
 def run_one(task: str, model: str, options: LraOptions, log: Callable[[str], None] = print) -> dict:
-  """Trains (or resumes, or re-evaluates) one (task, model); writes and returns its record."""
+  """Trains (or resumes, or re-evaluates) one (task, model); writes and returns its record; returns the
+  existing record of a finished one (``finished_record``) without training."""
   config = build_config(task, model, options)
+  path = run_file(options.output_dir, task, model)
+  inputs = run_inputs(config, options)
+  if not options.start_over:
+    record = finished_record(path, inputs)
+    if record is not None:
+      log(f"{task} {model}: finished already ({path}); skipped")
+      return record
   workdir = os.path.join(options.workdir_root, task, model)
   if options.start_over and os.path.isdir(workdir):
     workdir_lib.clear_run_outputs(workdir)
@@ -188,11 +235,10 @@ def run_one(task: str, model: str, options: LraOptions, log: Callable[[str], Non
       "validation_accuracy": report["validation"]["accuracy"], "examples_seen": report["examples_seen"],
       "steps": report["steps"], "stopped_by_budget": report["stopped_by_budget"],
       "wall_time_total_s": report["wall_time_total_s"], "num_params": report["num_params"],
-      "examples_per_s": report["examples_per_s"],
+      "examples_per_s": report["examples_per_s"], "inputs": inputs,
       "environment": provenance.environment(jax.devices()[0], options.command),
       "report": report,
   }
-  path = run_file(options.output_dir, task, model)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, "w", encoding="utf-8") as f:
     json.dump(provenance.to_jsonable(record), f, indent=1)
@@ -203,9 +249,12 @@ def run_one(task: str, model: str, options: LraOptions, log: Callable[[str], Non
 
 
 def run(options: LraOptions, log: Callable[[str], None] = print) -> list[dict]:
-  """``run_one`` for every model of ``options`` (checked first, before any training)."""
+  """``run_one`` for every model of ``options`` (each config and existing record checked first, before any
+  training)."""
   for model in options.models:
-    build_config(options.task, model, options)
+    config = build_config(options.task, model, options)
+    if not options.start_over:
+      finished_record(run_file(options.output_dir, options.task, model), run_inputs(config, options))
   input_feed.check_batch_size(build_config(options.task, options.models[0], options).batch_size)
   return [run_one(options.task, model, options, log) for model in options.models]
 
