@@ -57,7 +57,8 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir_root", "workdirs/lra", "Workdirs: <root>/<task>/<model>.")
   flags.DEFINE_string("output_dir", "results/lra", "Run records (runs/) and table.md.")
   flags.DEFINE_multi_string("set", [], "key=value config override (repeatable).")
-  flags.DEFINE_bool("start_over", False, "Delete the workdir's earlier checkpoints, metrics and report first.")
+  flags.DEFINE_bool("start_over", False, "Delete the workdir's earlier checkpoints, metrics and report first, "
+                    "and replace the run's record.")
   flags.DEFINE_bool("quick", False, "Tiny models, a few generated examples, max_length 128, 4 steps: a smoke "
                     "test of the whole command in seconds (configs/lra.py quick()).")
   flags.DEFINE_bool("param_counts", False, "Print every model's parameters at every task.")
