@@ -12,7 +12,7 @@ import os
 import platform
 import re
 import subprocess
-from typing import Any, Dict, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -119,3 +119,21 @@ def write_report(stem: str, report: dict, markdown: str) -> None:
     f.write(markdown)
   print(markdown)
   print(f"Wrote {stem}.json and {stem}.md")
+
+
+def recorded_run(path: str, inputs: dict, differences: Callable[[dict, dict], str], remedy: str) -> Optional[dict]:
+  """The run record at ``path`` (JSON with its ``inputs``) if it was made with ``inputs``; None when there is none.
+
+  ``differences(recorded inputs ({} when none), inputs)``: what differs, in words ("" when nothing).
+
+  Raises:
+    ValueError: the record was made with other inputs: "<path> was made with other inputs (<what>); <remedy>".
+  """
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    record = json.load(f)
+  differing = differences(record.get("inputs", {}), inputs)
+  if differing:
+    raise ValueError(f"{path} was made with other inputs ({differing}); {remedy}")
+  return record

@@ -125,15 +125,13 @@ def run_inputs(method: str, split: dict, model: Optional[str], class_weighting: 
 
 def earlier_run(path: str, inputs: dict) -> bool:
   """Whether ``path`` holds this run already; a run file of other inputs is a ValueError."""
-  if not os.path.exists(path):
-    return False
-  with open(path, encoding="utf-8") as f:
-    recorded = json.load(f).get("inputs", {})
+  return provenance.recorded_run(path, inputs, _differing_inputs,
+                                 "give another --output_dir, or remove it to run it again") is not None
+
+
+def _differing_inputs(recorded: dict, inputs: dict) -> str:
   differing = sorted(k for k in inputs.keys() | recorded.keys() if inputs.get(k) != recorded.get(k))
-  if differing:
-    raise ValueError(f"{path} was made with other inputs ({', '.join(differing)} differ: another model, source "
-                     "or training config); give another --output_dir, or remove it to run it again")
-  return True
+  return f"{', '.join(differing)} differ: another model, source or training config" if differing else ""
 
 
 def split_source(path: str, text_column: str, label_column: str, test_share: float, work_dir: str,

@@ -194,22 +194,21 @@ def finished_record(path: str, inputs: dict) -> Optional[dict]:
   Raises:
     ValueError: the record was made with other inputs (or predates them).
   """
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding="utf-8") as f:
-    record = json.load(f)
-  stored = record.get("inputs")
-  if stored is None:
-    raise ValueError(f"{path} does not say what it was made with; move it away or run with --start_over")
+  return provenance.recorded_run(path, inputs, _first_difference, "move it away or run with --start_over")
+
+
+def _first_difference(stored: dict, inputs: dict) -> str:
+  """The first input that differs, as "name: old, now new" ("" when none)."""
+  if "config" not in stored:
+    return "none recorded"
   differences = [difference for difference in workdir_lib.result_differences(stored["config"], inputs["config"])
                  if difference[0] not in FITTED_FIELDS + LOCATION_FIELDS]
   if stored["budget_minutes"] != inputs["budget_minutes"]:
     differences.insert(0, ("budget_minutes", stored["budget_minutes"], inputs["budget_minutes"]))
-  if differences:
-    name, old, new = differences[0]
-    raise ValueError(f"{path} was made with other inputs ({name}: {old!r}, now {new!r}); move it away or run "
-                     f"with --start_over")
-  return record
+  if not differences:
+    return ""
+  name, old, new = differences[0]
+  return f"{name}: {old!r}, now {new!r}"
 
 
 def run_one(task: str, model: str, options: LraOptions, log: Callable[[str], None] = print) -> dict:
